@@ -1,0 +1,7 @@
+"""Signals, their preprocessing, coordinate grids and the DataModules."""
+
+from inr_lightning.data.cohort import SignalDataModule
+from inr_lightning.data.sources import HuggingFaceImages, ImageFolder, LFWFaces, MRISlices, SignalSource, SkimageImages, Synthetic
+
+__all__ = ["HuggingFaceImages", "ImageFolder", "LFWFaces", "MRISlices", "SignalDataModule", "SignalSource",
+           "SkimageImages", "Synthetic"]

@@ -1,0 +1,60 @@
+"""Coordinate grids and the coordinates each training step uses.
+
+A step uses the full grid or ``coords_per_step`` coordinates drawn without replacement — the same
+coordinates for every signal.  The draw depends only on (seed, epoch, step), never on the process, so
+under DDP every rank knows the step's global coordinate set and takes the disjoint shard ``idx[rank::world]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+from torch.utils.data import IterableDataset
+
+
+def make_grid(height: int, width: int) -> Tensor:
+    """Uniform grid on [−1, 1]² (both ends included, as SIREN and STRAINER) as ``(H·W, 2)`` rows of (y, x),
+    row-major like the image."""
+    ys, xs = torch.linspace(-1, 1, height), torch.linspace(-1, 1, width)
+    return torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1).reshape(-1, 2)
+
+
+def rank_and_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def step_indices(num_coords: int, coords_per_step: int | None, seed: int, epoch: int, step: int) -> Tensor:
+    """Global coordinate indices of one training step (identical on every rank)."""
+    if coords_per_step is None or coords_per_step >= num_coords:
+        return torch.arange(num_coords)
+    g = torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 1_000_003 + step)
+    return torch.randperm(num_coords, generator=g)[:coords_per_step]
+
+
+class CoordinateSteps(IterableDataset):
+    """``steps`` training batches of one epoch: coordinates and every signal's targets at them.
+
+    Each batch is ``{"coords": (p, 2), "target": (N, p, C), "num_coords": P}`` where ``p`` is this rank's
+    shard and ``P`` the global number of coordinates of the step (the loss normalises by ``P``).
+    """
+
+    def __init__(self, coords: Tensor, targets: Tensor, coords_per_step: int | None, steps: int, seed: int,
+                 epoch_fn: Callable[[], int]) -> None:
+        self.coords, self.targets = coords, targets
+        self.coords_per_step, self.steps, self.seed, self.epoch_fn = coords_per_step, steps, seed, epoch_fn
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self) -> Iterator[dict]:
+        rank, world = rank_and_world()
+        epoch = self.epoch_fn()
+        for step in range(self.steps):
+            idx = step_indices(len(self.coords), self.coords_per_step, self.seed, epoch, step)
+            local = idx[rank::world]
+            yield {"coords": self.coords[local], "target": self.targets[:, local], "num_coords": len(idx)}

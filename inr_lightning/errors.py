@@ -1,0 +1,47 @@
+"""The one exception type for bad user input.
+
+Anything raised as ``InputError`` reaches the user as a single line (``error: …``) from the CLI, without
+a traceback; ``INR_LIGHTNING_TRACEBACK=1`` shows the full traceback instead.
+"""
+
+
+class InputError(ValueError):
+    """A config value, file or checkpoint that cannot be used; the message names it and what is allowed."""
+
+    # The most recent message.  jsonargparse folds exceptions raised while it instantiates classes into
+    # one long text without keeping the exception object; the CLI finds our sentence in it by this.
+    last_message: str | None = None
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        InputError.last_message = message
+
+
+def find_input_error(ex: BaseException | None) -> InputError | None:
+    """The InputError behind an exception, following ``raise … from …`` and implicit chaining."""
+    seen = set()
+    while ex is not None and id(ex) not in seen:
+        if isinstance(ex, InputError):
+            return ex
+        seen.add(id(ex))
+        ex = ex.__cause__ or ex.__context__
+    return None
+
+
+def one_line(message: str, ex: BaseException | None = None) -> str:
+    """The sentence a user needs from a parser failure: our own InputError if one caused it, else the
+    parser's first line and its first listed reason."""
+    cause = find_input_error(ex)
+    if cause is not None:
+        return str(cause)
+    if InputError.last_message and InputError.last_message in message:
+        return InputError.last_message
+    lines = [raw.strip() for raw in message.splitlines() if raw.strip()]
+    if not lines:
+        return message
+    # Follow the first line through the reasons it announces (lines ending in ':'), bullets included.
+    parts, i = [lines[0]], 0
+    while parts[-1].endswith(":") and i + 1 < len(lines):
+        i += 1
+        parts.append(lines[i].removeprefix("- "))
+    return " ".join(parts) + " (--help lists the accepted options)"

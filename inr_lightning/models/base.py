@@ -1,0 +1,110 @@
+"""What every INR-fitting stage shares: the STRAINER loss, full-grid evaluation, and the metrics it logs.
+
+Subclasses build ``self.net`` (a ``CohortINR``) and may override ``configure_optimizers``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+from torch import Tensor
+from torchmetrics.functional.image import peak_signal_noise_ratio
+from torchmetrics.image import StructuralSimilarityIndexMeasure
+
+from inr_lightning.analysis import stable_rank
+from inr_lightning.errors import InputError
+from inr_lightning.nn import CohortINR
+
+LOSS_REDUCTIONS = ("sum", "mean")
+
+
+def check_lr(lr: float) -> float:
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise InputError(f"learning rate must be a finite number > 0, got {lr!r}")
+    return float(lr)
+
+
+def to_unit(x: Tensor) -> Tensor:
+    """Training range [−1, 1] → display/metric range [0, 1], clamped (PSNR is reported on [0, 1])."""
+    return ((x + 1) * 0.5).clamp(0, 1)
+
+
+class INRFitModule(L.LightningModule):
+    """Fits ``self.net``'s N outputs to N signals.
+
+    Loss (STRAINER): per-signal MSE over the step's coordinates, summed over signals (``mean`` optional).
+    Under DDP each rank holds a disjoint shard of the step's P coordinates and normalises by the global P,
+    scaled by the world size, so that DDP's gradient *average* equals the single-process gradient of the
+    union exactly.
+    """
+
+    net: CohortINR
+    checkpoint_monitor = ("val/psnr", "max")
+
+    def __init__(self, lr: float = 1e-4, loss_reduction: str = "sum", eval_chunk: int = 65536) -> None:
+        super().__init__()
+        if loss_reduction not in LOSS_REDUCTIONS:
+            raise InputError(f"loss_reduction must be one of {', '.join(LOSS_REDUCTIONS)}, got {loss_reduction!r}")
+        self.lr, self.loss_reduction, self.eval_chunk = check_lr(lr), loss_reduction, eval_chunk
+        self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
+        self.test_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
+        self.last_images: tuple[Tensor, Tensor] | None = None  # (prediction, target) of the last evaluation
+
+    # -- training ---------------------------------------------------------------------------------
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        pred = self.net(batch["coords"])
+        target = batch["target"]
+        # Local share of each signal's global MSE: Σ_local (pred − y)² / (P_global · C).
+        per_signal = ((pred - target) ** 2).sum(dim=(1, 2)) / (batch["num_coords"] * target.shape[-1])
+        loss = per_signal.sum() if self.loss_reduction == "sum" else per_signal.mean()
+        world = self.trainer.world_size if self._trainer is not None else 1
+        with torch.no_grad():
+            global_mse = self.trainer.strategy.reduce(per_signal.detach(), reduce_op="sum") if world > 1 \
+                else per_signal.detach()
+            # MSE on [−1, 1] is 4× the MSE on [0, 1]; train PSNR is unclamped, val PSNR is exact.
+            psnr = -10 * torch.log10(global_mse / 4)
+        reduced = global_mse.sum() if self.loss_reduction == "sum" else global_mse.mean()
+        self.log("train/loss", reduced, prog_bar=True)
+        self.log("train/psnr", psnr.mean(), prog_bar=True)
+        return loss * world
+
+    def configure_optimizers(self):
+        return torch.optim.Adam([p for p in self.parameters() if p.requires_grad], lr=self.lr)
+
+    # -- evaluation -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict_grid(self, coords: Tensor) -> Tensor:
+        """All N outputs at ``coords`` ``(P, 2)``, evaluated in chunks of ``eval_chunk`` coordinates."""
+        return torch.cat([self.net(c) for c in coords.split(self.eval_chunk)], dim=1)
+
+    def _images(self, values: Tensor, shape: tuple[int, int]) -> Tensor:
+        n, _, c = values.shape
+        return to_unit(values.transpose(1, 2).reshape(n, c, *shape))
+
+    def _evaluate(self, batch: dict, stage: str, ssim: StructuralSimilarityIndexMeasure) -> None:
+        pred = self._images(self.predict_grid(batch["coords"]), batch["shape"])
+        target = self._images(batch["target"], batch["shape"])
+        psnr = peak_signal_noise_ratio(pred, target, data_range=1.0, reduction="none", dim=(1, 2, 3))
+        # Every rank evaluates the same full grid, so sync_dist only averages identical values; it keeps
+        # the monitored metric present on all ranks for ModelCheckpoint.
+        self.log(f"{stage}/psnr", psnr.mean(), sync_dist=True, prog_bar=True)
+        for i, value in enumerate(psnr):
+            self.log(f"{stage}/psnr_per_signal/{i}", value, sync_dist=True)
+        ssim(pred, target)
+        self.log(f"{stage}/ssim", ssim, prog_bar=False)
+        self.last_images = (pred.cpu(), target.cpu())
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, "val", self.val_ssim)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, "test", self.test_ssim)
+
+    def on_validation_epoch_end(self) -> None:
+        # Exact (float64 SVD) stable rank of every encoder layer: cheap next to an epoch, and the freeze
+        # rule of the fitting stage reads it.  Independent encoder copies report their mean.
+        for j in range(len(self.net.encoder)):
+            srank = stable_rank(self.net.encoder.linear(j).weight)
+            self.log(f"encoder/stable_rank/{j}", float(srank.mean()), sync_dist=False, rank_zero_only=True)

@@ -1,0 +1,7 @@
+"""Plain PyTorch networks (no Lightning below this line)."""
+
+from inr_lightning.nn.inr import BACKBONES, CohortINR, Encoder, Heads, INRConfig
+from inr_lightning.nn.layers import BatchedLinear, FourierFeatures, ReLULayer, SineLayer
+
+__all__ = ["BACKBONES", "BatchedLinear", "CohortINR", "Encoder", "FourierFeatures", "Heads", "INRConfig",
+           "ReLULayer", "SineLayer"]

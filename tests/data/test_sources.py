@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from inr_lightning.data import HuggingFaceImages, ImageFolder, LFWFaces, MRISlices, SignalDataModule, SkimageImages, Synthetic
+from inr_lightning.data.cohort import heldout_positions
+from inr_lightning.errors import InputError
+
+
+def write_images(folder, count=4, size=(20, 24), mode="RGB"):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
+        Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8), mode=mode).save(folder / f"img{i}.png")
+    return folder
+
+
+def test_image_folder_loads_sorted_images(tmp_path):
+    folder = write_images(tmp_path / "imgs", count=3)
+    (folder / "notes.txt").write_text("not an image, ignored by extension")
+    images = ImageFolder(str(folder)).load()
+    assert len(images) == 3 and images[0].shape == (3, 24, 20)
+    expected = np.asarray(Image.open(folder / "img0.png"), dtype=np.float32) / 255
+    torch.testing.assert_close(images[0].permute(1, 2, 0), torch.from_numpy(expected))
+
+
+def test_missing_and_empty_folders_are_clear_errors(tmp_path):
+    with pytest.raises(InputError, match=r"image folder '.*nope' does not exist"):
+        ImageFolder(str(tmp_path / "nope")).load()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match=r"image folder '.*empty' holds no readable images"):
+        ImageFolder(str(tmp_path / "empty")).load()
+
+
+def test_bad_image_file_fails_or_is_skipped(tmp_path):
+    folder = write_images(tmp_path / "imgs", count=2)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.raises(InputError, match=r"broken.png' is not a readable image"):
+        ImageFolder(str(folder)).load()
+    assert len(ImageFolder(str(folder), on_bad_file="skip").load()) == 2
+
+
+def test_huggingface_imagefolder_on_a_local_path(tmp_path):
+    folder = write_images(tmp_path / "hf" / "train", count=3, mode="L")
+    images = HuggingFaceImages("imagefolder", data_dir=str(folder.parent)).load()
+    assert len(images) == 3 and images[0].shape == (1, 24, 20)
+    assert 0 <= float(images[0].min()) and float(images[0].max()) <= 1
+
+
+def test_bundled_sources_work_offline():
+    slices = MRISlices().load(15)
+    assert len(slices) == 15 and slices[0].shape == (1, 233, 197)
+    assert all(abs(float(s.max()) - 1) < 1e-6 for s in slices)  # each slice scaled by its own maximum
+    assert float((slices[7] > 0.05).float().mean()) > 0.15  # slices with brain in them
+    assert len(MRISlices().load(5)) == 5
+    sk = SkimageImages(["camera", "astronaut"]).load()
+    assert sk[0].shape == (1, 512, 512) and sk[1].shape == (3, 512, 512)
+    faces = LFWFaces().load(7)
+    assert len(faces) == 7 and faces[0].shape == (1, 25, 25)
+    with pytest.raises(InputError, match="skimage.data has no image 'nope'"):
+        SkimageImages(["nope"]).load()
+
+
+def test_synthetic_is_deterministic_and_varied():
+    a, b = Synthetic(size=16, num_images=4, seed=3).load(), Synthetic(size=16, num_images=4, seed=3).load()
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not torch.allclose(a[0], a[1])
+
+
+def test_datamodule_splits_cohort_and_heldout_and_maps_to_minus_one_one():
+    source = Synthetic(size=20, num_images=15)
+    cohort = SignalDataModule(source, resolution=16, num_signals=10, num_heldout=5, split="cohort")
+    held = SignalDataModule(source, resolution=16, num_signals=10, num_heldout=5, split="heldout")
+    assert cohort.num_signals == 10 and held.num_signals == 5 and cohort.num_channels == 1
+    assert heldout_positions(15, 5) == [2, 5, 7, 9, 12]
+    assert cohort.images.shape == (10, 1, 16, 16)
+    assert float(cohort.images.min()) >= -1 and float(cohort.images.max()) <= 1
+    all_images = SignalDataModule(source, resolution=16, num_signals=15).images
+    torch.testing.assert_close(held.images, all_images[[2, 5, 7, 9, 12]])
+    assert cohort.targets.shape == (10, 256, 1)
+
+
+def test_mixed_sizes_and_channels_follow_the_policy(tmp_path):
+    folder = tmp_path / "mixed"
+    write_images(folder, count=1, size=(30, 20), mode="RGB")
+    Image.fromarray(np.full((40, 40), 128, np.uint8), mode="L").save(folder / "z_gray.png")
+    for channels in (1, 3):
+        for aspect in ("crop", "pad", "stretch"):
+            dm = SignalDataModule(ImageFolder(str(folder)), resolution=[8, 12], channels=channels, aspect=aspect,
+                                  num_signals=None)
+            assert dm.images.shape == (2, channels, 8, 12)
+    with pytest.raises(InputError, match="aspect must be one of crop, pad, stretch, got 'squash'"):
+        SignalDataModule(ImageFolder(str(folder)), aspect="squash", num_signals=None)

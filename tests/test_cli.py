@@ -1,0 +1,60 @@
+"""The command line as users run it: a real subprocess, validate/test, interpolation, one-line errors."""
+
+import json
+
+import pytest
+
+from conftest import TINY, read_summary, run_subprocess
+
+
+def test_fit_then_validate_and_test_in_a_subprocess(tmp_path):
+    run = tmp_path / "run"
+    args = ["--config", "configs/cohort/siren.yaml", f"--trainer.default_root_dir={run}", *TINY]
+    fit = run_subprocess(["fit", *args])
+    assert fit.returncode == 0, fit.stderr[-2000:]
+    fitted = read_summary(run)
+    ckpt = str(run / "checkpoints" / "last.ckpt")
+    test = run_subprocess(["test", *args, f"--ckpt_path={ckpt}"])
+    assert test.returncode == 0, test.stderr[-2000:]
+    tested = read_summary(run)
+    # The test stage re-evaluates the same weights on the same grid: same PSNR as the last validation.
+    assert tested["test/psnr"] == pytest.approx(fitted["val/psnr"], abs=1e-4)
+    validate = run_subprocess(["validate", *args, f"--ckpt_path={ckpt}"])
+    assert validate.returncode == 0, validate.stderr[-2000:]
+
+
+def test_print_config_resolves_interpolation(tmp_path):
+    out = run_subprocess(["fit", "--config", "configs/cohort/ffmlp.yaml", "--study=brains",
+                          f"--trainer.default_root_dir={tmp_path}/x", "--print_config"])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"save_dir: {tmp_path}/x" in out.stdout and "group: brains" in out.stdout
+    assert "backbone: ffmlp" in out.stdout and "${" not in out.stdout
+
+
+@pytest.mark.parametrize("override,message", [
+    ("--backbone=resnet", "error: unknown backbone 'resnet'; expected one of: siren, ffmlp"),
+    ("--model.init_args.lr=-1", "error: learning rate must be a finite number > 0, got -1.0"),
+    ("--model.init_args.lr=nan", "error: Parser key \"lr\": Expected a <class 'float'>. Got value: nan"),
+    ("--model.init_args.lr=0", "error: learning rate must be a finite number > 0, got 0"),
+    ("--model.init_args.no_such_key=3", "error: Option 'no_such_key' is not accepted"),
+])
+def test_bad_values_are_one_line_errors(override, message, tmp_path):
+    out = run_subprocess(["fit", "--config", "configs/cohort/siren.yaml", f"--trainer.default_root_dir={tmp_path}/r",
+                          override])
+    assert out.returncode == 2
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(message) and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("folder", ["missing", "empty"])
+def test_missing_or_empty_image_folder_is_one_line(folder, tmp_path):
+    path = tmp_path / folder
+    if folder == "empty":
+        path.mkdir()
+    out = run_subprocess(["fit", "--config", "configs/cohort/siren.yaml", f"--trainer.default_root_dir={tmp_path}/r",
+                          "--data.init_args.source=inr_lightning.data.ImageFolder",
+                          f"--data.init_args.source.init_args.path={path}"])
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert lines[-1].startswith(f"error: image folder '{path}'") and "Traceback" not in out.stderr
+    assert not (tmp_path / "r").exists()  # nothing was written for a run that never started
