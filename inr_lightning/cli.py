@@ -23,10 +23,11 @@ from jsonargparse import set_parsing_settings
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from inr_lightning.callbacks import RunConfig, RunSummary
-from inr_lightning.errors import find_input_error, one_line
+from inr_lightning.errors import InputError, find_input_error, one_line
 
 # Data lives in memory and each batch is a slice of it; worker processes would only add start-up time.
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
+warnings.filterwarnings("ignore", ".*`IterableDataset` has `__len__` defined.*")  # about num_workers > 1 only
 
 
 def _show_tracebacks() -> bool:
@@ -48,6 +49,8 @@ class INRLightningCLI(LightningCLI):
         # Study-wide names that configs interpolate (run directory, W&B group and tags, net.backbone).
         parser.add_argument("--study", type=str, default="default", help="study name: the W&B group and run folder")
         parser.add_argument("--backbone", type=str, default="siren", help="siren or ffmlp, for interpolation")
+        parser.add_argument("--overwrite", type=bool, default=False,
+                            help="start a new fit in a run directory that already holds checkpoints")
         # Targets missing from a model's signature are skipped, so one CLI serves every stage.
         parser.link_arguments("data.num_signals", "model.init_args.num_signals", apply_on="instantiate")
         parser.link_arguments("data.num_channels", "model.init_args.out_channels", apply_on="instantiate")
@@ -59,9 +62,21 @@ class INRLightningCLI(LightningCLI):
         metric, mode = getattr(self.model, "checkpoint_monitor", ("val/psnr", "max"))
         checkpoint = ModelCheckpoint(dirpath=root / "checkpoints", filename="best", monitor=metric, mode=mode,
                                      save_last=True, auto_insert_metric_name=False)
-        extra = [checkpoint, RunSummary()] + list(kwargs.pop("callbacks", []) or [])
+        # ``callbacks=`` below replaces ``trainer.callbacks`` of the config, so the configured ones go in too.
+        configured = trainer_cfg.get("callbacks") or []
+        configured = list(configured) if isinstance(configured, list) else [configured]
+        extra = configured + [checkpoint, RunSummary()] + list(kwargs.pop("callbacks", []) or [])
         return super().instantiate_trainer(callbacks=extra, **kwargs)
 
+
+    def before_fit(self) -> None:
+        """Refuses to start a fresh fit over another run's checkpoints (resume or opt in instead)."""
+        cfg = self.config[self.subcommand]
+        root = Path(self.trainer.default_root_dir)
+        if cfg.get("ckpt_path") or cfg.get("overwrite") or not list((root / "checkpoints").glob("*.ckpt")):
+            return
+        raise InputError(f"run directory '{root}' already holds checkpoints of another run; resume it with "
+                         "--ckpt_path=last, choose another --trainer.default_root_dir, or pass --overwrite=true")
 
     def after_fit(self) -> None:
         if not self.trainer.is_global_zero:

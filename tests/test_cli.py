@@ -58,3 +58,19 @@ def test_missing_or_empty_image_folder_is_one_line(folder, tmp_path):
     lines = out.stderr.strip().splitlines()
     assert lines[-1].startswith(f"error: image folder '{path}'") and "Traceback" not in out.stderr
     assert not (tmp_path / "r").exists()  # nothing was written for a run that never started
+
+
+def test_a_new_fit_never_overwrites_another_runs_checkpoints(tmp_path):
+    run = tmp_path / "run"
+    args = ["fit", "--config", "configs/cohort/siren.yaml", f"--trainer.default_root_dir={run}", *TINY]
+    assert run_subprocess(args).returncode == 0
+    before = {p.name: p.stat().st_mtime_ns for p in (run / "checkpoints").iterdir()}
+    again = run_subprocess(args)
+    assert again.returncode == 2
+    assert again.stderr.strip().splitlines()[-1] == (
+        f"error: run directory '{run}' already holds checkpoints of another run; resume it with --ckpt_path=last, "
+        "choose another --trainer.default_root_dir, or pass --overwrite=true")
+    assert {p.name: p.stat().st_mtime_ns for p in (run / "checkpoints").iterdir()} == before
+    resumed = run_subprocess([*args, "--ckpt_path=last", "--trainer.max_steps=6"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert read_summary(run)["trainer/global_step"] == 6

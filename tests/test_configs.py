@@ -32,3 +32,27 @@ def test_callback_presets_add_to_the_config_callbacks(tmp_path):
     callbacks = yaml.safe_load((run / "config.yaml").read_text())["trainer"]["callbacks"]
     names = [c["class_path"].rsplit(".", 1)[-1] for c in callbacks]
     assert names == ["ReconstructionImages", "EarlyStopping", "LearningRateMonitor"]
+
+
+def test_wandb_run_carries_the_resolved_config_group_job_type_and_tags(tmp_path, monkeypatch):
+    import wandb
+
+    seen = {}
+    real_finish = wandb.finish
+
+    def finish(*args, **kwargs):  # read the run just before the CLI closes it
+        run = wandb.run
+        seen.update(config=dict(run.config), group=run.group, job_type=run.job_type, tags=tuple(run.tags),
+                    project=run.project, offline=run.settings.mode)
+        return real_finish(*args, **kwargs)
+
+    monkeypatch.setattr(wandb, "finish", finish)
+    run_cli(["fit", "--config", "configs/cohort/ffmlp.yaml", "--study=brains",
+             f"--trainer.default_root_dir={tmp_path / 'run'}", *TINY])
+    assert seen["group"] == "brains" and seen["job_type"] == "cohort" and seen["tags"] == ("ffmlp",)
+    assert seen["project"] == "inr_lightning" and seen["offline"] in ("offline", "dryrun")
+    config = seen["config"]
+    assert config["model"]["class_path"] == "inr_lightning.models.CohortINRModule"
+    assert config["model"]["init_args"]["net"]["backbone"] == "ffmlp"  # interpolation resolved
+    assert config["model"]["init_args"]["num_signals"] == 10  # the linked value, not the default
+    assert config["trainer"]["logger"]["init_args"]["save_dir"] == str(tmp_path / "run")

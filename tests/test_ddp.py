@@ -37,5 +37,6 @@ def test_two_process_ddp_equals_one_process(tmp_path):
     # The logged loss is the global one (shards all-reduced), so both runs report the same numbers.
     assert abs(s1["train/loss"] - s2["train/loss"]) <= 1e-5 * s1["train/loss"]
     assert abs(s1["val/psnr"] - s2["val/psnr"]) <= 1e-4
-    # Rank 0 alone wrote the run's files.
-    assert sorted(p.name for p in ddp.iterdir()) == ["checkpoints", "config.yaml", "summary.json"]
+    # Rank 0 alone wrote the run's files (reconstructions/: the config's ReconstructionImages callback).
+    assert sorted(p.name for p in ddp.iterdir()) == ["checkpoints", "config.yaml", "reconstructions", "summary.json"]
+    assert len(list((ddp / "reconstructions").iterdir())) == 1

@@ -98,5 +98,9 @@ class RunConfig(SaveConfigCallback):
             self.parser.save(self.config, str(path), skip_none=False, overwrite=True, multifile=False)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                resolved = self.parser.dump(self.config, skip_none=False, format="json")
-                logger.experiment.config.update(json.loads(resolved), allow_val_change=True)
+                resolved = json.loads(self.parser.dump(self.config, skip_none=False, format="json"))
+                # Values linked from the data (num_signals, out_channels) are set at instantiation and are
+                # absent from the parsed config; the module's hyper-parameters hold them.
+                model_args = resolved.get("model", {}).setdefault("init_args", {})
+                model_args.update({k: v for k, v in pl_module.hparams.items() if not k.startswith("_")})
+                logger.experiment.config.update(resolved, allow_val_change=True)

@@ -66,8 +66,9 @@ class INRFitModule(L.LightningModule):
             # MSE on [−1, 1] is 4× the MSE on [0, 1]; train PSNR is unclamped, val PSNR is exact.
             psnr = -10 * torch.log10(global_mse / 4)
         reduced = global_mse.sum() if self.loss_reduction == "sum" else global_mse.mean()
-        self.log("train/loss", reduced, prog_bar=True)
-        self.log("train/psnr", psnr.mean(), prog_bar=True)
+        n = int(batch["num_coords"])
+        self.log("train/loss", reduced, prog_bar=True, batch_size=n)
+        self.log("train/psnr", psnr.mean(), prog_bar=True, batch_size=n)
         return loss * world
 
     def configure_optimizers(self):
@@ -89,11 +90,11 @@ class INRFitModule(L.LightningModule):
         psnr = peak_signal_noise_ratio(pred, target, data_range=1.0, reduction="none", dim=(1, 2, 3))
         # Every rank evaluates the same full grid, so sync_dist only averages identical values; it keeps
         # the monitored metric present on all ranks for ModelCheckpoint.
-        self.log(f"{stage}/psnr", psnr.mean(), sync_dist=True, prog_bar=True)
+        self.log(f"{stage}/psnr", psnr.mean(), sync_dist=True, prog_bar=True, batch_size=1)
         for i, value in enumerate(psnr):
-            self.log(f"{stage}/psnr_per_signal/{i}", value, sync_dist=True)
+            self.log(f"{stage}/psnr_per_signal/{i}", value, sync_dist=True, batch_size=1)
         ssim(pred, target)
-        self.log(f"{stage}/ssim", ssim, prog_bar=False)
+        self.log(f"{stage}/ssim", ssim, prog_bar=False, batch_size=1)
         self.last_images = (pred.cpu(), target.cpu())
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
