@@ -1,0 +1,229 @@
+"""SignalFitModule: fit M new signals from a cohort encoder, each with its own INR, as one batched model.
+
+Every signal gets its own copy of the encoder (``CohortINR(cfg, M, C, encoder_copies=M)``): the M fits are
+independent — the loss is a sum over signals and Adam acts element-wise — yet run as one GEMM per layer.
+
+Protocols (SCIENCE.md §3):
+
+- ``scratch``: random init of every layer, nothing learned is transferred (for the FFMLP the fixed Fourier
+  matrix ``B`` is kept from the cohort: it is part of the architecture, never trained);
+- ``finetune``: cohort encoder copied into every copy, every layer trained (STRAINER's recipe);
+- ``freeze``: cohort encoder copied, layers ``0 .. freeze_depth`` frozen; the layers above are fine-tuned
+  from the cohort weights (``above: finetune``) or re-initialised (``above: reinit``);
+- ``auto``: like ``freeze`` with the depth decided by the ``StableRankFreeze`` callback from the stable
+  ranks of the loaded encoder.
+
+Who freezes: this module, always, once, in ``setup("fit")`` — after every callback's ``setup`` and before the
+optimizers (and DDP) are built, so frozen parameters are excluded from the optimizer and no rank ever
+unfreezes mid-run.  The callback only *decides* the depth (``set_freeze_depth``) when ``protocol: auto``;
+with another protocol it only reports the stable-rank profile.  ``auto`` without the callback is an error.
+
+Heads are always fresh.  ``summary_extra`` (merged into ``summary.json``) holds the PSNR and SSIM of every
+signal at each step of ``record_steps`` (evaluated on the full grid at those steps only) and at the end.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+from inr_lightning.errors import InputError
+from inr_lightning.models.base import INRFitModule
+from inr_lightning.nn import CohortINR, INRConfig
+from inr_lightning.nn.inr import Encoder
+
+PROTOCOLS = ("scratch", "finetune", "freeze", "auto")
+ABOVE = ("finetune", "reinit")
+DEFAULT_RECORD_STEPS = (50, 100, 250, 500, 1000, 2000)
+
+
+def load_cohort_checkpoint(path: str | Path) -> tuple[INRConfig, dict[str, Tensor]]:
+    """The architecture and the encoder state (keys relative to ``encoder.``) of a cohort checkpoint.
+
+    Loaded with ``weights_only=True``; raises ``InputError`` for a missing file, a file that is not a
+    checkpoint, or a checkpoint of another stage.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"cohort_ckpt {str(path)!r} does not exist; run the cohort stage first "
+                         f"(python -m inr_lightning fit --config configs/cohort/<backbone>.yaml)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 — any unreadable file is the same user error
+        raise InputError(f"cohort_ckpt {str(path)!r} is not a readable checkpoint ({type(err).__name__})") from err
+    hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
+    state = ckpt.get("state_dict", {}) if isinstance(ckpt, dict) else {}
+    class_path = str(hparams.get("_class_path", "CohortINRModule"))
+    if not class_path.endswith("CohortINRModule") or not isinstance(hparams.get("net"), dict):
+        raise InputError(f"cohort_ckpt {str(path)!r} is not a cohort-stage checkpoint (model {class_path}); "
+                         f"expected one written by inr_lightning.models.CohortINRModule")
+    cfg = INRConfig(**hparams["net"])
+    encoder = {k.removeprefix("net.encoder."): v for k, v in state.items() if k.startswith("net.encoder.")}
+    expected = Encoder(cfg, copies=1).state_dict()
+    if encoder.keys() != expected.keys() or any(encoder[k].shape != expected[k].shape for k in expected):
+        raise InputError(f"cohort_ckpt {str(path)!r}: encoder weights do not match its architecture "
+                         f"({cfg.backbone}, {cfg.shared_layers}×{cfg.width}); expected a cohort-stage checkpoint")
+    return cfg, encoder
+
+
+class SignalFitModule(INRFitModule):
+    """Fits ``num_signals`` held-out signals, one INR each, initialised from a cohort checkpoint.
+
+    Args:
+        cohort_ckpt: path to a cohort-stage checkpoint (``runs/<study>/cohort/<backbone>/checkpoints/last.ckpt``);
+            the architecture is read from it.
+        protocol: ``scratch``, ``finetune``, ``freeze`` or ``auto`` (see the module docstring).
+        freeze_depth: for ``freeze``: encoder layers ``0 .. freeze_depth`` are frozen, ``0 ≤ freeze_depth < L_s``.
+        above: ``finetune`` (layers above the freeze depth start from the cohort weights) or ``reinit``.
+        backbone: if given, the checkpoint's backbone must be this one (guards a config pointed at the
+            wrong cohort run).
+        num_signals: number of signals fitted side by side; linked from ``data.num_signals``.
+        out_channels: channels per signal; linked from ``data.num_channels``.
+        lr: Adam learning rate (1e-4).
+        record_steps: steps at which the full-grid PSNR/SSIM of every signal goes into ``summary.json``.
+        loss_reduction, eval_chunk: as ``INRFitModule``.
+    """
+
+    def __init__(self, cohort_ckpt: str, protocol: str = "auto", freeze_depth: int | None = None,
+                 above: str = "finetune", backbone: str | None = None, num_signals: int = 1, out_channels: int = 1,
+                 lr: float = 1e-4, record_steps: list[int] | None = None, loss_reduction: str = "sum",
+                 eval_chunk: int = 65536) -> None:
+        super().__init__(lr=lr, loss_reduction=loss_reduction, eval_chunk=eval_chunk)
+        if protocol not in PROTOCOLS:
+            raise InputError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+        if above not in ABOVE:
+            raise InputError(f"above must be one of {', '.join(ABOVE)}, got {above!r}")
+        if protocol == "freeze" and freeze_depth is None:
+            raise InputError("protocol: freeze needs freeze_depth (an encoder layer index); "
+                             "or use protocol: auto with the StableRankFreeze callback")
+        if protocol != "freeze" and freeze_depth is not None:
+            raise InputError(f"freeze_depth={freeze_depth} is only used with protocol: freeze, not {protocol!r} "
+                             f"(for auto, give StableRankFreeze(depth=…))")
+        steps = list(DEFAULT_RECORD_STEPS if record_steps is None else record_steps)
+        if any(not isinstance(s, int) or s < 0 for s in steps):
+            raise InputError(f"record_steps must be integers ≥ 0, got {steps!r}")
+        cfg, encoder_state = load_cohort_checkpoint(cohort_ckpt)
+        if backbone is not None and backbone != cfg.backbone:
+            raise InputError(f"cohort_ckpt {cohort_ckpt!r} holds a {cfg.backbone} encoder, but backbone is "
+                             f"{backbone!r}; point cohort_ckpt at the {backbone} cohort run")
+        if protocol == "freeze":
+            self.check_depth(freeze_depth, cfg.shared_layers)
+        self.protocol, self.above, self.cfg = protocol, above, cfg
+        self.record_steps = sorted(set(steps))
+        self.save_hyperparameters()
+        self.hparams["record_steps"] = self.record_steps
+        # Random init everywhere (this *is* scratch), then the cohort encoder in every copy.
+        self.net = CohortINR(cfg, num_signals, out_channels, encoder_copies=num_signals)
+        # The loaded encoder's weights, one (out, in) matrix per layer: what StableRankFreeze measures.
+        self.loaded_encoder_weights = [encoder_state[f"layers.{j}.linear.weight"][0].clone()
+                                       for j in range(cfg.shared_layers)]
+        self._load_encoder(encoder_state, transfer_weights=protocol != "scratch")
+        self.freeze_depth: int | None = freeze_depth  # resolved depth; −1 = nothing frozen
+        self._freeze_applied = False
+        # Only init arguments go into hparams (``test --ckpt_path`` feeds them back); the architecture read
+        # from the cohort checkpoint is reported here instead.
+        self.summary_extra: dict = {"fit/protocol": protocol, "fit/above": above, "fit/net": cfg.to_dict()}
+        self._recorded: dict[int, tuple[list[float], list[float]]] = {}
+
+    # -- set-up -------------------------------------------------------------------------------------
+    @staticmethod
+    def check_depth(depth: int, num_layers: int) -> int:
+        if not isinstance(depth, int) or isinstance(depth, bool) or not 0 <= depth < num_layers:
+            raise InputError(f"freeze depth {depth!r} is out of range: the encoder has {num_layers} shared layers, "
+                             f"valid depths are 0..{num_layers - 1}")
+        return depth
+
+    @torch.no_grad()
+    def _load_encoder(self, state: dict[str, Tensor], transfer_weights: bool) -> None:
+        own = self.net.encoder.state_dict()
+        for key, value in state.items():
+            if key == "features.B" or transfer_weights:
+                own[key].copy_(value.expand_as(own[key]))
+
+    def set_freeze_depth(self, depth: int, source: str = "StableRankFreeze") -> None:
+        """Called by ``StableRankFreeze.setup`` for ``protocol: auto``: layers ``0 .. depth`` will be frozen
+        (``depth = −1``: none)."""
+        if self._freeze_applied:
+            raise RuntimeError("the freeze depth is set before setup('fit') freezes, never after")
+        if depth != -1:
+            self.check_depth(depth, len(self.net.encoder))
+        self.freeze_depth = depth
+        self.summary_extra["fit/freeze_depth_source"] = source
+
+    def setup(self, stage: str) -> None:
+        if stage != "fit" or self._freeze_applied:
+            return
+        if self.protocol == "auto" and self.freeze_depth is None:
+            raise InputError("protocol: auto needs the StableRankFreeze callback in trainer.callbacks "
+                             "(class_path: inr_lightning.callbacks.StableRankFreeze) to choose the depth")
+        depth = self.freeze_depth if self.protocol in ("freeze", "auto") else -1
+        self.apply_freeze(depth)
+
+    @torch.no_grad()
+    def apply_freeze(self, depth: int) -> None:
+        """Freeze encoder layers ``0 .. depth`` (``requires_grad = False``); with ``above: reinit`` re-draw
+        the layers above.  Once per module."""
+        if self._freeze_applied:
+            return
+        encoder = self.net.encoder
+        if self.above == "reinit" and self.protocol in ("freeze", "auto") and depth + 1 < len(encoder):
+            fresh = Encoder(self.cfg, copies=encoder.copies).to(encoder.linear(0).weight.device)
+            for j in range(depth + 1, len(encoder)):
+                encoder.layers[j].load_state_dict(fresh.layers[j].state_dict())
+        for j in range(depth + 1):
+            for p in encoder.layers[j].parameters():
+                p.requires_grad_(False)
+        self.freeze_depth = depth
+        self._freeze_applied = True
+        self.summary_extra["fit/freeze_depth"] = depth
+        self.summary_extra["fit/frozen_layers"] = list(range(depth + 1))
+
+    # -- PSNR / SSIM at the recorded steps -----------------------------------------------------------
+    def _full_grid_batch(self) -> dict | None:
+        dm = getattr(self.trainer, "datamodule", None)
+        loader = dm.val_dataloader() if dm is not None and hasattr(dm, "val_dataloader") else None
+        if loader is None:
+            loaders = self.trainer.val_dataloaders
+            loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
+        if loader is None:
+            return None
+        return next(iter(loader))
+
+    @torch.no_grad()
+    def _record(self, step: int) -> None:
+        if step in self._recorded:
+            return
+        batch = self._full_grid_batch()
+        if batch is None:
+            return
+        was_training = self.training
+        self.eval()
+        coords = batch["coords"].to(self.device)
+        pred = self._images(self.predict_grid(coords), batch["shape"])
+        target = self._images(batch["target"].to(self.device), batch["shape"])
+        self.train(was_training)
+        psnr = peak_signal_noise_ratio(pred, target, data_range=1.0, reduction="none", dim=(1, 2, 3))
+        ssim = structural_similarity_index_measure(pred, target, data_range=1.0, reduction="none")
+        self._recorded[step] = ([float(v) for v in psnr], [float(v) for v in ssim])
+        recorded = sorted(self._recorded)
+        self.summary_extra["fit/psnr_at_step"] = {str(s): self._recorded[s][0] for s in recorded}
+        self.summary_extra["fit/ssim_at_step"] = {str(s): self._recorded[s][1] for s in recorded}
+        for logger in self.loggers:
+            logger.log_metrics({"record/psnr": float(psnr.mean()), "record/ssim": float(ssim.mean())}, step=step)
+
+    def on_train_start(self) -> None:
+        if 0 in self.record_steps:
+            self._record(0)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self.trainer.global_step in self.record_steps:
+            self._record(self.trainer.global_step)
+
+    def on_train_end(self) -> None:
+        step = self.trainer.global_step
+        self._record(step)
+        psnr, ssim = self._recorded[step] if step in self._recorded else ([], [])
+        self.summary_extra.update({"fit/final_step": step, "fit/psnr_final": psnr, "fit/ssim_final": ssim})

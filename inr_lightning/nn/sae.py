@@ -1,0 +1,187 @@
+"""TopK sparse autoencoder (Gao et al. 2024) for INR activations.
+
+    z = TopK_k(ReLU(W_enc (x − b_pre) + b_enc)),   x̂ = W_dec z + b_pre
+
+Exactly ``k`` atoms are selected per input (some of them may be 0 after the ReLU), so atom maps and
+ablations never depend on the batch.  Decoding uses only the ``k`` selected atoms (``embedding_bag`` over
+the selected decoder rows); ``decode_dense`` is the reference path that builds the full code vector.
+
+Training-time rules the owner (a LightningModule or a plain loop) applies through methods of this class:
+
+- ``init_b_pre(sample)`` once before training: b_pre = mean or geometric median of a sample.
+- ``project_decoder_grad()`` after backward, before the optimizer step: removes the gradient component
+  parallel to each decoder row; ``normalize_decoder()`` after the step: rows back to unit norm.
+- ``update_dead(fire_counts, num_samples)`` after each step, with fire counts summed over all processes:
+  an atom is *dead* once it has not fired for ``dead_window`` samples.  ``aux_sse`` is the AuxK term: the
+  top ``k_aux`` dead atoms reconstruct the (detached) residual ``x − x̂``.
+
+Shapes: inputs ``(B, d_in)``; decoder rows ``W_dec (n_atoms, d_in)``; codes as ``vals (B, k)``, ``idx (B, k)``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from inr_lightning.errors import InputError
+
+B_PRE_INITS = ("mean", "median", "zero")
+
+
+class SAEOutput(NamedTuple):
+    x_hat: Tensor  # (B, d_in)
+    vals: Tensor   # (B, k) code values of the selected atoms (≥ 0)
+    idx: Tensor    # (B, k) indices of the selected atoms
+    pre: Tensor    # (B, n_atoms) ReLU pre-activations (AuxK picks dead atoms from these)
+
+
+def geometric_median(x: Tensor, iters: int = 200, eps: float = 1e-8) -> Tensor:
+    """Weiszfeld's algorithm in float64; ``x (B, d)`` → ``(d,)``."""
+    x = x.double()
+    y = x.mean(0)
+    for _ in range(iters):
+        w = 1.0 / (x - y).norm(dim=1).clamp_min(eps)
+        y_new = (w[:, None] * x).sum(0) / w.sum()
+        if (y_new - y).norm() <= 1e-10 * (1 + y.norm()):
+            return y_new
+        y = y_new
+    return y
+
+
+class TopKSAE(nn.Module):
+    """TopK SAE with tied initialisation, unit-norm decoder rows and an AuxK loss on dead atoms.
+
+    Args:
+        d_in: input width (the INR layer's width).
+        n_atoms: dictionary size.
+        k: active atoms per input.
+        k_aux: dead atoms used by AuxK; ``None`` = ``d_in // 2``.
+        dead_window: an atom that has not fired for this many samples is dead.
+        seed: seed of the decoder's random initialisation; ``None`` = the global RNG.
+    """
+
+    def __init__(self, d_in: int | None, n_atoms: int = 4096, k: int = 32, k_aux: int | None = None,
+                 dead_window: int = 1_000_000, seed: int | None = None) -> None:
+        super().__init__()
+        if int(n_atoms) < 1 or (d_in is not None and int(d_in) < 1):
+            raise InputError(f"d_in and n_atoms must be ≥ 1, got d_in={d_in!r}, n_atoms={n_atoms!r}")
+        if not 1 <= int(k) <= int(n_atoms):
+            raise InputError(f"k={k!r} must be between 1 and n_atoms={n_atoms}")
+        if k_aux is not None and not 1 <= int(k_aux) <= int(n_atoms):
+            raise InputError(f"k_aux={k_aux!r} must be between 1 and n_atoms={n_atoms}")
+        if int(dead_window) < 1:
+            raise InputError(f"dead_window must be ≥ 1 sample, got {dead_window!r}")
+        self.n_atoms, self.k, self.dead_window, self._k_aux = int(n_atoms), int(k), int(dead_window), k_aux
+        self.seed = seed
+        self.d_in: int | None = None
+        self.k_aux = k_aux
+        self.b_enc = nn.Parameter(torch.zeros(n_atoms))
+        # d_in unknown yet (read from the data later): parameters exist, so an optimizer can hold them, and
+        # ``materialize(d_in)`` gives them their shapes and initial values in place.
+        self.W_dec = nn.UninitializedParameter()
+        self.W_enc = nn.UninitializedParameter()
+        self.b_pre = nn.UninitializedParameter()
+        self.register_buffer("samples_since_fired", torch.zeros(n_atoms, dtype=torch.long))
+        self.register_buffer("initialized", torch.tensor(False))
+        if d_in is not None:
+            self.materialize(int(d_in))
+
+    @torch.no_grad()
+    def materialize(self, d_in: int) -> None:
+        """Shapes and initial values for input width ``d_in``: random unit-norm decoder rows, W_enc = W_decᵀ
+        (tied init, as maps; untied afterwards), b_pre = 0 until ``init_b_pre``."""
+        if self.d_in is not None:
+            if self.d_in != d_in:
+                raise InputError(f"the SAE has d_in={self.d_in}, the activations have width {d_in}")
+            return
+        self.d_in = int(d_in)
+        self.k_aux = max(1, d_in // 2) if self._k_aux is None else int(self._k_aux)
+        device = self.b_enc.device
+        gen = None if self.seed is None else torch.Generator().manual_seed(int(self.seed))
+        w = torch.randn(self.n_atoms, d_in, generator=gen).to(device)
+        w = w / w.norm(dim=1, keepdim=True)
+        for param, value in ((self.W_dec, w), (self.W_enc, w.clone()), (self.b_pre, torch.zeros(d_in, device=device))):
+            param.materialize(value.shape, device=device)
+            param.copy_(value)
+
+    # -- encode / decode --------------------------------------------------------------------------
+    def pre_activations(self, x: Tensor) -> Tensor:
+        return F.relu(F.linear(x - self.b_pre, self.W_enc, self.b_enc))
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(vals, idx)``, each ``(B, k)``."""
+        return self.pre_activations(x).topk(self.k, dim=-1)
+
+    def decode(self, vals: Tensor, idx: Tensor, bias: bool = True) -> Tensor:
+        """Sparse decode: the weighted sum of the ``k`` selected decoder rows (plus ``b_pre``)."""
+        out = F.embedding_bag(idx, self.W_dec, per_sample_weights=vals.to(self.W_dec.dtype), mode="sum")
+        return out + self.b_pre if bias else out
+
+    def dense_codes(self, vals: Tensor, idx: Tensor) -> Tensor:
+        """``(B, n_atoms)`` code vectors (reference path and atom maps)."""
+        return vals.new_zeros(vals.shape[0], self.n_atoms).scatter(1, idx, vals)
+
+    def decode_dense(self, z: Tensor) -> Tensor:
+        """Reference decode from dense codes ``z (B, n_atoms)``."""
+        return z @ self.W_dec + self.b_pre
+
+    def forward(self, x: Tensor) -> SAEOutput:
+        pre = self.pre_activations(x)
+        vals, idx = pre.topk(self.k, dim=-1)
+        return SAEOutput(self.decode(vals, idx), vals, idx, pre)
+
+    # -- dead atoms and AuxK ----------------------------------------------------------------------
+    def dead_mask(self) -> Tensor:
+        return self.samples_since_fired >= self.dead_window
+
+    @torch.no_grad()
+    def update_dead(self, fire_counts: Tensor, num_samples: int) -> None:
+        """``fire_counts (n_atoms,)``: how often each atom fired (z > 0) in the step, summed over processes."""
+        self.samples_since_fired += int(num_samples)
+        self.samples_since_fired[fire_counts.to(self.samples_since_fired.device) > 0] = 0
+
+    def aux_sse(self, x: Tensor, x_hat: Tensor, pre: Tensor) -> Tensor:
+        """AuxK: sum of squared errors of the top-``k_aux`` *dead* atoms' reconstruction of the residual
+        (no decoder bias, residual detached).  0 when no atom is dead."""
+        dead = self.dead_mask()
+        n_dead = int(dead.sum())
+        if n_dead == 0:
+            return x_hat.new_zeros(())
+        vals, idx = (pre * dead).topk(min(self.k_aux, n_dead), dim=-1)
+        residual = (x - x_hat).detach()
+        return ((self.decode(vals, idx, bias=False) - residual) ** 2).sum()
+
+    # -- constraints and initialisation -----------------------------------------------------------
+    @torch.no_grad()
+    def project_decoder_grad(self) -> None:
+        """Remove each decoder row's gradient component parallel to the row (call before the step)."""
+        g, w = self.W_dec.grad, self.W_dec
+        if g is None:
+            return
+        unit = w / w.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        g.sub_((g * unit).sum(dim=1, keepdim=True) * unit)
+
+    @torch.no_grad()
+    def normalize_decoder(self) -> None:
+        """Decoder rows back to unit norm (call after the step)."""
+        self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12))
+
+    @torch.no_grad()
+    def init_b_pre(self, sample: Tensor, method: str = "median") -> None:
+        """``b_pre`` from a sample of activations ``(B, d_in)``: ``mean``, geometric ``median`` or ``zero``."""
+        if method not in B_PRE_INITS:
+            raise InputError(f"b_pre_init must be one of {', '.join(B_PRE_INITS)}, got {method!r}")
+        if method == "mean":
+            value = sample.double().mean(0)
+        elif method == "median":
+            value = geometric_median(sample)
+        else:
+            value = torch.zeros(self.d_in, dtype=torch.float64)
+        self.b_pre.copy_(value.to(self.b_pre))
+        self.initialized.fill_(True)
+
+    def extra_repr(self) -> str:
+        return f"d_in={self.d_in}, n_atoms={self.n_atoms}, k={self.k}, k_aux={self.k_aux}, dead_window={self.dead_window}"

@@ -1,0 +1,96 @@
+"""TopK SAE: sparse decode, unit-norm decoder rows through training, dead atoms and AuxK, b_pre init."""
+
+import pytest
+import torch
+
+from inr_lightning.errors import InputError
+from inr_lightning.nn.sae import TopKSAE, geometric_median
+
+
+def _sae(**kw):
+    torch.manual_seed(0)
+    return TopKSAE(**{"d_in": 16, "n_atoms": 64, "k": 4, **kw})
+
+
+def test_sparse_decode_equals_dense_decode_values_and_gradients():
+    sae = _sae()
+    x = torch.randn(50, 16)
+    out = sae(x)
+    dense = sae.decode_dense(sae.dense_codes(out.vals, out.idx))
+    torch.testing.assert_close(out.x_hat, dense, rtol=1e-5, atol=1e-6)
+    assert out.vals.shape == out.idx.shape == (50, 4) and (out.vals >= 0).all()
+    # Same gradients through both paths.
+    g_sparse = torch.autograd.grad(out.x_hat.pow(2).sum(), [sae.W_dec, sae.W_enc, sae.b_pre])
+    out = sae(x)
+    dense = sae.decode_dense(sae.dense_codes(out.vals, out.idx))
+    g_dense = torch.autograd.grad(dense.pow(2).sum(), [sae.W_dec, sae.W_enc, sae.b_pre])
+    for a, b in zip(g_sparse, g_dense):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_tied_init_and_unit_rows():
+    sae = _sae()
+    torch.testing.assert_close(sae.W_enc, sae.W_dec)
+    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(64))
+
+
+def test_decoder_rows_stay_unit_norm_through_adam_steps():
+    sae = _sae(dead_window=32)
+    opt = torch.optim.Adam(sae.parameters(), lr=1e-2)
+    x = torch.randn(256, 16) * 3 + 1
+    for _ in range(10):
+        out = sae(x)
+        loss = (out.x_hat - x).pow(2).mean() + sae.aux_sse(x, out.x_hat, out.pre) / x.numel() / 32
+        opt.zero_grad()
+        loss.backward()
+        sae.project_decoder_grad()
+        g = sae.W_dec.grad
+        assert (g * sae.W_dec).sum(1).abs().max() < 1e-5  # projected: no radial component
+        opt.step()
+        sae.normalize_decoder()
+        sae.update_dead(torch.bincount(out.idx[out.vals > 0], minlength=64), len(x))
+        torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(64))
+    assert not torch.allclose(sae.W_enc, sae.W_dec)  # untied after training
+
+
+def test_dead_atom_counting_and_auxk():
+    sae = _sae(dead_window=100)
+    counts = torch.zeros(64)
+    counts[:10] = 1
+    sae.update_dead(counts, 60)
+    assert not sae.dead_mask().any()
+    sae.update_dead(counts, 60)  # 120 samples without firing for atoms 10..63
+    assert sae.dead_mask().tolist() == [False] * 10 + [True] * 54
+    counts = torch.zeros(64)
+    counts[10] = 3
+    sae.update_dead(counts, 5)  # atom 10 fires again
+    assert int(sae.dead_mask().sum()) == 53 and not sae.dead_mask()[10]
+    # AuxK only touches dead atoms: its gradient on live decoder rows is zero.
+    x = torch.randn(40, 16)
+    out = sae(x)
+    aux = sae.aux_sse(x, out.x_hat, out.pre)
+    assert aux > 0
+    (g,) = torch.autograd.grad(aux, [sae.W_dec])
+    assert g[:11].abs().max() == 0 and g[11:].abs().max() > 0
+    fresh = _sae()
+    out = fresh(x)
+    assert fresh.aux_sse(x, out.x_hat, out.pre) == 0  # nothing dead yet
+
+
+def test_b_pre_init_mean_and_geometric_median():
+    sae = _sae()
+    sample = torch.randn(500, 16) + 5
+    sae.init_b_pre(sample, "mean")
+    torch.testing.assert_close(sae.b_pre, sample.mean(0))
+    assert bool(sae.initialized)
+    # The geometric median of points on a line with an outlier is robust; of symmetric points, the centre.
+    pts = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [100.0, 100.0]])
+    med = geometric_median(pts)
+    assert med.norm() < 2 and (med - pts[:4].mean(0).double()).norm() < 0.5
+    with pytest.raises(InputError, match="b_pre_init"):
+        sae.init_b_pre(sample, "mode")
+
+
+def test_bad_sizes_are_input_errors():
+    with pytest.raises(InputError, match="k=65 must be between 1 and n_atoms=64"):
+        TopKSAE(16, n_atoms=64, k=65)
