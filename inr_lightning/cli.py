@@ -18,8 +18,8 @@ import warnings
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
 from jsonargparse import set_parsing_settings
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from inr_lightning.callbacks import RunConfig, RunSummary

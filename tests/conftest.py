@@ -51,3 +51,24 @@ def run_subprocess(args: list[str], timeout: float = 300, **kwargs) -> subproces
 
 def read_summary(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "summary.json").read_text())
+
+
+def fit_single_and_ddp(args: list[str], tmp_path: Path) -> tuple[dict, dict, Path, Path]:
+    """The same fit with 1 process and with 2 CPU processes under DDP → (state_dict 1, state_dict 2, run dirs)."""
+    import torch
+
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    one = run_subprocess(["fit", *args, "--trainer.devices=1", f"--trainer.default_root_dir={single}"])
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = run_subprocess(["fit", *args, "--trainer.devices=2", "--trainer.strategy=ddp",
+                          f"--trainer.default_root_dir={ddp}"])
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = (torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"] for run in (single, ddp))
+    assert a.keys() == b.keys()
+    return a, b, single, ddp
+
+
+def assert_relative_close(a: dict, b: dict, keys=None, tol: float = 1e-5) -> None:
+    for key in keys or a:
+        rel = (a[key] - b[key]).norm() / a[key].norm().clamp_min(1e-12)
+        assert rel <= tol, f"{key}: relative difference {rel:.2e}"

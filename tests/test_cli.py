@@ -1,9 +1,7 @@
 """The command line as users run it: a real subprocess, validate/test, interpolation, one-line errors."""
 
-import json
 
 import pytest
-
 from conftest import TINY, read_summary, run_subprocess
 
 

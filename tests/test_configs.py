@@ -3,7 +3,6 @@
 import pytest
 import torch
 import yaml
-
 from conftest import CONFIGS, TINY, read_summary, run_cli
 
 

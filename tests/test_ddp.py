@@ -1,8 +1,6 @@
 """Two CPU processes under DDP reach the weights one process reaches on the same global coordinates."""
 
-import torch
-
-from conftest import read_summary, run_subprocess
+from conftest import assert_relative_close, fit_single_and_ddp, read_summary
 
 ARGS = ["--config", "configs/cohort/siren.yaml", "--trainer.accelerator=cpu", "--trainer.max_steps=5",
         "--trainer.enable_progress_bar=false", "--trainer.logger=false",
@@ -16,22 +14,9 @@ ARGS = ["--config", "configs/cohort/siren.yaml", "--trainer.accelerator=cpu", "-
         "--optimizer=torch.optim.SGD", "--optimizer.lr=0.01"]
 
 
-def _weights(run) -> dict:
-    return torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
-
-
 def test_two_process_ddp_equals_one_process(tmp_path):
-    single, ddp = tmp_path / "single", tmp_path / "ddp"
-    one = run_subprocess(["fit", *ARGS, "--trainer.devices=1", f"--trainer.default_root_dir={single}"])
-    assert one.returncode == 0, one.stderr[-3000:]
-    two = run_subprocess(["fit", *ARGS, "--trainer.devices=2", "--trainer.strategy=ddp",
-                          f"--trainer.default_root_dir={ddp}"])
-    assert two.returncode == 0, two.stderr[-3000:]
-    a, b = _weights(single), _weights(ddp)
-    assert a.keys() == b.keys()
-    for key in a:
-        rel = (a[key] - b[key]).norm() / a[key].norm().clamp_min(1e-12)
-        assert rel <= 1e-5, f"{key}: relative difference {rel:.2e}"
+    a, b, single, ddp = fit_single_and_ddp(ARGS, tmp_path)
+    assert_relative_close(a, b)
     s1, s2 = read_summary(single), read_summary(ddp)
     assert s1["trainer/global_step"] == s2["trainer/global_step"] == 5
     # The logged loss is the global one (shards all-reduced), so both runs report the same numbers.

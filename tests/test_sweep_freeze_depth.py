@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
-
 from conftest import ROOT
+
 from inr_lightning.nn import CohortINR, INRConfig
 
 

@@ -26,7 +26,13 @@ import numpy as np
 import torch
 from lightning.pytorch.loggers import WandbLogger
 
-from inr_lightning.analysis.ablation import ablate_all, ablated_output, atom_map, atom_statistics, encode_grid
+from inr_lightning.analysis.ablation import (
+    ablate_all,
+    ablated_output,
+    atom_map,
+    atom_statistics,
+    encode_grid,
+)
 
 ATOM_COLUMNS = ["atom", "fire_frequency", "support_fraction", "mean_activation", "spread", "components",
                 "centroid_row", "centroid_col", "max_drop_db", "mean_drop_db", "max_drop_ep_db"]

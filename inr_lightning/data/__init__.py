@@ -2,8 +2,15 @@
 
 from inr_lightning.data.activations import ActivationDataModule
 from inr_lightning.data.cohort import SignalDataModule
-from inr_lightning.data.sources import (HuggingFaceImages, ImageFolder, LFWFaces, MRISlices, SignalSource, SkimageImages,
-                                        Synthetic)
+from inr_lightning.data.sources import (
+                                        HuggingFaceImages,
+                                        ImageFolder,
+                                        LFWFaces,
+                                        MRISlices,
+                                        SignalSource,
+                                        SkimageImages,
+                                        Synthetic,
+)
 
 __all__ = ["ActivationDataModule", "HuggingFaceImages", "ImageFolder", "LFWFaces", "MRISlices", "SignalDataModule",
            "SignalSource", "SkimageImages", "Synthetic"]

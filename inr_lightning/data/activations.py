@@ -26,37 +26,13 @@ import yaml
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 
+from inr_lightning.checkpoints import load_cohort
 from inr_lightning.data.cohort import SignalDataModule
 from inr_lightning.data.grid import rank_and_world, step_indices
 from inr_lightning.errors import InputError
-from inr_lightning.nn import CohortINR, INRConfig
+from inr_lightning.nn import CohortINR
 
 COORDS = ("grid", "continuous")
-
-
-def load_cohort_net(path: str | Path) -> tuple[CohortINR, dict]:
-    """A cohort checkpoint (``weights_only=True``) → the frozen ``CohortINR`` in eval mode and its hyper-parameters."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"cohort checkpoint '{path}' does not exist; train the cohort stage first or fix cohort_ckpt")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 — any unreadable file is the same user error
-        raise InputError(f"cohort checkpoint '{path}' cannot be read as a Lightning checkpoint ({err.__class__.__name__})") from None
-    hp = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
-    sd = ckpt.get("state_dict", {}) if isinstance(ckpt, dict) else {}
-    if not isinstance(hp.get("net"), dict) or "num_signals" not in hp or "out_channels" not in hp \
-            or not any(k.startswith("net.encoder.") for k in sd):
-        raise InputError(f"'{path}' is not a cohort checkpoint (expected hyper-parameters net, num_signals, "
-                         "out_channels and net.encoder.* weights)")
-    net = CohortINR(INRConfig(**hp["net"]), int(hp["num_signals"]), int(hp["out_channels"]))
-    state = {k[4:]: v for k, v in sd.items() if k.startswith("net.")}
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as err:
-        raise InputError(f"cohort checkpoint '{path}' does not match its own architecture: {str(err).splitlines()[0]}") from None
-    net.eval().requires_grad_(False)
-    return net, hp
 
 
 def _instantiate(spec: Any) -> Any:
@@ -164,7 +140,7 @@ class ActivationDataModule(L.LightningDataModule):
         self.cohort_ckpt, self.mode, self.batch_size = str(cohort_ckpt), coords, int(batch_size)
         self.steps_per_epoch, self.seed, self.eval_chunk = int(steps_per_epoch), int(seed), int(eval_chunk)
         self.untrained_control = bool(untrained_control)
-        self.net, self.cohort_hparams = load_cohort_net(cohort_ckpt)
+        self.net, self.cohort_hparams = load_cohort(cohort_ckpt)
         depth = len(self.net.encoder)
         if not 0 <= int(layer) < depth:
             raise InputError(f"layer={layer!r} is out of range: the cohort encoder has layers 0..{depth - 1}")

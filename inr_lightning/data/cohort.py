@@ -7,8 +7,8 @@ source's order (for MRI: through the brain), are held out for fitting new signal
 
 from __future__ import annotations
 
-import numpy as np
 import lightning as L
+import numpy as np
 from torch.utils.data import DataLoader
 
 from inr_lightning.data.grid import CoordinateSteps, make_grid

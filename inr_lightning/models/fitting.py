@@ -24,49 +24,22 @@ signal at each step of ``record_steps`` (evaluated on the full grid at those ste
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import Tensor
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from torchmetrics.functional.image import (
+    peak_signal_noise_ratio,
+    structural_similarity_index_measure,
+)
 
+from inr_lightning.checkpoints import load_cohort
 from inr_lightning.errors import InputError
 from inr_lightning.models.base import INRFitModule
-from inr_lightning.nn import CohortINR, INRConfig
+from inr_lightning.nn import CohortINR
 from inr_lightning.nn.inr import Encoder
 
 PROTOCOLS = ("scratch", "finetune", "freeze", "auto")
 ABOVE = ("finetune", "reinit")
 DEFAULT_RECORD_STEPS = (50, 100, 250, 500, 1000, 2000)
-
-
-def load_cohort_checkpoint(path: str | Path) -> tuple[INRConfig, dict[str, Tensor]]:
-    """The architecture and the encoder state (keys relative to ``encoder.``) of a cohort checkpoint.
-
-    Loaded with ``weights_only=True``; raises ``InputError`` for a missing file, a file that is not a
-    checkpoint, or a checkpoint of another stage.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"cohort_ckpt {str(path)!r} does not exist; run the cohort stage first "
-                         f"(python -m inr_lightning fit --config configs/cohort/<backbone>.yaml)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 — any unreadable file is the same user error
-        raise InputError(f"cohort_ckpt {str(path)!r} is not a readable checkpoint ({type(err).__name__})") from err
-    hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
-    state = ckpt.get("state_dict", {}) if isinstance(ckpt, dict) else {}
-    class_path = str(hparams.get("_class_path", "CohortINRModule"))
-    if not class_path.endswith("CohortINRModule") or not isinstance(hparams.get("net"), dict):
-        raise InputError(f"cohort_ckpt {str(path)!r} is not a cohort-stage checkpoint (model {class_path}); "
-                         f"expected one written by inr_lightning.models.CohortINRModule")
-    cfg = INRConfig(**hparams["net"])
-    encoder = {k.removeprefix("net.encoder."): v for k, v in state.items() if k.startswith("net.encoder.")}
-    expected = Encoder(cfg, copies=1).state_dict()
-    if encoder.keys() != expected.keys() or any(encoder[k].shape != expected[k].shape for k in expected):
-        raise InputError(f"cohort_ckpt {str(path)!r}: encoder weights do not match its architecture "
-                         f"({cfg.backbone}, {cfg.shared_layers}×{cfg.width}); expected a cohort-stage checkpoint")
-    return cfg, encoder
 
 
 class SignalFitModule(INRFitModule):
@@ -105,7 +78,8 @@ class SignalFitModule(INRFitModule):
         steps = list(DEFAULT_RECORD_STEPS if record_steps is None else record_steps)
         if any(not isinstance(s, int) or s < 0 for s in steps):
             raise InputError(f"record_steps must be integers ≥ 0, got {steps!r}")
-        cfg, encoder_state = load_cohort_checkpoint(cohort_ckpt)
+        cohort, _ = load_cohort(cohort_ckpt)
+        cfg, encoder_state = cohort.cfg, cohort.encoder.state_dict()
         if backbone is not None and backbone != cfg.backbone:
             raise InputError(f"cohort_ckpt {cohort_ckpt!r} holds a {cfg.backbone} encoder, but backbone is "
                              f"{backbone!r}; point cohort_ckpt at the {backbone} cohort run")

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from inr_lightning.analysis.ablation import ablate_all, ablate_naive, atom_map, atom_statistics, encode_grid
+from inr_lightning.analysis.ablation import (
+    ablate_all,
+    ablate_naive,
+    atom_map,
+    atom_statistics,
+    encode_grid,
+)
 from inr_lightning.data.grid import make_grid
 from inr_lightning.nn import CohortINR, INRConfig
 from inr_lightning.nn.sae import TopKSAE

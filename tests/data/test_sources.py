@@ -3,7 +3,15 @@ import pytest
 import torch
 from PIL import Image
 
-from inr_lightning.data import HuggingFaceImages, ImageFolder, LFWFaces, MRISlices, SignalDataModule, SkimageImages, Synthetic
+from inr_lightning.data import (
+    HuggingFaceImages,
+    ImageFolder,
+    LFWFaces,
+    MRISlices,
+    SignalDataModule,
+    SkimageImages,
+    Synthetic,
+)
 from inr_lightning.data.cohort import heldout_positions
 from inr_lightning.errors import InputError
 

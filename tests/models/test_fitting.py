@@ -5,9 +5,8 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
+from conftest import assert_relative_close, fit_single_and_ddp, read_summary, run_cli
 
-from conftest import read_summary, run_cli, run_subprocess
-from inr_lightning.callbacks import StableRankFreeze
 from inr_lightning.data import SignalDataModule, Synthetic
 from inr_lightning.errors import InputError
 from inr_lightning.models import SignalFitModule
@@ -232,18 +231,8 @@ def test_fit_stage_two_process_ddp_equals_one_process(tmp_path):
             "--data.init_args.num_heldout=2", "--data.init_args.resolution=16",
             "--data.init_args.coords_per_step=101", "--data.init_args.steps_per_epoch=4",
             "--optimizer=torch.optim.SGD", "--optimizer.lr=0.01"]
-    single, ddp = tmp_path / "single", tmp_path / "ddp"
-    one = run_subprocess(["fit", *args, "--trainer.devices=1", f"--trainer.default_root_dir={single}"])
-    assert one.returncode == 0, one.stderr[-3000:]
-    two = run_subprocess(["fit", *args, "--trainer.devices=2", "--trainer.strategy=ddp",
-                          f"--trainer.default_root_dir={ddp}"])
-    assert two.returncode == 0, two.stderr[-3000:]
-    a = torch.load(single / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
-    b = torch.load(ddp / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
-    assert a.keys() == b.keys()
-    for key in a:
-        rel = (a[key] - b[key]).norm() / a[key].norm().clamp_min(1e-12)
-        assert rel <= 1e-5, f"{key}: relative difference {rel:.2e}"
+    a, b, single, ddp = fit_single_and_ddp(args, tmp_path)
+    assert_relative_close(a, b)
     frozen = cohort_weight(path, 0).expand(2, -1, -1)
     assert torch.equal(a["net.encoder.layers.0.linear.weight"], frozen)
     assert torch.equal(b["net.encoder.layers.0.linear.weight"], frozen)

@@ -1,11 +1,10 @@
 """SAE stage end to end: activations data, the shipped configs, one-line errors, and DDP equal to one process."""
 
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY, assert_relative_close, fit_single_and_ddp, read_summary, run_cli
 
-from conftest import TINY, read_summary, run_cli, run_subprocess
 from inr_lightning.data import ActivationDataModule
 from inr_lightning.data.activations import step_coordinates
 
@@ -81,7 +80,7 @@ def test_sae_config_runs_a_tiny_fit(backbone, cohorts, tmp_path):
     ("--model.init_args.k=65", "error: k=65 must be between 1 and n_atoms=64"),
     ("--data.init_args.layer=7", "error: layer=7 is out of range: the cohort encoder has layers 0..4"),
     ("--model.init_args.sae_type=gated", "error: unknown SAE type 'gated'; expected one of: topk"),
-    ("--data.init_args.cohort_ckpt=configs/sae/siren.yaml", "error: cohort checkpoint 'configs/sae/siren.yaml' cannot be read"),
+    ("--data.init_args.cohort_ckpt=configs/sae/siren.yaml", "error: cohort checkpoint 'configs/sae/siren.yaml' is not a readable checkpoint"),
 ])
 def test_bad_sae_values_are_one_line_errors(override, message, cohorts, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -101,19 +100,10 @@ def test_sae_two_process_ddp_equals_one_process(cohorts, tmp_path):
             "--trainer.callbacks.init_args.ablation=false",
             # SGD, not Adam: Adam is blind to a constant factor in the gradient, SGD shows any normalisation error.
             "--optimizer=torch.optim.SGD", "--optimizer.lr=0.5"]
-    single, ddp = tmp_path / "single", tmp_path / "ddp"
-    one = run_subprocess(["fit", *args, "--trainer.devices=1", f"--trainer.default_root_dir={single}"])
-    assert one.returncode == 0, one.stderr[-3000:]
-    two = run_subprocess(["fit", *args, "--trainer.devices=2", "--trainer.strategy=ddp",
-                          f"--trainer.default_root_dir={ddp}"])
-    assert two.returncode == 0, two.stderr[-3000:]
-    a, b = (torch.load(Path(r) / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"] for r in (single, ddp))
-    assert a.keys() == b.keys()
+    a, b, single, ddp = fit_single_and_ddp(args, tmp_path)
     assert torch.equal(a["sae.samples_since_fired"], b["sae.samples_since_fired"])
     assert a["sae.samples_since_fired"].max() >= 150  # some atoms were dead during the run
-    for key in ("sae.W_dec", "sae.W_enc", "sae.b_enc", "sae.b_pre"):
-        rel = (a[key] - b[key]).norm() / a[key].norm().clamp_min(1e-12)
-        assert rel <= 1e-5, f"{key}: relative difference {rel:.2e}"
+    assert_relative_close(a, b, keys=("sae.W_dec", "sae.W_enc", "sae.b_enc", "sae.b_pre"))
     assert not torch.allclose(a["sae.W_enc"], a["sae.W_dec"])  # it trained
     s1, s2 = read_summary(single), read_summary(ddp)
     assert s1["trainer/global_step"] == s2["trainer/global_step"] == 5
