@@ -42,13 +42,19 @@ COLUMNS = ["backbone", "layer", "encoder", "sae/fvu", "sae/explained_variance", 
            "ablation/drop_vs_support_spearman", "run"]
 
 
-def run_sae(backbone: str, layer: int, control: bool, ckpt: Path, out: Path, extra: list[str]) -> dict:
+def run_sae(backbone: str, layer: int, control: bool, ckpt: Path, out: Path, extra: list[str],
+            study: str = "mri") -> dict:
+    """One SAE run: skipped when it finished before (its summary has the atom report), resumed from
+    ``last.ckpt`` when it was interrupted, so a killed sweep continues where it stopped."""
     run = out / backbone / (f"control_layer{layer}" if control else f"layer{layer}")
-    if not (run / "summary.json").is_file():
-        cli_main(["fit", "--config", str(ROOT / "configs" / "sae" / f"{backbone}.yaml"),
+    summary_path = run / "summary.json"
+    done = summary_path.is_file() and "atoms/alive" in json.loads(summary_path.read_text())
+    if not done:
+        resume = ["--ckpt_path=last"] if (run / "checkpoints" / "last.ckpt").is_file() else []
+        cli_main(["fit", "--config", str(ROOT / "configs" / "sae" / f"{backbone}.yaml"), f"--study={study}",
                   f"--trainer.default_root_dir={run}", f"--data.init_args.cohort_ckpt={ckpt}",
                   f"--data.init_args.layer={layer}", f"--data.init_args.untrained_control={str(control).lower()}",
-                  "--trainer.enable_progress_bar=false", *extra])
+                  "--trainer.enable_progress_bar=false", *extra, *resume])
     summary = json.loads((run / "summary.json").read_text())
     row = {"backbone": backbone, "layer": layer, "encoder": "untrained" if control else "cohort", "run": str(run)}
     row.update({key: summary.get(key) for key in COLUMNS if key not in row})
@@ -105,10 +111,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         depth = torch.load(ckpt, map_location="cpu", weights_only=True)["hyper_parameters"]["net"]["shared_layers"]
         for layer in (args.layers if args.layers is not None else range(depth)):
             print(f"[sae] {backbone} layer {layer}", flush=True)
-            rows.append(run_sae(backbone, layer, False, ckpt, out, extra))
+            rows.append(run_sae(backbone, layer, False, ckpt, out, extra, args.study))
         for layer in args.control_layers:
             print(f"[sae] {backbone} layer {layer} (untrained control)", flush=True)
-            rows.append(run_sae(backbone, layer, True, ckpt, out, extra))
+            rows.append(run_sae(backbone, layer, True, ckpt, out, extra, args.study))
     out.mkdir(parents=True, exist_ok=True)
     with (out / "sae_depths.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
