@@ -7,13 +7,22 @@ A LightningCLI with
 - the facts of the data linked into the model (``data.num_signals → model.num_signals``), never typed twice;
 - every run's outputs in one folder (``trainer.default_root_dir``): ``config.yaml``, ``summary.json``,
   ``checkpoints/{last,best}.ckpt``, ``wandb/``;
-- bad input reported as one line (``INR_LIGHTNING_TRACEBACK=1`` for the full traceback).
+- bad input reported as one line (``INR_LIGHTNING_TRACEBACK=1`` for the full traceback), exit status 2;
+- checkpoints loaded with ``weights_only=True`` only, ``--ckpt_path`` resumes included (a checkpoint that
+  needs arbitrary objects unpickled is refused with one line; ``--weights_only=false`` is the explicit
+  opt-out for checkpoints you made yourself);
+- a run that cannot go on ends with one line and a non-zero exit status, its checkpoints intact:
+  a non-finite loss (``FiniteLoss``, exit 1), SIGTERM (exit 143: Lightning finishes the current step, no
+  checkpoint is written mid-epoch, the newest ``last.ckpt`` is from the last validation), or W&B failing to
+  start (exit 2, before anything in the run directory is written).
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import sys
+import traceback
 import warnings
 from pathlib import Path
 
@@ -21,9 +30,10 @@ import lightning as L
 from jsonargparse import set_parsing_settings
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from inr_lightning.callbacks import RunConfig, RunSummary
-from inr_lightning.errors import InputError, find_input_error, one_line
+from inr_lightning.callbacks import FiniteLoss, RunConfig, RunSummary
+from inr_lightning.errors import InputError, RunStopped, find_user_error, one_line
 
 # Data lives in memory and each batch is a slice of it; worker processes would only add start-up time.
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -65,9 +75,50 @@ class INRLightningCLI(LightningCLI):
         # ``callbacks=`` below replaces ``trainer.callbacks`` of the config, so the configured ones go in too.
         configured = trainer_cfg.get("callbacks") or []
         configured = list(configured) if isinstance(configured, list) else [configured]
-        extra = configured + [checkpoint, RunSummary()] + list(kwargs.pop("callbacks", []) or [])
+        extra = configured + [checkpoint, RunSummary(), FiniteLoss()] + list(kwargs.pop("callbacks", []) or [])
         return super().instantiate_trainer(callbacks=extra, **kwargs)
 
+
+    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict:
+        """``weights_only=True`` for every ``--ckpt_path`` load unless the user explicitly passed false."""
+        kwargs = super()._prepare_subcommand_kwargs(subcommand)
+        if "weights_only" in self._subcommand_method_arguments.get(subcommand, ()) \
+                and kwargs.get("weights_only") is None:
+            kwargs["weights_only"] = True
+        return kwargs
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning reads ``--ckpt_path``'s hyper-parameters here (with ``weights_only=True``); a refused or
+        unreadable checkpoint becomes one line."""
+        try:
+            super()._parse_ckpt_path()
+        except pickle.UnpicklingError as err:
+            raise _refused(self.config[self.config.subcommand].get("ckpt_path"), err) from None
+        except (RuntimeError, EOFError, OSError) as err:
+            raise _refused(self.config[self.config.subcommand].get("ckpt_path"), err) from None
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Runs the subcommand; a stop the user must act on becomes one ``InputError``/``RunStopped`` line."""
+        try:
+            super()._run_subcommand(subcommand)
+        except SIGTERMException:
+            root = Path(self.trainer.default_root_dir)
+            last = root / "checkpoints" / "last.ckpt"
+            kept = f"{last} (written at the last validation)" if last.is_file() else "no checkpoint yet"
+            raise RunStopped(f"interrupted by SIGTERM at step {self.trainer.global_step} of the {subcommand} run "
+                             f"in '{root}'; kept: {kept}; resume with --ckpt_path=last", exit_code=143) from None
+        except pickle.UnpicklingError as err:
+            raise _refused(self.config[subcommand].get("ckpt_path"), err) from None
+        except Exception as err:
+            wandb_error = _wandb_error(err)
+            if wandb_error is None or find_user_error(err) is not None:
+                raise
+            first = (str(wandb_error).strip().splitlines() or [type(wandb_error).__name__])[0]
+            raise InputError(f"W&B failed ({type(wandb_error).__name__}: {first[:200]}); the local outputs in "
+                             f"'{self.trainer.default_root_dir}' (checkpoints, config.yaml, summary.json) are kept. "
+                             "Run `wandb login`, check that the run directory is writable, or log offline "
+                             "(--trainer.logger.init_args.offline=true) or not at all (--trainer.logger=false)"
+                             ) from None
 
     def before_fit(self) -> None:
         """Refuses to start a fresh fit over another run's checkpoints (resume or opt in instead)."""
@@ -91,6 +142,32 @@ class INRLightningCLI(LightningCLI):
             print(f"  W&B (offline): wandb sync {runs[-1]}")
 
 
+def _refused(ckpt, err: BaseException) -> InputError:
+    """The one line for a ``--ckpt_path`` that ``torch.load(weights_only=True)`` would not read."""
+    reason = str(err).partition("WeightsUnpickler error:")[2]
+    if not any(word in reason.lower() for word in ("global", "reduce", "build")):  # a damaged or foreign file
+        return InputError(f"--ckpt_path {str(ckpt)!r} is not a readable checkpoint ({type(err).__name__}); "
+                          "give a .ckpt file written by a run, or 'last'")
+    lines = [line.strip() for line in str(err).splitlines() if "Unsupported global" in line]
+    detail = f" ({lines[0][:160]})" if lines else ""
+    return InputError(f"checkpoint {str(ckpt)!r} was refused: it holds objects that only load by running arbitrary "
+                      f"code, and checkpoints are loaded with weights_only=True{detail}")
+
+
+def _wandb_error(ex: BaseException | None) -> BaseException | None:
+    """The exception behind ``ex`` that ``wandb`` raised (its own type, or any error raised inside its code,
+    such as an ``OSError`` for an unwritable directory), if any."""
+    seen = set()
+    while ex is not None and id(ex) not in seen:
+        frames = traceback.extract_tb(ex.__traceback__)
+        if type(ex).__module__.split(".")[0] == "wandb" or any(
+                f"{os.sep}wandb{os.sep}" in frame.filename and "-packages" in frame.filename for frame in frames):
+            return ex
+        seen.add(id(ex))
+        ex = ex.__cause__ or ex.__context__
+    return None
+
+
 def main(args: list[str] | None = None) -> None:
     # Configs write ``${trainer.default_root_dir}`` from their own top; under subcommands that top is
     # ``fit.``/``test.``…, so absolute paths are read as relative to the file (jsonargparse's setting for it).
@@ -106,12 +183,12 @@ def main(args: list[str] | None = None) -> None:
             parser_kwargs={"parser_mode": "omegaconf+"},
             args=args,
         )
-    except Exception as err:  # noqa: BLE001 — only our InputError is turned into one line; the rest re-raise
-        cause = find_input_error(err)
+    except Exception as err:  # noqa: BLE001 — only InputError/RunStopped become one line; the rest re-raise
+        cause = find_user_error(err)
         if cause is None or _show_tracebacks():
             raise
         print(f"error: {cause}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(getattr(cause, "exit_code", 2))
     finally:
         # WandbLogger leaves its run open; a second run in the same process would silently reuse it.
         wandb = sys.modules.get("wandb")

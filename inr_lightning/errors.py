@@ -1,7 +1,9 @@
-"""The one exception type for bad user input.
+"""The exception types a user sees as one line.
 
-Anything raised as ``InputError`` reaches the user as a single line (``error: …``) from the CLI, without
-a traceback; ``INR_LIGHTNING_TRACEBACK=1`` shows the full traceback instead.
+Anything raised as ``InputError`` (bad input: exit status 2) or ``RunStopped`` (a run that could not go on:
+a non-finite loss, SIGTERM, a logger that cannot start; its own exit status) reaches the user as a single
+line (``error: …``) from the CLI, without a traceback; ``INR_LIGHTNING_TRACEBACK=1`` shows the full
+traceback instead.
 """
 
 
@@ -15,6 +17,25 @@ class InputError(ValueError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         InputError.last_message = message
+
+
+class RunStopped(RuntimeError):
+    """A run stopped before its end; the message says why, at which step, and what was kept."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def find_user_error(ex: BaseException | None) -> InputError | RunStopped | None:
+    """The ``InputError`` or ``RunStopped`` behind an exception (following its chain), if any."""
+    seen = set()
+    while ex is not None and id(ex) not in seen:
+        if isinstance(ex, (InputError, RunStopped)):
+            return ex
+        seen.add(id(ex))
+        ex = ex.__cause__ or ex.__context__
+    return None
 
 
 def find_input_error(ex: BaseException | None) -> InputError | None:

@@ -39,8 +39,10 @@ def step_indices(num_coords: int, coords_per_step: int | None, seed: int, epoch:
 class CoordinateSteps(IterableDataset):
     """``steps`` training batches of one epoch: coordinates and every signal's targets at them.
 
-    Each batch is ``{"coords": (p, 2), "target": (N, p, C), "num_coords": P}`` where ``p`` is this rank's
-    shard and ``P`` the global number of coordinates of the step (the loss normalises by ``P``).
+    Each batch is ``{"coords": (p, 2), "target": (N, p, C), "num_coords": P, "index": (p,)}`` where ``p`` is
+    this rank's shard, ``P`` the global number of coordinates of the step (the loss normalises by ``P``) and
+    ``index`` the rows of ``coords`` (the full grid) the shard was taken from — what a model that caches
+    activations on the full grid (frozen-prefix caching) gathers with.
     """
 
     def __init__(self, coords: Tensor, targets: Tensor, coords_per_step: int | None, steps: int, seed: int,
@@ -57,4 +59,5 @@ class CoordinateSteps(IterableDataset):
         for step in range(self.steps):
             idx = step_indices(len(self.coords), self.coords_per_step, self.seed, epoch, step)
             local = idx[rank::world]
-            yield {"coords": self.coords[local], "target": self.targets[:, local], "num_coords": len(idx)}
+            yield {"coords": self.coords[local], "target": self.targets[:, local], "num_coords": len(idx),
+                   "index": local}

@@ -17,11 +17,12 @@ class CohortINRModule(INRFitModule):
         lr: Adam learning rate (STRAINER: 1e-4).
         loss_reduction: ``sum`` (STRAINER) or ``mean`` of the per-signal MSEs.
         eval_chunk: coordinates per forward pass during evaluation.
+        compile: run the training forward through ``torch.compile`` (see ``INRFitModule``).
     """
 
     def __init__(self, net: INRConfig, num_signals: int = 1, out_channels: int = 1, lr: float = 1e-4,
-                 loss_reduction: str = "sum", eval_chunk: int = 65536) -> None:
-        super().__init__(lr=lr, loss_reduction=loss_reduction, eval_chunk=eval_chunk)
+                 loss_reduction: str = "sum", eval_chunk: int = 65536, compile: bool = False) -> None:
+        super().__init__(lr=lr, loss_reduction=loss_reduction, eval_chunk=eval_chunk, compile=compile)
         if isinstance(net, dict):  # rebuilt from a checkpoint's hyper-parameters
             net = INRConfig(**net)
         self.save_hyperparameters()

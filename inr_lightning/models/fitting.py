@@ -18,6 +18,15 @@ optimizers (and DDP) are built, so frozen parameters are excluded from the optim
 unfreezes mid-run.  The callback only *decides* the depth (``set_freeze_depth``) when ``protocol: auto``;
 with another protocol it only reports the stable-rank profile.  ``auto`` without the callback is an error.
 
+**Frozen-prefix caching** (``cache_frozen_prefix: true``, the default).  Frozen layers see fixed inputs
+when the coordinate grid is fixed (SCIENCE.md §3), so with layers ``0 .. k`` frozen their output on the
+data module's full grid is computed once per fit (no grad, at the first training step) and every step runs
+only layers ``k+1 ..`` and the heads, from the rows ``batch["index"]`` of that cache — full grid,
+``coords_per_step`` subsets and DDP shards alike.  The result equals the uncached path (same weights after
+training up to GEMM rounding; tested).  Memory: the cache is ``M × P × width`` floats — 5 signals at 256×256,
+width 256: 335 MB (84 MB at 128×128); turn it off for very large grids.  Without a frozen layer, without
+``index`` in the batch or without the data module's ``coords`` the step runs uncached.
+
 Heads are always fresh.  ``summary_extra`` (merged into ``summary.json``) holds the PSNR and SSIM of every
 signal at each step of ``record_steps`` (evaluated on the full grid at those steps only) and at the end.
 """
@@ -57,14 +66,21 @@ class SignalFitModule(INRFitModule):
         out_channels: channels per signal; linked from ``data.num_channels``.
         lr: Adam learning rate (1e-4).
         record_steps: steps at which the full-grid PSNR/SSIM of every signal goes into ``summary.json``.
-        loss_reduction, eval_chunk: as ``INRFitModule``.
+        loss_reduction, eval_chunk, compile: as ``INRFitModule``.
+        cache_frozen_prefix: compute the frozen layers' output on the grid once per fit (module docstring).
     """
 
     def __init__(self, cohort_ckpt: str, protocol: str = "auto", freeze_depth: int | None = None,
                  above: str = "finetune", backbone: str | None = None, num_signals: int = 1, out_channels: int = 1,
                  lr: float = 1e-4, record_steps: list[int] | None = None, loss_reduction: str = "sum",
-                 eval_chunk: int = 65536) -> None:
-        super().__init__(lr=lr, loss_reduction=loss_reduction, eval_chunk=eval_chunk)
+                 eval_chunk: int = 65536, cache_frozen_prefix: bool = True, compile: bool = False) -> None:
+        super().__init__(lr=lr, loss_reduction=loss_reduction, eval_chunk=eval_chunk, compile=compile)
+        if not isinstance(cache_frozen_prefix, bool):
+            raise InputError(f"cache_frozen_prefix must be true or false, got {cache_frozen_prefix!r}")
+        self.cache_frozen_prefix = cache_frozen_prefix
+        self._prefix_cache: Tensor | None = None      # (M, P, width): frozen layers' output on the full grid
+        self._prefix_index: Tensor | None = None      # arange(P) on the cache's device (full-grid fast path)
+        self._step_full = False                       # this step's index is the whole grid in order
         if protocol not in PROTOCOLS:
             raise InputError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
         if above not in ABOVE:
@@ -154,6 +170,70 @@ class SignalFitModule(INRFitModule):
         self._freeze_applied = True
         self.summary_extra["fit/freeze_depth"] = depth
         self.summary_extra["fit/frozen_layers"] = list(range(depth + 1))
+
+    # -- frozen-prefix cache ---------------------------------------------------------------------------
+    def _grid_coords(self) -> Tensor | None:
+        """The full grid ``batch["index"]`` refers to: the data module's ``coords``."""
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        coords = getattr(dm, "coords", None)
+        return coords if isinstance(coords, Tensor) else None
+
+    @torch.no_grad()
+    def build_prefix_cache(self, coords: Tensor) -> Tensor:
+        """Layers ``0 .. freeze_depth`` on the full grid ``coords (P, 2)`` → ``(M, P, width)``, once."""
+        coords = coords.to(self.net.encoder.linear(0).weight.device)
+        self._prefix_cache = self.net.encoder(coords.unsqueeze(0), 0, self.freeze_depth + 1).contiguous()
+        self._prefix_index = torch.arange(len(coords), device=coords.device)
+        return self._prefix_cache
+
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        """Builds the cache at the first step (on the step's device) and decides whether this step uses it;
+        outside ``train_forward`` so that a compiled forward sees no Python side effects."""
+        self._step_full = False
+        if not (self.cache_frozen_prefix and self._freeze_applied and self.freeze_depth is not None
+                and self.freeze_depth >= 0 and "index" in batch):
+            self._prefix_cache = None
+            return
+        index = batch["index"]
+        if self._prefix_cache is None or self._prefix_cache.device != index.device:
+            coords = self._grid_coords()
+            if coords is None:
+                self._prefix_cache = None
+                return
+            self.build_prefix_cache(coords.to(index.device))
+        self._step_full = index.shape[0] == self._prefix_cache.shape[1] and torch.equal(index, self._prefix_index)
+
+    def train_forward(self, batch: dict) -> Tensor:
+        cache = self._prefix_cache
+        if cache is None or "index" not in batch:
+            return self.net(batch["coords"])
+        h = cache if self._step_full else cache[:, batch["index"]]
+        return self.net.forward_from(h, self.freeze_depth)
+
+    def teardown(self, stage: str) -> None:
+        if stage == "fit":
+            self._prefix_cache = self._prefix_index = None  # the cache lives for one fit
+
+    # -- resume ---------------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """The frozen depth and the recorded PSNR/SSIM history travel with the weights (plain values only, so
+        the checkpoint still loads with ``weights_only=True``)."""
+        checkpoint["fit_state"] = {"freeze_depth": self.freeze_depth,
+                                   "recorded": {int(s): (list(p), list(q)) for s, (p, q) in self._recorded.items()},
+                                   "summary_extra": dict(self.summary_extra)}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """On resume (``--ckpt_path``): ``setup`` has frozen the layers again from the same config; the
+        checkpoint's depth must agree, and the recorded history comes back."""
+        state = checkpoint.get("fit_state")
+        if not state:
+            return
+        saved = state.get("freeze_depth")
+        if self._freeze_applied and saved is not None and saved != self.freeze_depth:
+            raise InputError(f"the checkpoint was trained with encoder layers 0..{saved} frozen, this run freezes "
+                             f"0..{self.freeze_depth}; resume with the run's own config ({{run}}/config.yaml)")
+        self._recorded.update({int(s): (list(p), list(q)) for s, (p, q) in state.get("recorded", {}).items()})
+        self.summary_extra.update(state.get("summary_extra", {}))
 
     # -- PSNR / SSIM at the recorded steps -----------------------------------------------------------
     def _full_grid_batch(self) -> dict | None:

@@ -6,6 +6,12 @@ Exactly ``k`` atoms are selected per input (some of them may be 0 after the ReLU
 ablations never depend on the batch.  Decoding uses only the ``k`` selected atoms (``embedding_bag`` over
 the selected decoder rows); ``decode_dense`` is the reference path that builds the full code vector.
 
+Training touches only the selected atoms in the backward pass too: the dense pre-activations are computed
+without autograd (they are needed for the top-k), and the selected values carry a sparse backward
+(``SelectedCodes``): ∂W_enc, ∂b_enc and ∂(x − b_pre) from the B·k selected (row, atom) pairs alone —
+2·B·k·d FLOPs instead of the 2·B·n_atoms·d of a dense encoder backward.  Values are the same as the dense
+autograd path; gradients equal it within fp32 rounding (tested).
+
 Training-time rules the owner (a LightningModule or a plain loop) applies through methods of this class:
 
 - ``init_b_pre(sample)`` once before training: b_pre = mean or geometric median of a sample.
@@ -35,7 +41,47 @@ class SAEOutput(NamedTuple):
     x_hat: Tensor  # (B, d_in)
     vals: Tensor   # (B, k) code values of the selected atoms (≥ 0)
     idx: Tensor    # (B, k) indices of the selected atoms
-    pre: Tensor    # (B, n_atoms) ReLU pre-activations (AuxK picks dead atoms from these)
+    pre: Tensor    # (B, n_atoms) W_enc (x − b_pre) + b_enc before the ReLU, no autograd (AuxK selects from it)
+
+
+class SelectedCodes(torch.autograd.Function):
+    """``ReLU(pre[b, idx[b, s]]) · mask[idx[b, s]]`` ``(B, m)`` — the selected codes — with a sparse backward.
+
+    ``pre`` is the dense ``xc W_encᵀ + b_enc`` computed without autograd from the same ``xc = x − b_pre``,
+    ``W_enc``, ``b_enc``; gradients flow to those three as if ``pre`` had been computed with autograd, but only
+    through the selected pairs: ∂W_enc = Gᵀ xc (CSR sparse × dense), ∂b_enc by ``index_add``, ∂xc = G W_enc
+    (``embedding_bag``), with G the (B, n_atoms) gradient that is non-zero at the selected, positive entries.
+    ``mask`` (optional, 0/1 per atom): AuxK's dead-atom mask.
+    """
+
+    @staticmethod
+    def forward(ctx, xc: Tensor, w_enc: Tensor, b_enc: Tensor, pre: Tensor, idx: Tensor,
+                mask: Tensor | None) -> Tensor:
+        vals = pre.gather(1, idx).clamp_min_(0)
+        if mask is not None:
+            vals = vals * mask[idx]
+        ctx.save_for_backward(xc, w_enc, idx, vals)
+        return vals
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        xc, w_enc, idx, vals = ctx.saved_tensors
+        g = torch.where(vals > 0, grad, torch.zeros((), dtype=grad.dtype, device=grad.device)).to(w_enc.dtype)
+        n_atoms, (rows, m) = w_enc.shape[0], idx.shape
+        flat_idx, flat_g = idx.reshape(-1), g.reshape(-1)
+        grad_xc = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_xc = F.embedding_bag(idx, w_enc, per_sample_weights=g, mode="sum").to(xc.dtype)
+        if ctx.needs_input_grad[1]:
+            order = flat_idx.argsort()
+            crow = torch.zeros(n_atoms + 1, dtype=torch.long, device=idx.device)
+            crow[1:] = torch.bincount(flat_idx, minlength=n_atoms).cumsum(0)
+            cols = torch.arange(rows, device=idx.device).repeat_interleave(m)[order]
+            g_t = torch.sparse_csr_tensor(crow, cols, flat_g[order], size=(n_atoms, rows))
+            grad_w = (g_t @ xc.to(w_enc.dtype)).to(w_enc.dtype)
+        if ctx.needs_input_grad[2]:
+            grad_b = torch.zeros(n_atoms, dtype=w_enc.dtype, device=idx.device).index_add_(0, flat_idx, flat_g)
+        return grad_xc, grad_w, grad_b, None, None, None
 
 
 def geometric_median(x: Tensor, iters: int = 200, eps: float = 1e-8) -> Tensor:
@@ -129,8 +175,15 @@ class TopKSAE(nn.Module):
         return z @ self.W_dec + self.b_pre
 
     def forward(self, x: Tensor) -> SAEOutput:
-        pre = self.pre_activations(x)
-        vals, idx = pre.topk(self.k, dim=-1)
+        xc = x - self.b_pre
+        with torch.no_grad():  # dense only where it must be: the top-k selection
+            # [xc, 1] · [W_enc, b_enc]ᵀ: the bias inside the GEMM, no (B, n_atoms) bias copy.  The ReLU is
+            # monotone, so the top-k of the raw pre-activations selects the same codes (ties at 0 aside, whose
+            # values are 0 either way); it is applied to the k selected values only.
+            ones = torch.ones(xc.shape[0], 1, dtype=xc.dtype, device=xc.device)
+            pre = torch.cat([xc, ones], 1) @ torch.cat([self.W_enc, self.b_enc[:, None]], 1).T
+            idx = pre.topk(self.k, dim=-1).indices
+        vals = SelectedCodes.apply(xc, self.W_enc, self.b_enc, pre, idx, None)
         return SAEOutput(self.decode(vals, idx), vals, idx, pre)
 
     # -- dead atoms and AuxK ----------------------------------------------------------------------
@@ -145,12 +198,17 @@ class TopKSAE(nn.Module):
 
     def aux_sse(self, x: Tensor, x_hat: Tensor, pre: Tensor) -> Tensor:
         """AuxK: sum of squared errors of the top-``k_aux`` *dead* atoms' reconstruction of the residual
-        (no decoder bias, residual detached).  0 when no atom is dead."""
+        (no decoder bias, residual detached).  0 when no atom is dead.  ``pre``: ``forward``'s dense
+        pre-activations, read for the selection only (gradients go through ``SelectedCodes``)."""
         dead = self.dead_mask()
         n_dead = int(dead.sum())
         if n_dead == 0:
             return x_hat.new_zeros(())
-        vals, idx = (pre * dead).topk(min(self.k_aux, n_dead), dim=-1)
+        pre, mask = pre.detach(), dead.to(pre.dtype)
+        with torch.no_grad():
+            idx = (pre * mask).topk(min(self.k_aux, n_dead), dim=-1).indices
+        # Gradients reach W_enc, b_enc, b_pre through the selected dead atoms only (as through ``pre * dead``).
+        vals = SelectedCodes.apply(x - self.b_pre, self.W_enc, self.b_enc, pre, idx, mask)
         residual = (x - x_hat).detach()
         return ((self.decode(vals, idx, bias=False) - residual) ** 2).sum()
 

@@ -1,0 +1,102 @@
+"""Fast paths of the fitting stage: frozen-prefix caching equals the uncached fit; torch.compile as an option."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_fitting import datamodule, fit, make_cohort_ckpt
+
+from inr_lightning.models import CohortINRModule, SignalFitModule
+from inr_lightning.nn import INRConfig
+
+
+@pytest.fixture
+def ckpt(tmp_path):
+    return make_cohort_ckpt(tmp_path / "cohort.ckpt")
+
+
+def fitted(ckpt, cache: bool, coords_per_step=None, depth: int = 1, above: str = "finetune", steps: int = 6,
+           compile: bool = False):
+    torch.manual_seed(3)
+    module = SignalFitModule(str(ckpt), protocol="freeze", freeze_depth=depth, above=above, num_signals=3, lr=1e-2,
+                             record_steps=[], cache_frozen_prefix=cache, compile=compile)
+    dm = datamodule()
+    dm.coords_per_step = coords_per_step
+    calls = []
+    original = module.net.encoder.forward
+
+    def counting(x, start=0, stop=None):  # count how often layer 0 runs during training steps
+        if module.training and start == 0:
+            calls.append(x.shape[1])
+        return original(x, start, stop)
+
+    module.net.encoder.forward = counting
+    fit(module, dm, steps=steps)
+    return module, calls
+
+
+@pytest.mark.parametrize("coords_per_step,depth,above", [(None, 1, "finetune"), (101, 0, "reinit"),
+                                                         (57, 1, "finetune")])
+def test_cached_prefix_fit_equals_the_uncached_fit(ckpt, coords_per_step, depth, above):
+    cached, calls_cached = fitted(ckpt, True, coords_per_step, depth, above)
+    plain, calls_plain = fitted(ckpt, False, coords_per_step, depth, above)
+    # The frozen prefix ran once, on the full 16×16 grid, instead of once per step.
+    assert calls_cached == [256] and len(calls_plain) == 6
+    a, b = cached.state_dict(), plain.state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        diff = (a[key] - b[key]).abs().max()
+        if coords_per_step is None:
+            assert diff == 0, f"{key}: {diff:.2e}"   # same GEMMs on the same rows: bit-identical
+        else:
+            assert diff <= 1e-6, f"{key}: {diff:.2e}"
+    assert cached._prefix_cache is None  # freed at the end of the fit
+
+
+def test_no_cache_without_a_frozen_layer(ckpt):
+    torch.manual_seed(0)
+    module = SignalFitModule(str(ckpt), protocol="finetune", num_signals=3, record_steps=[])
+    fit(module, datamodule(), steps=2)
+    assert module._prefix_cache is None and module.freeze_depth == -1
+
+
+def compile_unavailable() -> str | None:
+    """Why ``torch.compile`` cannot run here (None when it can): a tiny function compiled and run."""
+    try:
+        fn = torch.compile(lambda x: torch.sin(x) * 2)
+        fn(torch.randn(4))
+    except Exception as err:  # noqa: BLE001 — any failure means: skip, with the reason
+        return f"torch.compile unavailable on this torch/CPU: {type(err).__name__}: {str(err).splitlines()[0][:200]}"
+    return None
+
+
+def test_compile_option_keeps_results_and_checkpoint_keys(ckpt, tmp_path):
+    reason = compile_unavailable()
+    if reason:
+        pytest.skip(reason)
+    compiled, _ = fitted(ckpt, True, None, 1, "finetune", steps=3, compile=True)
+    eager, _ = fitted(ckpt, True, None, 1, "finetune", steps=3, compile=False)
+    assert "_compiled_train_forward" in compiled.__dict__
+    a, b = compiled.state_dict(), eager.state_dict()
+    assert a.keys() == b.keys() and not any("_orig_mod" in k for k in a)
+    for key in a:
+        assert (a[key] - b[key]).abs().max() <= 1e-4, key
+    # Cohort stage: a checkpoint written with compile: true loads with weights_only=True into an eager module.
+    import lightning as L
+
+    torch.manual_seed(0)
+    cohort = CohortINRModule(INRConfig(width=16, shared_layers=2), num_signals=3, compile=True)
+    trainer = L.Trainer(max_steps=2, max_epochs=-1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu", devices=1,
+                        default_root_dir=tmp_path, limit_val_batches=0)
+    dm = datamodule()
+    dm.split = "cohort"
+    trainer.fit(cohort, datamodule=dm)
+    trainer.save_checkpoint(tmp_path / "c.ckpt")
+    saved = torch.load(tmp_path / "c.ckpt", weights_only=True)
+    assert not any("_orig_mod" in k for k in saved["state_dict"])
+    assert saved["hyper_parameters"]["compile"] is True
+    fresh = CohortINRModule(INRConfig(**saved["hyper_parameters"]["net"]), num_signals=3)
+    fresh.load_state_dict(saved["state_dict"])
+    coords = dm.coords
+    torch.testing.assert_close(fresh.net(coords), cohort.net(coords))
