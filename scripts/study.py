@@ -5,7 +5,7 @@
 
 Usage::
 
-    python scripts/study.py --quick          # ≤ 10 min on 2 CPU cores: 32×32, width 64, short runs
+    python scripts/study.py --quick          # ≤ 10 min on 2 CPU cores: 32×32, width 128, short runs
     python scripts/study.py                  # the full protocol: 128×128, width 256, 2000/2000/5000 steps
 
 Everything lands in ``runs/<study>/`` (``--study``, default ``mri``; ``mri_quick`` for ``--quick``):
@@ -42,13 +42,13 @@ PROFILES: dict[str, dict] = {
         "sae": ["--trainer.max_steps=5000"],
     },
     "quick": {
-        "resolution": 32, "layers": 5, "cohort_steps": 600,
-        "cohort": ["--model.init_args.net.width=64", "--model.init_args.net.num_frequencies=64"],
-        "fit": ["--trainer.max_steps=200", "--model.init_args.record_steps=[50, 100, 200]"],
+        "resolution": 32, "layers": 5, "cohort_steps": 2000,
+        "cohort": ["--model.init_args.net.width=128", "--model.init_args.net.num_frequencies=128"],
+        "fit": ["--trainer.max_steps=300", "--model.init_args.record_steps=[50, 100, 300]"],
         "sae": ["--model.init_args.n_atoms=1024", "--model.init_args.k=16", "--model.init_args.lr=8e-4",
                 "--model.init_args.warmup_steps=20", "--model.init_args.init_samples=1024",
-                "--data.init_args.batch_size=1024", "--data.init_args.steps_per_epoch=150",
-                "--trainer.max_steps=300", "--trainer.callbacks.init_args.top_atoms=12"],
+                "--data.init_args.batch_size=1024", "--data.init_args.steps_per_epoch=200",
+                "--trainer.max_steps=400", "--trainer.callbacks.init_args.top_atoms=12"],
     },
     "tiny": {
         "resolution": 16, "layers": 3, "cohort_steps": 4,
