@@ -1,17 +1,9 @@
 """scripts/sae_depths.py at tiny size: an SAE per depth plus the control, one table from their summaries."""
 
 import csv
-import importlib.util
 import json
 
-from conftest import ROOT, TINY, run_cli
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("sae_depths", ROOT / "scripts" / "sae_depths.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import ROOT, TINY, load_script, run_cli
 
 
 def test_sae_depths_collects_every_run(tmp_path, capsys):
@@ -19,7 +11,7 @@ def test_sae_depths_collects_every_run(tmp_path, capsys):
     run_cli(["fit", "--config", "configs/cohort/ffmlp.yaml", f"--trainer.default_root_dir={cohort}", *TINY,
              "--trainer.logger=false", "--model.init_args.net.shared_layers=2"])
     out = tmp_path / "sae"
-    rows = load_script().main([
+    rows = load_script("sae_depths").main([
         "--backbones", "ffmlp", "--cohort_ckpt", str(cohort / "checkpoints" / "last.ckpt"), "--out", str(out),
         "--control_layers", "1", "--", "--trainer.logger=false", "--model.init_args.n_atoms=32",
         "--model.init_args.k=4", "--model.init_args.warmup_steps=1", "--data.init_args.batch_size=64",

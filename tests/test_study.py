@@ -1,15 +1,12 @@
 """scripts/study.py end to end at tiny size: every stage runs and report.md holds numbers and figures."""
 
-import importlib.util
 import re
 
-from conftest import ROOT
+from conftest import load_script
 
 
 def test_quick_study_path_writes_a_report_with_numbers_and_figures(tmp_path):
-    spec = importlib.util.spec_from_file_location("study", ROOT / "scripts" / "study.py")
-    study = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(study)
+    study = load_script("study")
     out = tmp_path / "study"
     report = study.main(["--profile", "tiny", "--out", str(out), "--wandb", "disabled"])
     text = report.read_text()

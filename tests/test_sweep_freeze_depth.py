@@ -1,21 +1,13 @@
 """scripts/sweep_freeze_depth.py at tiny size: every protocol runs, and the CSV, PNG and report agree."""
 
 import csv
-import importlib.util
 import json
 
 import pytest
 import torch
-from conftest import ROOT
+from conftest import load_script
 
 from inr_lightning.nn import CohortINR, INRConfig
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("sweep_freeze_depth", ROOT / "scripts" / "sweep_freeze_depth.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_sweep_runs_every_protocol_and_reports(tmp_path, capsys):
@@ -27,7 +19,7 @@ def test_sweep_runs_every_protocol_and_reports(tmp_path, capsys):
                                      "_class_path": "inr_lightning.models.CohortINRModule"},
                 "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}}, ckpt)
     out = tmp_path / "sweep"
-    reports = load_script().main([
+    reports = load_script("sweep_freeze_depth").main([
         "--backbones", "siren", "--cohort_ckpt", str(ckpt), "--out", str(out), "--", "--trainer.max_steps=3",
         "--data.init_args.source=inr_lightning.data.Synthetic", "--data.init_args.source.init_args.size=16",
         "--data.init_args.source.init_args.num_images=5", "--data.init_args.num_signals=3",
@@ -52,6 +44,6 @@ def test_sweep_runs_every_protocol_and_reports(tmp_path, capsys):
     assert "argmax stable rank: layer" in text and "Spearman" in text and "finding 1" in text
     # A second sweep into the same folder refuses to overwrite the runs unless asked to.
     with pytest.raises(SystemExit):
-        load_script().main(["--backbones", "siren", "--cohort_ckpt", str(ckpt), "--out", str(out), "--wandb",
+        load_script("sweep_freeze_depth").main(["--backbones", "siren", "--cohort_ckpt", str(ckpt), "--out", str(out), "--wandb",
                             "disabled", "--", "--trainer.max_steps=1"])
     assert "already holds checkpoints" in capsys.readouterr().err
