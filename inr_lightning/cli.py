@@ -168,6 +168,14 @@ def _wandb_error(ex: BaseException | None) -> BaseException | None:
     return None
 
 
+def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``[own args…] -- [overrides…]`` → (own args, overrides): how scripts pass CLI overrides to every run."""
+    if "--" not in argv:
+        return list(argv), []
+    i = argv.index("--")
+    return list(argv[:i]), list(argv[i + 1:])
+
+
 def main(args: list[str] | None = None) -> None:
     # Configs write ``${trainer.default_root_dir}`` from their own top; under subcommands that top is
     # ``fit.``/``test.``…, so absolute paths are read as relative to the file (jsonargparse's setting for it).

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from inr_lightning.cli import main as cli_main  # noqa: E402
+from inr_lightning.cli import split_overrides  # noqa: E402
 
 # SCIENCE.md §4, reference [R]: SIREN 5×256, 10 CelebA images, k = 32, 4096 atoms, 10k steps, by depth 0→4.
 REFERENCE_SIREN = {
@@ -85,11 +86,7 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1:]
+    argv, extra = split_overrides(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backbones", nargs="+", default=["siren", "ffmlp"], choices=["siren", "ffmlp"])
     parser.add_argument("--study", default="mri")

@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from inr_lightning.cli import main as cli_main  # noqa: E402
+from inr_lightning.cli import split_overrides  # noqa: E402
 
 
 def protocols(num_layers: int) -> list[tuple[str, list[str]]]:
@@ -192,11 +193,7 @@ def log_wandb(mode: str, study: str, out: Path, rows: list[dict], reports: list[
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    argv = sys.argv[1:] if argv is None else argv
-    extra: list[str] = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1:]
+    argv, extra = split_overrides(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backbones", nargs="+", default=["siren", "ffmlp"], choices=["siren", "ffmlp"])
     parser.add_argument("--study", default="mri")

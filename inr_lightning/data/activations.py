@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from inr_lightning.checkpoints import load_cohort
 from inr_lightning.data.cohort import SignalDataModule
-from inr_lightning.data.grid import rank_and_world, step_indices
+from inr_lightning.data.grid import StepStream, rank_and_world, step_indices
 from inr_lightning.errors import InputError
 from inr_lightning.nn import CohortINR
 
@@ -74,23 +74,17 @@ def step_coordinates(coords: Tensor, mode: str, batch_size: int, seed: int, epoc
     return torch.rand(batch_size, 2, generator=g) * 2 - 1
 
 
-class ActivationSteps(IterableDataset):
+class ActivationSteps(StepStream):
     """``steps`` batches ``{"coords": (b, 2), "num_samples": B}``: this rank's shard of each step's B coordinates."""
 
     def __init__(self, coords: Tensor, mode: str, batch_size: int, steps: int, seed: int,
                  epoch_fn: Callable[[], int]) -> None:
-        self.coords, self.mode, self.batch_size, self.steps, self.seed, self.epoch_fn = \
-            coords, mode, batch_size, steps, seed, epoch_fn
+        super().__init__(steps, seed, epoch_fn)
+        self.coords, self.mode, self.batch_size = coords, mode, batch_size
 
-    def __len__(self) -> int:
-        return self.steps
-
-    def __iter__(self) -> Iterator[dict]:
-        rank, world = rank_and_world()
-        epoch = self.epoch_fn()
-        for step in range(self.steps):
-            glob = step_coordinates(self.coords, self.mode, self.batch_size, self.seed, epoch, step)
-            yield {"coords": glob[rank::world], "num_samples": len(glob)}
+    def batch(self, epoch: int, step: int, rank: int, world: int) -> dict:
+        glob = step_coordinates(self.coords, self.mode, self.batch_size, self.seed, epoch, step)
+        return {"coords": glob[rank::world], "num_samples": len(glob)}
 
 
 class GridShard(IterableDataset):

@@ -36,7 +36,27 @@ def step_indices(num_coords: int, coords_per_step: int | None, seed: int, epoch:
     return torch.randperm(num_coords, generator=g)[:coords_per_step]
 
 
-class CoordinateSteps(IterableDataset):
+class StepStream(IterableDataset):
+    """One epoch of ``steps`` training batches whose global content depends only on (seed, epoch, step);
+    subclasses build a step's batch for this rank in ``batch``."""
+
+    def __init__(self, steps: int, seed: int, epoch_fn: Callable[[], int]) -> None:
+        self.steps, self.seed, self.epoch_fn = steps, seed, epoch_fn
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def batch(self, epoch: int, step: int, rank: int, world: int) -> dict:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[dict]:
+        rank, world = rank_and_world()
+        epoch = self.epoch_fn()
+        for step in range(self.steps):
+            yield self.batch(epoch, step, rank, world)
+
+
+class CoordinateSteps(StepStream):
     """``steps`` training batches of one epoch: coordinates and every signal's targets at them.
 
     Each batch is ``{"coords": (p, 2), "target": (N, p, C), "num_coords": P, "index": (p,)}`` where ``p`` is
@@ -47,17 +67,11 @@ class CoordinateSteps(IterableDataset):
 
     def __init__(self, coords: Tensor, targets: Tensor, coords_per_step: int | None, steps: int, seed: int,
                  epoch_fn: Callable[[], int]) -> None:
-        self.coords, self.targets = coords, targets
-        self.coords_per_step, self.steps, self.seed, self.epoch_fn = coords_per_step, steps, seed, epoch_fn
+        super().__init__(steps, seed, epoch_fn)
+        self.coords, self.targets, self.coords_per_step = coords, targets, coords_per_step
 
-    def __len__(self) -> int:
-        return self.steps
-
-    def __iter__(self) -> Iterator[dict]:
-        rank, world = rank_and_world()
-        epoch = self.epoch_fn()
-        for step in range(self.steps):
-            idx = step_indices(len(self.coords), self.coords_per_step, self.seed, epoch, step)
-            local = idx[rank::world]
-            yield {"coords": self.coords[local], "target": self.targets[:, local], "num_coords": len(idx),
-                   "index": local}
+    def batch(self, epoch: int, step: int, rank: int, world: int) -> dict:
+        idx = step_indices(len(self.coords), self.coords_per_step, self.seed, epoch, step)
+        local = idx[rank::world]
+        return {"coords": self.coords[local], "target": self.targets[:, local], "num_coords": len(idx),
+                "index": local}
