@@ -6,7 +6,8 @@
 Usage::
 
     python scripts/study.py --quick          # ≤ 10 min on 2 CPU cores: 32×32, width 128, short runs
-    python scripts/study.py                  # the full protocol: 128×128, width 256, 2000/2000/5000 steps
+    python scripts/study.py                  # the full mode: 128×128, width 256, about 1.5 h on 2 CPU cores
+    python scripts/study.py --profile reference   # paper-length runs (2000 fit / 5000 SAE steps): for a GPU
 
 Everything lands in ``runs/<study>/`` (``--study``, default ``mri``; ``mri_quick`` for ``--quick``):
 ``cohort/<backbone>``, ``sweep/``, ``sae/<backbone>/layer<j>`` and ``report.md`` + ``figures/``.  Every number
@@ -35,7 +36,17 @@ from inr_lightning.cli import main as cli_main  # noqa: E402
 
 # Each profile: the cohort, fit and SAE overrides of every run.  ``tiny`` exists for the test suite.
 PROFILES: dict[str, dict] = {
+    # 128×128, width 256, sized to finish in about 1.5 h on 2 CPU cores: each fit step sees a random eighth of
+    # the grid (2048 coordinates per slice) for 1000 steps, each SAE 1000 steps of 4096 activations.
     "full": {
+        "resolution": 128, "layers": 5, "cohort_steps": 2000,
+        "cohort": ["--model.init_args.net.width=256"],
+        "fit": ["--trainer.max_steps=1000", "--data.init_args.coords_per_step=2048",
+                "--model.init_args.record_steps=[50, 100, 250, 500, 1000]"],
+        "sae": ["--trainer.max_steps=1000", "--data.init_args.batch_size=4096", "--model.init_args.warmup_steps=50"],
+    },
+    # The paper-length protocol (full grid every step, 2000 fit steps, 5000 SAE steps of 8192): for a GPU.
+    "reference": {
         "resolution": 128, "layers": 5, "cohort_steps": 2000,
         "cohort": ["--model.init_args.net.width=256"],
         "fit": ["--trainer.max_steps=2000"],
