@@ -34,6 +34,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from inr_lightning.callbacks import FiniteLoss, RunConfig, RunSummary
 from inr_lightning.errors import InputError, RunStopped, find_user_error, one_line
+from inr_lightning.runtime import retain_freed_memory
 
 # Data lives in memory and each batch is a slice of it; worker processes would only add start-up time.
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -180,6 +181,7 @@ def main(args: list[str] | None = None) -> None:
     # Configs write ``${trainer.default_root_dir}`` from their own top; under subcommands that top is
     # ``fit.``/``test.``…, so absolute paths are read as relative to the file (jsonargparse's setting for it).
     set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
+    retain_freed_memory()
     try:
         INRLightningCLI(
             L.LightningModule,

@@ -18,8 +18,12 @@ a. **Training step vs the hardware.**  A cohort step (``CohortINRModule.training
    (not the first layer: coordinates need no gradient).  Sines, the loss, Adam and bias additions are *not*
    counted (they are real cost that the step pays and the baseline does not).  Baseline: the very same list of
    GEMMs (same shapes, same shared-input/batched layouts) as bare ``torch.matmul``/``bmm`` calls on
-   preallocated tensors.  Ratio = the step's FLOP rate / the GEMMs' rate; target ≥ 0.8.  Measured eager and
-   with ``compile: true`` (``torch.compile`` of the training forward).
+   preallocated tensors.  Ratio = the step's FLOP rate / the GEMMs' rate; target ≥ 0.8.  Measured eager (the
+   hand-fused SIREN layer, ``nn/fused.py``) and with ``compile: true`` (``torch.compile`` of the training
+   forward, plain ops for inductor to fuse).
+
+Like the CLI, the benchmark keeps freed memory for reuse (``inr_lightning/runtime.py``); ``--no-retain``
+measures glibc's default, which page-faults every big activation in anew each step.
 b. **Frozen-prefix caching.**  ``SignalFitModule`` (5 signals, 64×64) with layers 0..k frozen and the
    cached prefix vs ``protocol: finetune``.  The *trainable share* is the FLOP share (as in a.) of layers
    k+1.. and the heads in the finetune step; target: cached / finetune ≤ share + 10 % of it (× 1.10).
@@ -39,8 +43,10 @@ f. **Time to quality.**  A SIREN cohort (width 256, 5 layers) is trained here on
    so that load hits all three alike.  Time = training wall-clock (evaluation excluded) until the mean PSNR of
    the 5 slices reaches 30 dB — or, if one protocol never gets there, the best level all three reach; PSNR is
    checked every few steps (the granularity is in the note).
-g. **Scaling.**  Cohort step time as coordinates grow 4096 → 65 536 (10 signals) and the cohort grows
-   10 → 100 signals (4096 coordinates); target: at most linear (ratio ≤ 1.25 × the size ratio).  Peak memory
+g. **Scaling.**  Cohort step time as coordinates grow 4096 → 65 536 (10 signals; ``step_chunk: 4096``, so
+   a big step runs as chunks of the reference size, ``INRFitModule``) and the cohort grows 10 → 100 signals
+   (4096 coordinates); target: at most linear (ratio ≤ 1.25 × the size ratio).  ``g1b``: the 65 536-coordinate
+   step in one piece, for comparison (its activations leave the cache).  Peak memory
    of each stage at the reference sizes: on CPU the peak RSS increase over the stage's steps (each stage in a
    fresh subprocess, ``ru_maxrss``), on CUDA ``max_memory_allocated``.
 """
@@ -79,6 +85,7 @@ from inr_lightning.models import CohortINRModule, SignalFitModule  # noqa: E402
 from inr_lightning.models.base import to_unit  # noqa: E402
 from inr_lightning.nn import CohortINR, INRConfig  # noqa: E402
 from inr_lightning.nn.sae import TopKSAE  # noqa: E402
+from inr_lightning.runtime import retain_freed_memory  # noqa: E402
 
 warnings.filterwarnings("ignore")  # ``self.log`` outside a Trainer warns once per key; nothing else is expected
 
@@ -546,21 +553,31 @@ def bench_g(ctx: Ctx) -> list[Row]:
     fns = {}
     for p in s["scale_coords"]:
         torch.manual_seed(0)
-        fns[f"P{p}"] = module_stepper(ctx, CohortINRModule(cfg, num_signals=s["signals"]), coords_batch(ctx, p, s["signals"]))
+        # step_chunk = the reference size: steps beyond it run in chunks of it (INRFitModule); unchunked below
+        fns[f"P{p}"] = module_stepper(ctx, CohortINRModule(cfg, num_signals=s["signals"], step_chunk=s["coords"]),
+                                      coords_batch(ctx, p, s["signals"]))
+    p1 = s["scale_coords"][-1]
+    torch.manual_seed(0)
+    fns["whole"] = module_stepper(ctx, CohortINRModule(cfg, num_signals=s["signals"]), coords_batch(ctx, p1, s["signals"]))
     for n in s["scale_signals"][1:]:
         torch.manual_seed(0)
         fns[f"N{n}"] = module_stepper(ctx, CohortINRModule(cfg, num_signals=n), coords_batch(ctx, s["coords"], n))
     t = interleaved(ctx, fns, repeats=max(2, s["repeats"] - 2), warmup=1)
-    p0, p1 = s["scale_coords"][0], s["scale_coords"][-1]
+    p0 = s["scale_coords"][0]
     n0, n1 = s["scale_signals"][0], s["scale_signals"][-1]
     t_n0 = t[f"P{s['coords']}"] if f"P{s['coords']}" in t else t[f"P{p0}"]
-    ctx.notes.append("g: step ms by coordinates " + ", ".join(f"{p}: {t[f'P{p}'] * 1e3:.1f}" for p in s["scale_coords"])
+    ctx.notes.append("g: step ms by coordinates (step_chunk " + str(s["coords"]) + ") "
+                     + ", ".join(f"{p}: {t[f'P{p}'] * 1e3:.1f}" for p in s["scale_coords"])
                      + f"; by signals ({s['coords']} coords) {n0}: {t_n0 * 1e3:.1f}, "
                      + ", ".join(f"{n}: {t[f'N{n}'] * 1e3:.1f}" for n in s["scale_signals"][1:]))
     rp, rn = t[f"P{p1}"] / t[f"P{p0}"], t[f"N{n1}"] / t_n0
+    rw = t["whole"] / t[f"P{p0}"]
     rows = [
-        Row("g1", f"cohort step, {p1} vs {p0} coordinates ({s['signals']} signals), ms; linear = {p1 // p0}",
-            t[f"P{p1}"] * 1e3, t[f"P{p0}"] * 1e3, rp, f"≤ {1.25 * p1 / p0:.0f} (≤ linear)", rp <= 1.25 * p1 / p0),
+        Row("g1", f"cohort step, {p1} vs {p0} coordinates ({s['signals']} signals; step_chunk={s['coords']}), ms; "
+                  f"linear = {p1 // p0}", t[f"P{p1}"] * 1e3, t[f"P{p0}"] * 1e3, rp, f"≤ {1.25 * p1 / p0:.0f} (≤ linear)",
+            rp <= 1.25 * p1 / p0),
+        Row("g1b", f"the same, {p1} coordinates as one whole step (no step_chunk), ms", t["whole"] * 1e3,
+            t[f"P{p0}"] * 1e3, rw, "report", None),
         Row("g2", f"cohort step, {n1} vs {n0} signals ({s['coords']} coords), ms; linear = {n1 // n0}",
             t[f"N{n1}"] * 1e3, t_n0 * 1e3, rn, f"≤ {1.25 * n1 / n0:.1f} (≤ linear)", rn <= 1.25 * n1 / n0),
     ]
@@ -581,7 +598,7 @@ def peak_memory(ctx: Ctx, stage: str) -> float:
     if ctx.cuda:
         return memory_stage(ctx, stage)
     cmd = [sys.executable, __file__, "--_memory", stage, "--device", "cpu"] + (["--quick"] if ctx.args.quick else []) \
-        + ([f"--threads={ctx.args.threads}"] if ctx.args.threads else [])
+        + ([f"--threads={ctx.args.threads}"] if ctx.args.threads else []) + (["--no-retain"] if ctx.args.no_retain else [])
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if out.returncode != 0:
         raise RuntimeError(f"memory stage {stage} failed: {out.stderr[-500:]}")
@@ -702,7 +719,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's); 1 is steadier on "
                         "a loaded machine, where a descheduled OpenMP thread stalls every parallel op")
     parser.add_argument("--_memory", help=argparse.SUPPRESS)
+    parser.add_argument("--no-retain", action="store_true", help="leave malloc alone (the CLI keeps freed memory "
+                        "for reuse, inr_lightning/runtime.py; this measures what that buys)")
     args = parser.parse_args(argv)
+    if not args.no_retain:
+        retain_freed_memory()  # as the CLI does
     if args.threads:
         torch.set_num_threads(args.threads)
     ctx = Ctx(args, QUICK if args.quick else FULL)

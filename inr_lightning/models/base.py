@@ -31,6 +31,50 @@ def to_unit(x: Tensor) -> Tensor:
     return ((x + 1) * 0.5).clamp(0, 1)
 
 
+def split_batch(batch: dict, size: int) -> list[dict]:
+    """A training batch cut into chunks of ``size`` coordinates: ``coords``/``index`` along dim 0,
+    ``target`` along dim 1; ``num_coords`` (the step's global count) stays."""
+    chunks = []
+    for start in range(0, batch["coords"].shape[0], size):
+        rows = slice(start, start + size)
+        chunk = {**batch, "coords": batch["coords"][rows], "target": batch["target"][:, rows]}
+        if "index" in batch:
+            chunk["index"] = batch["index"][rows]
+        chunks.append(chunk)
+    return chunks
+
+
+class ChunkedLoss(torch.autograd.Function):
+    """A step's loss whose parameter gradients are computed chunk by chunk in the forward pass.
+
+    ``forward(loss_fn, chunks, *params)`` runs forward + ``autograd.grad`` on each chunk and sums the
+    gradients; ``backward`` hands them to the parameters, scaled by the incoming gradient.  To Lightning and
+    DDP this is one loss with one backward (DDP's hooks fire once per parameter, as usual); only one chunk's
+    activations are alive at a time.  ``torch.utils.checkpoint`` would bound memory too, but recomputes each
+    forward: this costs nothing extra.
+    """
+
+    @staticmethod
+    def forward(ctx, loss_fn, chunks: list[dict], *params: Tensor) -> tuple[Tensor, Tensor]:
+        grads = [torch.zeros_like(p) for p in params]
+        total = per_signal = None
+        for chunk in chunks:
+            with torch.enable_grad():
+                loss, share = loss_fn(chunk)
+                for g, d in zip(grads, torch.autograd.grad(loss, params, allow_unused=True)):
+                    if d is not None:
+                        g.add_(d)
+            total = loss.detach() if total is None else total + loss.detach()
+            per_signal = share.detach() if per_signal is None else per_signal + share.detach()
+        ctx.save_for_backward(*grads)
+        ctx.mark_non_differentiable(per_signal)
+        return total, per_signal
+
+    @staticmethod
+    def backward(ctx, grad_loss: Tensor, _grad_per_signal: Tensor):
+        return (None, None, *(g * grad_loss for g in ctx.saved_tensors))
+
+
 class INRFitModule(L.LightningModule):
     """Fits ``self.net``'s N outputs to N signals.
 
@@ -38,6 +82,13 @@ class INRFitModule(L.LightningModule):
     Under DDP each rank holds a disjoint shard of the step's P coordinates and normalises by the global P,
     scaled by the world size, so that DDP's gradient *average* equals the single-process gradient of the
     union exactly.
+
+    ``step_chunk: C`` runs a step over its P coordinates in chunks of C: each chunk's forward and backward
+    in turn, the parameter gradients summed (``ChunkedLoss``), so only one chunk's activations exist at a
+    time.  Same gradient as the whole step up to float rounding (tested), one optimizer step, one backward
+    for Lightning and DDP.  What it buys: memory bounded by C whatever the grid, and on a CPU a step that
+    stays in cache — 16× the coordinates cost about 16×, not 21× (``scripts/bench.py`` row g1).  Off
+    (``null``) by default: on a GPU a whole step at once is fastest while it fits.
 
     ``compile: true`` runs the training forward (``train_forward``) through ``torch.compile`` (built at the
     first step).  The compiled function is kept outside the module tree, so ``state_dict`` keys, checkpoints
@@ -48,11 +99,15 @@ class INRFitModule(L.LightningModule):
     checkpoint_monitor = ("val/psnr", "max")
 
     def __init__(self, lr: float = 1e-4, loss_reduction: str = "sum", eval_chunk: int = 65536,
-                 compile: bool = False) -> None:
+                 compile: bool = False, step_chunk: int | None = None) -> None:
         super().__init__()
         if loss_reduction not in LOSS_REDUCTIONS:
             raise InputError(f"loss_reduction must be one of {', '.join(LOSS_REDUCTIONS)}, got {loss_reduction!r}")
+        if step_chunk is not None and not (isinstance(step_chunk, int) and step_chunk >= 1):
+            raise InputError(f"step_chunk must be a positive number of coordinates or null (no chunks), "
+                             f"got {step_chunk!r}")
         self.lr, self.loss_reduction, self.eval_chunk = check_lr(lr), loss_reduction, eval_chunk
+        self.step_chunk = step_chunk
         if not isinstance(compile, bool):
             raise InputError(f"compile must be true or false, got {compile!r}")
         # Not ``self.compile``: that name is nn.Module's own compile() method.
@@ -74,12 +129,21 @@ class INRFitModule(L.LightningModule):
             fn = self.__dict__["_compiled_train_forward"] = torch.compile(self.train_forward)
         return fn(batch)
 
-    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+    def chunk_loss(self, batch: dict) -> tuple[Tensor, Tensor]:
+        """(loss, per-signal share of the MSE) of the coordinates in ``batch``.  Both add up over chunks: each
+        chunk divides by the step's global coordinate count, never its own."""
         pred = self._training_forward(batch)
         target = batch["target"]
         # Local share of each signal's global MSE: Σ_local (pred − y)² / (P_global · C).
         per_signal = ((pred - target) ** 2).sum(dim=(1, 2)) / (batch["num_coords"] * target.shape[-1])
-        loss = per_signal.sum() if self.loss_reduction == "sum" else per_signal.mean()
+        return (per_signal.sum() if self.loss_reduction == "sum" else per_signal.mean()), per_signal
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        if self.step_chunk is not None and batch["coords"].shape[0] > self.step_chunk:
+            params = [p for p in self.parameters() if p.requires_grad]
+            loss, per_signal = ChunkedLoss.apply(self.chunk_loss, split_batch(batch, self.step_chunk), *params)
+        else:
+            loss, per_signal = self.chunk_loss(batch)
         world = self.trainer.world_size if self._trainer is not None else 1
         with torch.no_grad():
             global_mse = self.trainer.strategy.reduce(per_signal.detach(), reduce_op="sum") if world > 1 \

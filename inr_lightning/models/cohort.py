@@ -18,11 +18,14 @@ class CohortINRModule(INRFitModule):
         loss_reduction: ``sum`` (STRAINER) or ``mean`` of the per-signal MSEs.
         eval_chunk: coordinates per forward pass during evaluation.
         compile: run the training forward through ``torch.compile`` (see ``INRFitModule``).
+        step_chunk: coordinates per chunk of a training step, null for none (see ``INRFitModule``).
     """
 
     def __init__(self, net: INRConfig, num_signals: int = 1, out_channels: int = 1, lr: float = 1e-4,
-                 loss_reduction: str = "sum", eval_chunk: int = 65536, compile: bool = False) -> None:
-        super().__init__(lr=lr, loss_reduction=loss_reduction, eval_chunk=eval_chunk, compile=compile)
+                 loss_reduction: str = "sum", eval_chunk: int = 65536, compile: bool = False,
+                 step_chunk: int | None = None) -> None:
+        super().__init__(lr=lr, loss_reduction=loss_reduction, eval_chunk=eval_chunk, compile=compile,
+                         step_chunk=step_chunk)
         if isinstance(net, dict):  # rebuilt from a checkpoint's hyper-parameters
             net = INRConfig(**net)
         self.save_hyperparameters()

@@ -66,15 +66,17 @@ class SignalFitModule(INRFitModule):
         out_channels: channels per signal; linked from ``data.num_channels``.
         lr: Adam learning rate (1e-4).
         record_steps: steps at which the full-grid PSNR/SSIM of every signal goes into ``summary.json``.
-        loss_reduction, eval_chunk, compile: as ``INRFitModule``.
+        loss_reduction, eval_chunk, compile, step_chunk: as ``INRFitModule``.
         cache_frozen_prefix: compute the frozen layers' output on the grid once per fit (module docstring).
     """
 
     def __init__(self, cohort_ckpt: str, protocol: str = "auto", freeze_depth: int | None = None,
                  above: str = "finetune", backbone: str | None = None, num_signals: int = 1, out_channels: int = 1,
                  lr: float = 1e-4, record_steps: list[int] | None = None, loss_reduction: str = "sum",
-                 eval_chunk: int = 65536, cache_frozen_prefix: bool = True, compile: bool = False) -> None:
-        super().__init__(lr=lr, loss_reduction=loss_reduction, eval_chunk=eval_chunk, compile=compile)
+                 eval_chunk: int = 65536, cache_frozen_prefix: bool = True, compile: bool = False,
+                 step_chunk: int | None = None) -> None:
+        super().__init__(lr=lr, loss_reduction=loss_reduction, eval_chunk=eval_chunk, compile=compile,
+                         step_chunk=step_chunk)
         if not isinstance(cache_frozen_prefix, bool):
             raise InputError(f"cache_frozen_prefix must be true or false, got {cache_frozen_prefix!r}")
         self.cache_frozen_prefix = cache_frozen_prefix
@@ -207,7 +209,8 @@ class SignalFitModule(INRFitModule):
         cache = self._prefix_cache
         if cache is None or "index" not in batch:
             return self.net(batch["coords"])
-        h = cache if self._step_full else cache[:, batch["index"]]
+        # the whole grid in order: the cache itself; a subset or a chunk of the step: its rows
+        h = cache if self._step_full and batch["index"].shape[0] == cache.shape[1] else cache[:, batch["index"]]
         return self.net.forward_from(h, self.freeze_depth)
 
     def teardown(self, stage: str) -> None:

@@ -13,6 +13,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from inr_lightning.nn.fused import sine_linear
+
 
 class BatchedLinear(nn.Module):
     """``n`` independent linear maps ``in_features → out_features`` stored as one ``(n, out, in)`` tensor.
@@ -45,8 +47,9 @@ class BatchedLinear(nn.Module):
         if b != 1:
             raise ValueError(f"input has {b} copies; expected 1 or {n}")
         # One shared input for n maps: a single (P, in) × (in, n·out) GEMM, no expanded copy of x.
+        # squeeze, not x[0]: the backward of a select allocates a zero tensor and copies into it
         p = x.shape[1]
-        y = x[0] @ self.weight.reshape(n * self.out_features, self.in_features).T
+        y = x.squeeze(0) @ self.weight.reshape(n * self.out_features, self.in_features).T
         return y.view(p, n, self.out_features).transpose(0, 1) + self.bias
 
     def extra_repr(self) -> str:
@@ -65,6 +68,12 @@ class SineLayer(nn.Module):
             self.linear.weight.uniform_(-bound, bound)
 
     def forward(self, x: Tensor) -> Tensor:
+        # Eager: the hand-fused node (nn/fused.py says why).  Under torch.compile: plain ops, which inductor
+        # fuses into its own kernels (an opaque autograd.Function would stop it).
+        if not torch.compiler.is_compiling():
+            fused = sine_linear(x, self.linear.weight, self.linear.bias, self.omega0)
+            if fused is not None:
+                return fused
         return torch.sin(self.omega0 * self.linear(x))
 
 

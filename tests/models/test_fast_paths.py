@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_fitting import datamodule, fit, make_cohort_ckpt
+from test_fitting import cohort_weight, datamodule, fit, make_cohort_ckpt
 
+from inr_lightning.errors import InputError
 from inr_lightning.models import CohortINRModule, SignalFitModule
 from inr_lightning.nn import INRConfig
 
@@ -16,10 +17,10 @@ def ckpt(tmp_path):
 
 
 def fitted(ckpt, cache: bool, coords_per_step=None, depth: int = 1, above: str = "finetune", steps: int = 6,
-           compile: bool = False):
+           compile: bool = False, step_chunk: int | None = None):
     torch.manual_seed(3)
     module = SignalFitModule(str(ckpt), protocol="freeze", freeze_depth=depth, above=above, num_signals=3, lr=1e-2,
-                             record_steps=[], cache_frozen_prefix=cache, compile=compile)
+                             record_steps=[], cache_frozen_prefix=cache, compile=compile, step_chunk=step_chunk)
     dm = datamodule()
     dm.coords_per_step = coords_per_step
     calls = []
@@ -51,6 +52,40 @@ def test_cached_prefix_fit_equals_the_uncached_fit(ckpt, coords_per_step, depth,
         else:
             assert diff <= 1e-6, f"{key}: {diff:.2e}"
     assert cached._prefix_cache is None  # freed at the end of the fit
+
+
+@pytest.mark.parametrize("cache,coords_per_step", [(True, None), (True, 101), (False, None)])
+def test_chunked_steps_equal_whole_steps(ckpt, cache, coords_per_step):
+    whole, _ = fitted(ckpt, cache, coords_per_step, steps=4)
+    chunked, _ = fitted(ckpt, cache, coords_per_step, steps=4, step_chunk=30)  # 256 or 101 rows: uneven chunks
+    a, b = whole.state_dict(), chunked.state_dict()
+    for key in a:
+        assert (a[key] - b[key]).abs().max() <= 1e-5, key
+    # the fits trained something: the equality is not between two untouched encoders
+    assert not torch.equal(a["net.encoder.layers.2.linear.weight"], cohort_weight(ckpt, 2).expand(3, -1, -1))
+
+
+def test_a_chunked_cohort_step_has_the_whole_step_gradient():
+    torch.manual_seed(0)
+    grads = []
+    for chunk in (None, 50):
+        torch.manual_seed(0)
+        module = CohortINRModule(INRConfig(width=32, shared_layers=3), num_signals=4, step_chunk=chunk)
+        g = torch.Generator().manual_seed(1)
+        batch = {"coords": torch.rand(203, 2, generator=g) * 2 - 1, "num_coords": 203,
+                 "target": torch.rand(4, 203, 1, generator=g) * 2 - 1}
+        loss = module.training_step(batch, 0)
+        loss.backward()
+        grads.append((loss.detach(), [p.grad.clone() for p in module.parameters()]))
+    (loss_a, ga), (loss_b, gb) = grads
+    assert torch.allclose(loss_a, loss_b, rtol=1e-6)
+    for x, y in zip(ga, gb):
+        assert torch.allclose(x, y, rtol=1e-5, atol=1e-7)
+
+
+def test_step_chunk_must_be_positive(ckpt):
+    with pytest.raises(InputError, match="step_chunk must be a positive number of coordinates or null.*got 0"):
+        CohortINRModule(INRConfig(width=8), step_chunk=0)
 
 
 def test_no_cache_without_a_frozen_layer(ckpt):

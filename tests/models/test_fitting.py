@@ -230,6 +230,7 @@ def test_fit_stage_two_process_ddp_equals_one_process(tmp_path):
             "--data.init_args.source.init_args.num_images=5", "--data.init_args.num_signals=3",
             "--data.init_args.num_heldout=2", "--data.init_args.resolution=16",
             "--data.init_args.coords_per_step=101", "--data.init_args.steps_per_epoch=4",
+            "--model.init_args.step_chunk=16",  # chunked steps (uneven: 101 and ~50 per rank) under DDP too
             "--optimizer=torch.optim.SGD", "--optimizer.lr=0.01"]
     a, b, single, ddp = fit_single_and_ddp(args, tmp_path)
     assert_relative_close(a, b)
