@@ -133,7 +133,7 @@ def localization_figure(sae_rows: list[dict], path: Path) -> None:
                               ("support fraction (share of the grid where z_a > 0)",
                                "connected components of the support", "worst single-atom ablation drop [dB]")):
         data = [groups[lb][key] or [math.nan] for lb in labels]
-        ax.boxplot(data, vert=False, showfliers=False)
+        ax.boxplot(data, orientation="horizontal", showfliers=False)
         ax.set_yticks(range(1, len(labels) + 1), labels, fontsize=7)
         ax.set_title(title, fontsize=9)
         if key == "support":

@@ -18,9 +18,9 @@ def test_bench_quick_prints_every_row(tmp_path):
     rows = {}
     for line in out.stdout.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 7 and re.fullmatch(r"[a-g]\d+", cells[0]):
+        if len(cells) == 7 and re.fullmatch(r"[a-g]\d+b?", cells[0]):
             rows[cells[0]] = cells
-    for key in ("a1", "b1", "b2", "b3", "c1", "d1", "d2", "e1", "e2", "f1", "f2", "g1", "g2"):
+    for key in ("a1", "b1", "b2", "b3", "c1", "c2", "d1", "d2", "e1", "e2", "f1", "f2", "g1", "g1b", "g2"):
         assert key in rows, f"row {key} missing from:\n{out.stdout}"
     assert {k[0] for k in rows} == set("abcdefg")
     for cells in rows.values():
