@@ -5,7 +5,7 @@ Why: torch's CPU allocator is plain ``malloc``.  glibc serves every block above 
 threshold — so each training step page-faults its activations in anew and the kernel zeroes every page.
 A cohort step at 65 536 coordinates (64 MiB per activation) spent over a third of its time there:
 591 k page faults per step; with this setting 0–1, and 1.8 s → 1.25 s per step on one core
-(``scripts/bench.py --no-retain`` vs ``scripts/bench.py``, rows g1 and c1).  ``retain_freed_memory`` turns
+(``scripts/bench.py --no-retain`` vs ``scripts/bench.py``, rows g1b and c1).  ``retain_freed_memory`` turns
 off mmap-served blocks and heap trimming, so freed activations are reused by the next step.
 
 Cost: the process keeps its peak heap until it exits — the contract of CUDA's caching allocator — plus

@@ -21,9 +21,6 @@ a. **Training step vs the hardware.**  A cohort step (``CohortINRModule.training
    preallocated tensors.  Ratio = the step's FLOP rate / the GEMMs' rate; target ≥ 0.8.  Measured eager (the
    hand-fused SIREN layer, ``nn/fused.py``) and with ``compile: true`` (``torch.compile`` of the training
    forward, plain ops for inductor to fuse).
-
-Like the CLI, the benchmark keeps freed memory for reuse (``inr_lightning/runtime.py``); ``--no-retain``
-measures glibc's default, which page-faults every big activation in anew each step.
 b. **Frozen-prefix caching.**  ``SignalFitModule`` (5 signals, 64×64) with layers 0..k frozen and the
    cached prefix vs ``protocol: finetune``.  The *trainable share* is the FLOP share (as in a.) of layers
    k+1.. and the heads in the finetune step; target: cached / finetune ≤ share + 10 % of it (× 1.10).
@@ -51,6 +48,9 @@ g. **Scaling.**  Cohort step time as coordinates grow 4096 → 65 536 (10 signal
    step in one piece, for comparison (its activations leave the cache).  Peak memory
    of each stage at the reference sizes: on CPU the peak RSS increase over the stage's steps (each stage in a
    fresh subprocess, ``ru_maxrss``), on CUDA ``max_memory_allocated``.
+
+Like the CLI, the benchmark keeps freed memory for reuse (``inr_lightning/runtime.py``); ``--no-retain``
+measures glibc's default, which page-faults every big activation in anew each step.
 """
 
 from __future__ import annotations

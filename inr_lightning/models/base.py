@@ -87,7 +87,8 @@ class INRFitModule(L.LightningModule):
     in turn, the parameter gradients summed (``ChunkedLoss``), so only one chunk's activations exist at a
     time.  Same gradient as the whole step up to float rounding (tested), one optimizer step, one backward
     for Lightning and DDP.  What it buys: memory bounded by C whatever the grid, and on a CPU a step that
-    stays in cache — 16× the coordinates cost about 16×, not 21× (``scripts/bench.py`` row g1).  Off
+    stays in cache — 16× the coordinates cost 15.5×, against 24.6× in one piece with glibc's default malloc
+    (``scripts/bench.py`` rows g1, g1b).  Off
     (``null``) by default: on a GPU a whole step at once is fastest while it fits.
 
     ``compile: true`` runs the training forward (``train_forward``) through ``torch.compile`` (built at the

@@ -3,7 +3,7 @@
 Why by hand: autograd runs a SIREN layer as ``linear → mul ω → sin`` and backward as ``cos → mul grad →
 mul ω → sum``, and ``addmm``'s backward multiplies by its α/β in separate passes — six elementwise passes
 over a ``(P, width)`` tensor per layer plus as many fresh allocations, next to three GEMMs.  On a CPU those
-passes cost about as much as a third of the GEMMs.  Here ω rides inside the GEMMs (BLAS α and β are free):
+passes cost about half as much as the GEMMs.  Here ω rides inside the GEMMs (BLAS α and β are free):
 
     forward   z = ω·b + ω·(x Wᵀ)           one GEMM                 y = sin z     one pass
     backward  g = cos z ⊙ ∂y               two passes, one buffer (not in place on z: retain_graph works)
@@ -53,7 +53,10 @@ class _SineLinear(torch.autograd.Function):
         if ctx.shared:
             # (rows, n·out); ∂y arrives as (n, P, out): multiplied in through a strided view, never copied
             g = torch.cos(z)
-            g.view(-1, n, out_f).mul_(grad_y.transpose(0, 1)) if n > 1 else g.mul_(grad_y.reshape(z.shape))
+            if n > 1:
+                g.view(-1, n, out_f).mul_(grad_y.transpose(0, 1))
+            else:
+                g.mul_(grad_y.reshape(z.shape))
             x2 = x.reshape(-1, in_f)
             gx = (g @ (omega * weight).reshape(n * out_f, in_f)).view_as(x) if need_x else None
             gw = (g.T @ x2).mul_(omega).view_as(weight) if need_w else None
