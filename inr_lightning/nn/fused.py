@@ -1,16 +1,13 @@
 """``sin(ω · (W x + b))`` of a ``BatchedLinear`` as one autograd node: the SIREN layer's fast path.
 
-Why by hand: autograd runs a SIREN layer as ``linear → mul ω → sin`` and backward as ``cos → mul grad →
-mul ω → sum``, and ``addmm``'s backward multiplies by its α/β in separate passes — six elementwise passes
-over a ``(P, width)`` tensor per layer plus as many fresh allocations, next to three GEMMs.  On a CPU those
+Why by hand: autograd runs a SIREN layer as ``linear (+ bias) → mul ω → sin`` and backward as ``cos →
+mul ∂y → mul ω → sum (bias)`` — six elementwise passes over a ``(P, width)`` tensor per layer, each with a
+fresh allocation, next to three GEMMs.  On a CPU those
 passes cost about half as much as the GEMMs.  Here ω rides inside the GEMMs (BLAS α and β are free):
 
     forward   z = ω·b + ω·(x Wᵀ)           one GEMM                 y = sin z     one pass
     backward  g = cos z ⊙ ∂y               two passes, one buffer (not in place on z: retain_graph works)
               ∂x = g (ωW)   ∂W = ω (gᵀx)   two GEMMs; ω scales the small operands ∂b = ω·Σg     one reduction
-
-(``addmm(..., beta=0, alpha=ω)`` would scale ∂x inside the GEMM too, but torch copies its ignored first
-argument into the output first: one more pass than scaling the (out, in) weight.)
 
 ``torch.compile`` fuses some of this too, but eager mode is the default and must be fast as well.  The result
 equals the autograd path up to float rounding (``tests/nn/test_fused.py``, gradcheck in float64).
