@@ -350,7 +350,7 @@ def bench_c(ctx: Ctx) -> list[Row]:
         def sequential(singles=singles):
             for step in singles:
                 step()
-        t = interleaved(ctx, {"batched": batched, "sequential": sequential}, repeats=max(2, s["repeats"] - 3))
+        t = interleaved(ctx, {"batched": batched, "sequential": sequential}, repeats=s["repeats"])
         a, b = n / t["batched"], n / t["sequential"]
         rows.append(Row(f"c{i + 1}", f"{n} signals as one batched fit vs {n} sequential fits (finetune, {res}²), "
                                      "signal-steps/s", a, b, a / b, "≥ 1.0", a / b >= 1.0))
