@@ -386,8 +386,7 @@ def bench_c(ctx: Ctx) -> list[Row]:
         trainer_fit(ctx, ckpt, res, 1, steps)  # warm-up
         times = {"batched": [], "sequential": [], "setup": []}
         for _ in range(s["repeats"]):
-            step, wall = trainer_fit(ctx, ckpt, res, n, steps)
-            times["batched"].append(step)
+            times["batched"].append(trainer_fit(ctx, ckpt, res, n, steps)[0])
             singles = [trainer_fit(ctx, ckpt, res, 1, steps, seed=1 + j) for j in range(n)]  # an image each
             times["sequential"].append(sum(step for step, _ in singles))
             times["setup"].append(statistics.mean(wall - steps * step for step, wall in singles))

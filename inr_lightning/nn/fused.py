@@ -52,17 +52,15 @@ class _SineLinear(torch.autograd.Function):
         shared = n == 1 or x.shape[0] == 1
         group = copy_group_size(n, x.shape[-2], out_f, x)
         ctx.omega, ctx.shared, ctx.group = omega, shared, group
-        if group < n:
-            return _forward_blocked(ctx, x, weight, bias, omega)
-        if shared:  # one input for all copies: (rows, in) @ (in, n·out); the copies sit side by side in z
-            x2 = x.reshape(-1, in_f)
-            z = torch.addmm(bias.reshape(n * out_f), x2, weight.reshape(n * out_f, in_f).T, beta=omega, alpha=omega)
-        else:       # one input per copy: a batched GEMM
-            z = torch.baddbmm(bias, x, weight.transpose(1, 2), beta=omega, alpha=omega)
+        # One input for all copies, nothing to block: (rows, in) @ (in, n·out), the copies side by side in z.
+        # Otherwise (an input per copy, or blocking): copies in groups, batched GEMMs (_forward_grouped).
+        ctx.side_by_side = shared and group == n
+        if not ctx.side_by_side:
+            return _forward_grouped(ctx, x, weight, bias, omega)
+        x2 = x.reshape(-1, in_f)
+        z = torch.addmm(bias.reshape(n * out_f), x2, weight.reshape(n * out_f, in_f).T, beta=omega, alpha=omega)
         y = torch.sin(z)
         ctx.save_for_backward(x, weight, z)
-        if not shared:
-            return y
         if n == 1:
             return y.view(*x.shape[:-1], out_f)
         return y.view(-1, n, out_f).transpose(0, 1)  # (n, P, out), a view: no copy
@@ -74,30 +72,24 @@ class _SineLinear(torch.autograd.Function):
         omega = ctx.omega
         n, out_f, in_f = weight.shape
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        if ctx.group < n:
-            return (*_backward_blocked(ctx, grad_y, x, weight, z, need_x, need_w, need_b), None)
-        if ctx.shared:
-            # (rows, n·out); ∂y arrives as (n, P, out): multiplied in through a strided view, never copied
-            g = torch.cos(z)
-            if n > 1:
-                g.view(-1, n, out_f).mul_(grad_y.transpose(0, 1))
-            else:
-                g.mul_(grad_y.reshape(z.shape))
-            x2 = x.reshape(-1, in_f)
-            gx = (g @ (omega * weight).reshape(n * out_f, in_f)).view_as(x) if need_x else None
-            gw = (g.T @ x2).mul_(omega).view_as(weight) if need_w else None
-            gb = g.sum(0).mul_(omega).view(n, 1, out_f) if need_b else None
+        if not ctx.side_by_side:
+            return (*_backward_grouped(ctx, grad_y, x, weight, z, need_x, need_w, need_b), None)
+        # (rows, n·out); ∂y arrives as (n, P, out): multiplied in through a strided view, never copied
+        g = torch.cos(z)
+        if n > 1:
+            g.view(-1, n, out_f).mul_(grad_y.transpose(0, 1))
         else:
-            g = torch.cos(z).mul_(grad_y)  # (n, P, out)
-            gx = torch.bmm(g, omega * weight) if need_x else None
-            gw = torch.bmm(g.transpose(1, 2), x).mul_(omega) if need_w else None
-            gb = g.sum(1, keepdim=True).mul_(omega) if need_b else None
+            g.mul_(grad_y.reshape(z.shape))
+        x2 = x.reshape(-1, in_f)
+        gx = (g @ (omega * weight).reshape(n * out_f, in_f)).view_as(x) if need_x else None
+        gw = (g.T @ x2).mul_(omega).view_as(weight) if need_w else None
+        gb = g.sum(0).mul_(omega).view(n, 1, out_f) if need_b else None
         return gx, gw, gb, None
 
 
-def _forward_blocked(ctx, x: Tensor, weight: Tensor, bias: Tensor, omega: float) -> Tensor:
-    """Copies in groups of ``ctx.group``: z and y are ``(n, P, out)``, each group's ``sin`` right after
-    its GEMM.  A shared input (``x`` of one copy) is multiplied copy by copy (no expanded copy of x)."""
+def _forward_grouped(ctx, x: Tensor, weight: Tensor, bias: Tensor, omega: float) -> Tensor:
+    """Copies in groups of ``ctx.group`` (all n in one group unless blocked): z and y are ``(n, P, out)``,
+    each group's ``sin`` right after its GEMM.  A shared input is multiplied copy by copy (no expanded x)."""
     n, out_f, _ = weight.shape
     z = x.new_empty(n, x.shape[1], out_f)
     y = torch.empty_like(z)
@@ -113,9 +105,9 @@ def _forward_blocked(ctx, x: Tensor, weight: Tensor, bias: Tensor, omega: float)
     return y
 
 
-def _backward_blocked(ctx, grad_y: Tensor, x: Tensor, weight: Tensor, z: Tensor, need_x: bool, need_w: bool,
+def _backward_grouped(ctx, grad_y: Tensor, x: Tensor, weight: Tensor, z: Tensor, need_x: bool, need_w: bool,
                       need_b: bool) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-    """The backward of ``_forward_blocked``, group by group through one reused ``g`` buffer."""
+    """The backward of ``_forward_grouped``, group by group through one reused ``g`` buffer."""
     omega, shared, group = ctx.omega, ctx.shared, ctx.group
     n = weight.shape[0]
     buffer = z.new_empty(group, *z.shape[1:])
