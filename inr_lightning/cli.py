@@ -177,7 +177,37 @@ def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
     return list(argv[:i]), list(argv[i + 1:])
 
 
+# Commands beside LightningCLI's fit/validate/test/predict: name → (module, function taking argv, one line).
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "study": ("inr_lightning.study.commands", "study", "the whole study: cohorts → sweep → SAEs → report.md"),
+    "sweep": ("inr_lightning.study.commands", "sweep", "freeze-depth sweep of one or more cohort runs"),
+    "sae-depths": ("inr_lightning.study.commands", "sae_depths", "an SAE at every encoder depth of cohort runs"),
+}
+
+
+def _run_command(name: str, argv: list[str]) -> None:
+    """One of ``COMMANDS``: a plain function of its own arguments; its user errors become one line."""
+    import importlib
+
+    module, function, _ = COMMANDS[name]
+    try:
+        getattr(importlib.import_module(module), function)(argv)
+    except Exception as err:  # noqa: BLE001 — only InputError/RunStopped become one line; the rest re-raise
+        cause = find_user_error(err)
+        if cause is None or _show_tracebacks():
+            raise
+        print(f"error: {cause}", file=sys.stderr)
+        sys.exit(getattr(cause, "exit_code", 2))
+
+
 def main(args: list[str] | None = None) -> None:
+    args = sys.argv[1:] if args is None else list(args)
+    if args and args[0] in COMMANDS:
+        return _run_command(args[0], args[1:])
+    if not args or args[0] in ("-h", "--help"):
+        width = max(map(len, COMMANDS))
+        print("inr_lightning commands besides LightningCLI's (each has its own --help):\n" + "\n".join(
+            f"  {name:<{width}}  {help_}" for name, (_, _, help_) in COMMANDS.items()) + "\n")
     # Configs write ``${trainer.default_root_dir}`` from their own top; under subcommands that top is
     # ``fit.``/``test.``…, so absolute paths are read as relative to the file (jsonargparse's setting for it).
     set_parsing_settings(omegaconf_absolute_to_relative_paths=True)

@@ -69,6 +69,8 @@ class RunSummary(L.Callback):
         if not trainer.is_global_zero or trainer.sanity_checking:
             return
         payload = summarize(self.metrics)
+        # What the data module and the model add: provenance of the data, recorded PSNR history, …
+        payload.update(getattr(trainer.datamodule, "summary_extra", None) or {})
         payload.update(getattr(pl_module, "summary_extra", {}))
         payload["trainer/global_step"] = trainer.global_step
         payload["trainer/epoch"] = trainer.current_epoch
