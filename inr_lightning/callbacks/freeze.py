@@ -14,11 +14,19 @@ callback measures the exact stable rank (float64 SVD) of every shared-encoder la
 exist.  With ``scratch``/``finetune``/``freeze`` the callback only reports (the module's depth stands), so
 one callback can sit in every run of a sweep.
 
-The profile goes into ``summary.json`` (``freeze/stable_rank``, ``freeze/argmax``, ``freeze/depth``,
-``freeze/rule``) and, when a WandbLogger is present, into a W&B table and bar chart.
+The rule comes in three forms: the raw argmax; the first layer excluded (``allow_first_layer: false``:
+the SIREN's 2-input first layer can never win, an FFMLP's first layer reads 2m Fourier features and often
+does by shape alone); and relative to initialisation (``relative_to_init: true``: the argmax of
+srank(trained) / srank(same layer at its random init), which removes what the matrix shape decides).
+
+The profiles go into ``summary.json`` (``freeze/stable_rank``, ``freeze/stable_rank_init``, ``freeze/argmax``,
+``freeze/rule``, and ``freeze/depth`` where it is applied) and, when a WandbLogger is present, into a W&B
+table and bar chart.  With ``auto`` one console line says what was frozen and why.
 """
 
 from __future__ import annotations
+
+import sys
 
 import lightning as L
 import torch
@@ -31,9 +39,9 @@ RULES = ("through", "below")
 
 
 def choose_freeze_depth(profile: list[float], rule: str = "through", depth: int | None = None,
-                        allow_first_layer: bool = True) -> tuple[int, int]:
-    """``(layer, freeze_depth)``: the layer the rule is about (the stable-rank argmax, or ``depth`` if given)
-    and the last frozen layer under ``rule`` (−1: none)."""
+                        allow_first_layer: bool = True, init_profile: list[float] | None = None) -> tuple[int, int]:
+    """``(layer, freeze_depth)``: the layer the rule is about (the argmax of the stable rank — divided by
+    ``init_profile`` when given — or ``depth`` if given) and the last frozen layer under ``rule`` (−1: none)."""
     if rule not in RULES:
         raise InputError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
     n = len(profile)
@@ -44,7 +52,8 @@ def choose_freeze_depth(profile: list[float], rule: str = "through", depth: int 
         layer = depth
     else:
         first = 0 if allow_first_layer or n == 1 else 1
-        candidates = profile[first:]
+        scores = profile if init_profile is None else [p / i for p, i in zip(profile, init_profile)]
+        candidates = scores[first:]
         layer = first + max(range(len(candidates)), key=lambda i: candidates[i])
     return layer, layer if rule == "through" else layer - 1
 
@@ -57,15 +66,19 @@ class StableRankFreeze(L.Callback):
         depth: an explicit layer that overrides the argmax (the rule still applies to it); ``0 ≤ depth < L_s``.
         allow_first_layer: whether layer 0 may win the argmax (the FFMLP's first layer, acting on 2m Fourier
             features, often has the highest stable rank; the SIREN's never does).
+        relative_to_init: rank layers by stable rank divided by the same layer's at its random initialisation.
     """
 
-    def __init__(self, rule: str = "through", depth: int | None = None, allow_first_layer: bool = True) -> None:
+    def __init__(self, rule: str = "through", depth: int | None = None, allow_first_layer: bool = True,
+                 relative_to_init: bool = False) -> None:
         if rule not in RULES:
             raise InputError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
         if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 0):
             raise InputError(f"depth must be an encoder layer index ≥ 0 or null, got {depth!r}")
         self.rule, self.depth, self.allow_first_layer = rule, depth, allow_first_layer
+        self.relative_to_init = relative_to_init
         self.profile: list[float] = []
+        self.init_profile: list[float] | None = None
         self.layer: int | None = None
         self.freeze_depth: int | None = None
 
@@ -83,39 +96,64 @@ class StableRankFreeze(L.Callback):
         if stage != "fit":
             return
         self.profile = [float(stable_rank(w)) for w in self.loaded_weights(pl_module)]
-        self.layer, self.freeze_depth = choose_freeze_depth(self.profile, self.rule, self.depth,
-                                                            self.allow_first_layer)
+        init = getattr(pl_module, "init_encoder_weights", None)
+        self.init_profile = [float(stable_rank(w)) for w in init] if init is not None else None
+        if self.relative_to_init and self.init_profile is None:
+            raise InputError("relative_to_init: true needs a module that keeps its encoder's initial weights "
+                             "(SignalFitModule)")
+        self.layer, self.freeze_depth = choose_freeze_depth(
+            self.profile, self.rule, self.depth, self.allow_first_layer,
+            self.init_profile if self.relative_to_init else None)
         argmax = max(range(len(self.profile)), key=lambda i: self.profile[i])
         extra = getattr(pl_module, "summary_extra", None)
         if extra is None:
             extra = pl_module.summary_extra = {}
-        extra.update({"freeze/stable_rank": self.profile, "freeze/argmax": argmax, "freeze/rule": self.rule,
-                      "freeze/layer": self.layer, "freeze/depth": self.freeze_depth,
-                      "freeze/explicit_depth": self.depth, "freeze/allow_first_layer": self.allow_first_layer})
         protocol = getattr(pl_module, "protocol", "auto")
-        if protocol == "auto":
-            if hasattr(pl_module, "set_freeze_depth"):
-                pl_module.set_freeze_depth(self.freeze_depth, source=f"StableRankFreeze(rule={self.rule})")
-            else:  # any module with a ``net.encoder``: freeze here, still before the optimizers exist
-                for j in range(self.freeze_depth + 1):
-                    for p in pl_module.net.encoder.layers[j].parameters():
-                        p.requires_grad_(False)
-        extra["freeze/applied"] = protocol == "auto"
+        self.applied = protocol == "auto"
+        extra.update({"freeze/stable_rank": self.profile, "freeze/stable_rank_init": self.init_profile,
+                      "freeze/argmax": argmax, "freeze/rule": self.rule,
+                      "freeze/allow_first_layer": self.allow_first_layer,
+                      "freeze/relative_to_init": self.relative_to_init, "freeze/applied": self.applied})
+        if not self.applied:  # another protocol decides the depth: report the profile only
+            return
+        extra.update({"freeze/layer": self.layer, "freeze/depth": self.freeze_depth,
+                      "freeze/explicit_depth": self.depth})
+        if hasattr(pl_module, "set_freeze_depth"):
+            pl_module.set_freeze_depth(self.freeze_depth, source=f"StableRankFreeze(rule={self.rule})")
+        else:  # any module with a ``net.encoder``: freeze here, still before the optimizers exist
+            for j in range(self.freeze_depth + 1):
+                for p in pl_module.net.encoder.layers[j].parameters():
+                    p.requires_grad_(False)
+        if trainer.is_global_zero:
+            print(self.explain(), file=sys.stderr)
+
+    def explain(self) -> str:
+        """One line: what ``auto`` froze and why."""
+        frozen = "nothing" if self.freeze_depth < 0 else f"encoder layers 0..{self.freeze_depth}"
+        if self.depth is not None:
+            why = f"explicit depth {self.depth}"
+        else:
+            score = "stable rank / its value at init" if self.relative_to_init else "stable rank"
+            first = "" if self.allow_first_layer else ", layer 0 excluded"
+            why = f"layer {self.layer} has the highest {score}{first}"
+        profile = ", ".join(f"{v:.1f}" for v in self.profile)
+        return f"auto: froze {frozen} (rule {self.rule}: {why}; stable rank per layer: {profile})"
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero or not self.profile:
             return
         for logger in trainer.loggers:
-            logger.log_metrics({"freeze/depth": float(self.freeze_depth), "freeze/layer": float(self.layer)},
-                               step=trainer.global_step)
+            if self.applied:  # freeze/* scalars only where the depth was actually applied
+                logger.log_metrics({"freeze/depth": float(self.freeze_depth), "freeze/layer": float(self.layer)},
+                                   step=trainer.global_step)
             if isinstance(logger, WandbLogger):
                 import wandb
 
                 rows = [[j, s] for j, s in enumerate(self.profile)]
                 table = wandb.Table(columns=["layer", "stable_rank"], data=rows)
+                title = "stable rank per encoder layer" + \
+                    (f" (froze 0..{self.freeze_depth}, {self.rule})" if self.applied else "")
                 logger.experiment.log({
                     "freeze/stable_rank_profile": table,
-                    "freeze/stable_rank_bar": wandb.plot.bar(table, "layer", "stable_rank",
-                                                             title=f"stable rank per encoder layer "
-                                                                   f"(freeze 0..{self.freeze_depth}, {self.rule})"),
+                    "freeze/stable_rank_bar": wandb.plot.bar(table, "layer", "stable_rank", title=title),
                 })

@@ -1,7 +1,7 @@
 """Signals, their preprocessing, coordinate grids and the DataModules."""
 
 from inr_lightning.data.activations import ActivationDataModule
-from inr_lightning.data.cohort import SignalDataModule
+from inr_lightning.data.cohort import CohortRunDataModule, SignalDataModule
 from inr_lightning.data.sources import (
                                         HuggingFaceImages,
                                         ImageFolder,
@@ -12,5 +12,5 @@ from inr_lightning.data.sources import (
                                         Synthetic,
 )
 
-__all__ = ["ActivationDataModule", "HuggingFaceImages", "ImageFolder", "LFWFaces", "MRISlices", "SignalDataModule",
+__all__ = ["ActivationDataModule", "CohortRunDataModule", "HuggingFaceImages", "ImageFolder", "LFWFaces", "MRISlices", "SignalDataModule",
            "SignalSource", "SkimageImages", "Synthetic"]

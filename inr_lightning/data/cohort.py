@@ -1,17 +1,28 @@
-"""DataModule for cohort signals and held-out signals.
+"""DataModules for cohort signals and held-out signals.
 
 The source's images are split deterministically: ``num_heldout`` of them, spread evenly through the
 source's order (for MRI: through the brain), are held out for fitting new signals; the other
-``num_signals`` form the cohort.  ``split`` picks which of the two this module serves.
+``num_signals`` form the cohort.  ``split`` picks which of the two a module serves.
+
+``SignalDataModule`` is configured in full (the cohort stage).  ``CohortRunDataModule`` serves the data of
+a cohort *run*: every data setting comes from that run's ``config.yaml`` unless given explicitly, and an
+explicit setting that differs is printed and recorded (the fitting stage).  Every run writes
+``signals.csv`` (which image is signal *i*) and the data settings it used into ``summary.json``.
 """
 
 from __future__ import annotations
 
+import csv
+import sys
+from pathlib import Path
+
 import lightning as L
 import numpy as np
+import torch
 from torch.utils.data import DataLoader
 
 from inr_lightning.data.grid import CoordinateSteps, make_grid
+from inr_lightning.data.provenance import DATA_KEYS, describe_source, instantiate, run_data_config, same_source
 from inr_lightning.data.sources import SignalSource
 from inr_lightning.data.transforms import prepare
 from inr_lightning.errors import InputError
@@ -24,6 +35,15 @@ def heldout_positions(total: int, num_heldout: int) -> list[int]:
     if num_heldout == 0:
         return []
     return [int(round(x)) for x in np.linspace(0, total - 1, num_heldout + 2)[1:-1]]
+
+
+def split_images(source: SignalSource, num_signals: int | None, num_heldout: int, split: str) -> list[tuple]:
+    """The (name, raw image) pairs of one split: ``num_signals`` cohort images and ``num_heldout`` held out."""
+    named = source.load_named(None if num_signals is None else num_signals + num_heldout)
+    if num_heldout >= len(named):
+        raise InputError(f"num_heldout={num_heldout} leaves no cohort among {len(named)} images")
+    held = set(heldout_positions(len(named), num_heldout))
+    return [item for i, item in enumerate(named) if (i in held) == (split == "heldout")]
 
 
 class SignalDataModule(L.LightningDataModule):
@@ -62,19 +82,31 @@ class SignalDataModule(L.LightningDataModule):
         self.coords_per_step, self.steps_per_epoch, self.seed = coords_per_step, steps_per_epoch, seed
         # Loaded eagerly: the model's head count is linked to ``num_signals`` before training starts,
         # and a bad folder or image should fail at start-up, not after the first epoch.
-        self.images = self._load()
+        named = split_images(source, num_signals, num_heldout, split)
+        self.signal_names = [name for name, _ in named]
+        self.raw_images = [image for _, image in named]
+        self.images = prepare(self.raw_images, self.resolution, self.channels, self.aspect)
         self.coords = make_grid(*self.resolution)
         # (N, H·W, C): every signal's values at every grid coordinate, the layout the loss uses.
         self.targets = self.images.flatten(2).transpose(1, 2).contiguous()
+        self.summary_extra: dict = {
+            "data/source": describe_source(source), "data/resolution": list(self.resolution),
+            "data/channels": channels, "data/aspect": aspect, "data/split": split,
+            "data/num_signals": num_signals, "data/num_heldout": num_heldout, "data/served": self.num_signals,
+            "data/seed": seed}
 
-    def _load(self):
-        count = None if self.num_cohort is None else self.num_cohort + self.num_heldout
-        images = self.source.load(count)
-        if self.num_heldout >= len(images):
-            raise InputError(f"num_heldout={self.num_heldout} leaves no cohort among {len(images)} images")
-        held = set(heldout_positions(len(images), self.num_heldout))
-        keep = [i for i in range(len(images)) if (i in held) == (self.split == "heldout")]
-        return prepare([images[i] for i in keep], self.resolution, self.channels, self.aspect)
+    def setup(self, stage: str) -> None:
+        """Writes ``<run>/signals.csv``: which image is signal *i*, its split and its preprocessing."""
+        trainer = self.trainer
+        if trainer is None or not trainer.is_global_zero or stage != "fit":
+            return
+        path = Path(trainer.default_root_dir) / "signals.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["index", "name", "split", "resolution", "channels", "aspect"])
+            for i, name in enumerate(self.signal_names):
+                writer.writerow([i, name, self.split, "x".join(map(str, self.resolution)), self.channels, self.aspect])
 
     @property
     def num_signals(self) -> int:
@@ -101,3 +133,85 @@ class SignalDataModule(L.LightningDataModule):
     val_dataloader = _full_grid
     test_dataloader = _full_grid
     predict_dataloader = _full_grid
+
+
+def _normal(key: str, value):
+    """A data setting in the form two configs can be compared in."""
+    if key == "resolution" and isinstance(value, int):
+        return [value, value]
+    return list(value) if isinstance(value, tuple) else value
+
+
+class CohortRunDataModule(SignalDataModule):
+    """The data of a cohort run — by default its held-out signals — for the stages that start from it.
+
+    Every data setting (``source``, ``resolution``, ``channels``, ``aspect``, ``num_signals``, ``num_heldout``,
+    ``seed``) is read from the cohort run's resolved ``config.yaml`` (``<run>/config.yaml`` beside
+    ``<run>/checkpoints/``).  A setting given here overrides it: each one that differs is printed and recorded
+    in ``summary.json`` (``data/overrides``).  Fitting images the cohort was trained on is refused unless
+    ``allow_cohort_signals`` is true.
+
+    Args:
+        cohort_ckpt: a checkpoint of the cohort run (the shipped fit configs interpolate the model's).
+        split: ``heldout`` (default) or ``cohort`` (needs ``allow_cohort_signals: true``).
+        source, resolution, channels, aspect, num_signals, num_heldout, seed: ``null`` = the cohort run's.
+        coords_per_step, steps_per_epoch: this stage's own (see ``SignalDataModule``).
+        allow_cohort_signals: allow a split or override that serves images the cohort was trained on.
+    """
+
+    def __init__(self, cohort_ckpt: str, split: str = "heldout", source: SignalSource | None = None,
+                 resolution: int | list[int] | None = None, channels: int | None = None, aspect: str | None = None,
+                 num_signals: int | None = None, num_heldout: int | None = None, seed: int | None = None,
+                 coords_per_step: int | None = None, steps_per_epoch: int = 100,
+                 allow_cohort_signals: bool = False) -> None:
+        config, spec = run_data_config(cohort_ckpt)
+        cohort = spec["init_args"]
+        given = {"source": source, "resolution": resolution, "channels": channels, "aspect": aspect,
+                 "num_signals": num_signals, "num_heldout": num_heldout, "seed": seed}
+        overrides = {}
+        for key in DATA_KEYS:
+            value = given[key]
+            if value is None:
+                continue
+            if key == "source":
+                if not same_source(value, cohort.get("source")):
+                    overrides[key] = {"value": describe_source(value), "cohort": describe_source(cohort["source"])}
+            elif _normal(key, value) != _normal(key, cohort.get(key)):
+                overrides[key] = {"value": _normal(key, value), "cohort": _normal(key, cohort.get(key))}
+        settings = {k: cohort.get(k) if given[k] is None else given[k] for k in DATA_KEYS}
+        if source is None:
+            settings["source"] = instantiate(cohort["source"])
+        for key in ("channels", "aspect", "num_heldout", "seed"):  # absent from very old configs: the defaults
+            if settings[key] is None:
+                settings[key] = {"channels": 1, "aspect": "crop", "num_heldout": 0, "seed": 0}[key]
+        self.cohort_run, self.overrides = config.parent, overrides
+        for key, o in overrides.items():
+            print(f"data: {key} = {o['value']} overrides the cohort run's {o['cohort']} ({config})", file=sys.stderr)
+        super().__init__(settings["source"], settings["resolution"] or 64, settings["channels"], settings["aspect"],
+                         settings["num_signals"], settings["num_heldout"], split, coords_per_step, steps_per_epoch,
+                         settings["seed"])
+        if not allow_cohort_signals:
+            self._refuse_cohort_images(settings, cohort, config)
+        self.summary_extra.update({"data/cohort_run": str(config.parent), "data/overrides": overrides,
+                                   "data/allow_cohort_signals": allow_cohort_signals})
+
+    def _refuse_cohort_images(self, settings: dict, cohort: dict, config: Path) -> None:
+        """Refuses to serve an image the cohort was trained on (compared as loaded, before resizing)."""
+        how = "set allow_cohort_signals: true if that is what you want"
+        if self.split == "cohort":
+            raise InputError(f"split: cohort serves the images the cohort run '{config.parent}' was trained on; "
+                             f"use split: heldout, or {how}")
+        if "source" in self.overrides:
+            print(f"data: source differs from the cohort run's; its images are not checked against the cohort's "
+                  f"({config})", file=sys.stderr)
+            return
+        if not ({"num_signals", "num_heldout"} & set(self.overrides)):
+            return  # the cohort run's own split: its held-out images are disjoint from its cohort by construction
+        trained = split_images(settings["source"], cohort.get("num_signals"), cohort.get("num_heldout") or 0,
+                               "cohort")
+        for name, image in zip(self.signal_names, self.raw_images):
+            if any(t.shape == image.shape and torch.equal(t, image) for _, t in trained):
+                raise InputError(f"signal {name!r} was in the training cohort of '{config.parent}' (num_signals="
+                                 f"{cohort.get('num_signals')}, num_heldout={cohort.get('num_heldout')}): this split "
+                                 f"would fit a signal the cohort was trained on; keep the cohort run's num_signals "
+                                 f"and num_heldout, or {how}")

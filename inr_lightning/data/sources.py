@@ -46,17 +46,22 @@ def _array_to_tensor(arr: np.ndarray) -> Tensor:
     return t.unsqueeze(0) if t.dim() == 2 else t[..., :3].permute(2, 0, 1)
 
 
-def _take(images: list[Tensor], count: int | None, what: str) -> list[Tensor]:
+def _take(images: list, count: int | None, what: str) -> list:
     if count is not None and count > len(images):
         raise InputError(f"{what} holds {len(images)} images but {count} were asked for (num_signals + num_heldout)")
     return images if count is None else images[:count]
 
 
 class SignalSource:
-    """Base class: ``load(count)`` returns ``count`` images (all when ``None``) in a deterministic order."""
+    """Base class: ``load_named(count)`` returns ``count`` (name, image) pairs (all when ``None``) in a
+    deterministic order; the name says where the image came from (a file, a slice, a dataset row) and goes
+    into each run's ``signals.csv``."""
+
+    def load_named(self, count: int | None = None) -> list[tuple[str, Tensor]]:
+        raise NotImplementedError
 
     def load(self, count: int | None = None) -> list[Tensor]:
-        raise NotImplementedError
+        return [image for _, image in self.load_named(count)]
 
 
 class ImageFolder(SignalSource):
@@ -73,7 +78,7 @@ class ImageFolder(SignalSource):
             raise InputError(f"on_bad_file must be 'error' or 'skip', got {on_bad_file!r}")
         self.path, self.on_bad_file = Path(path).expanduser(), on_bad_file
 
-    def load(self, count: int | None = None) -> list[Tensor]:
+    def load_named(self, count: int | None = None) -> list[tuple[str, Tensor]]:
         if not self.path.is_dir():
             raise InputError(f"image folder {str(self.path)!r} does not exist or is not a folder")
         files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
@@ -82,7 +87,7 @@ class ImageFolder(SignalSource):
             try:
                 with Image.open(f) as img:
                     img.load()  # decode now, so a truncated file fails here and not mid-training
-                    images.append(_pil_to_tensor(img))
+                    images.append((str(f), _pil_to_tensor(img)))
             except (UnidentifiedImageError, OSError, SyntaxError) as err:
                 if self.on_bad_file == "error":
                     raise InputError(f"{str(f)!r} is not a readable image ({err}); fix or remove it, "
@@ -106,7 +111,7 @@ class HuggingFaceImages(SignalSource):
                  image_key: str = "image") -> None:
         self.name, self.data_dir, self.split, self.image_key = name, data_dir, split, image_key
 
-    def load(self, count: int | None = None) -> list[Tensor]:
+    def load_named(self, count: int | None = None) -> list[tuple[str, Tensor]]:
         import datasets  # imported here: it is slow to import and only this source needs it
 
         if self.data_dir is not None and not Path(self.data_dir).expanduser().is_dir():
@@ -119,36 +124,41 @@ class HuggingFaceImages(SignalSource):
         if self.image_key not in ds.column_names:
             raise InputError(f"dataset {self.name!r} has no column {self.image_key!r}; columns: {ds.column_names}")
         n = len(ds) if count is None else min(count, len(ds))
-        images = [_pil_to_tensor(ds[i][self.image_key]) for i in range(n)]
+        images = [(f"{self.name}[{self.split}][{i}]", _pil_to_tensor(ds[i][self.image_key])) for i in range(n)]
         return _take(images, count, f"dataset {self.name!r}")
 
 
 class MRISlices(SignalSource):
-    """Axial slices of the MNI152 T1 template bundled in ``nilearn`` (1 mm, 197×233×189; no download).
+    """Slices of the MNI152 T1 template bundled in ``nilearn`` (1 mm, 197×233×189; no download).
 
-    ``count`` slices are spaced evenly between the lowest and highest slice whose brain covers at least
-    ``min_brain_fraction`` of the slice, so the choice is deterministic.  Each slice is scaled by its own
-    maximum to [0, 1] and rotated so the nose points up.
+    ``axis`` picks the view: ``axial`` (default), ``coronal`` or ``sagittal``.  ``count`` slices are spaced
+    evenly between the first and last slice whose brain covers at least ``min_brain_fraction`` of it, so the
+    choice is deterministic.  Each slice is scaled by its own maximum to [0, 1] and rotated so that up is up.
+    Slices of another view are images the axial cohort never saw as such, though they share its voxels.
     """
 
-    def __init__(self, min_brain_fraction: float = 0.15) -> None:
-        self.min_brain_fraction = min_brain_fraction
+    AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
 
-    def load(self, count: int | None = None) -> list[Tensor]:
+    def __init__(self, min_brain_fraction: float = 0.15, axis: str = "axial") -> None:
+        if axis not in self.AXES:
+            raise InputError(f"axis must be one of {', '.join(self.AXES)}, got {axis!r}")
+        self.min_brain_fraction, self.axis = min_brain_fraction, axis
+
+    def load_named(self, count: int | None = None) -> list[tuple[str, Tensor]]:
         from nilearn.datasets import load_mni152_template
 
-        volume = load_mni152_template(resolution=1).get_fdata()  # (x, y, z) on [0, 1]
+        volume = np.moveaxis(load_mni152_template(resolution=1).get_fdata(), self.AXES[self.axis], 2)
         brain = (volume > 0.05).mean(axis=(0, 1))
         candidates = np.flatnonzero(brain >= self.min_brain_fraction)
         count = len(candidates) if count is None else count
         if count > len(candidates):
-            raise InputError(f"the MNI152 template has {len(candidates)} axial slices with enough brain; "
+            raise InputError(f"the MNI152 template has {len(candidates)} {self.axis} slices with enough brain; "
                              f"{count} were asked for")
         picks = candidates[np.round(np.linspace(0, len(candidates) - 1, count)).astype(int)]
         slices = []
         for z in picks:
             s = np.rot90(volume[:, :, z]).astype(np.float64)
-            slices.append(_array_to_tensor(s / max(s.max(), 1e-12)))
+            slices.append((f"MNI152 {self.axis} slice {int(z)}", _array_to_tensor(s / max(s.max(), 1e-12))))
         return slices
 
 
@@ -158,7 +168,7 @@ class SkimageImages(SignalSource):
     def __init__(self, names: list[str] = ["camera", "astronaut", "coffee", "chelsea", "rocket"]) -> None:  # noqa: B006
         self.names = list(names)
 
-    def load(self, count: int | None = None) -> list[Tensor]:
+    def load_named(self, count: int | None = None) -> list[tuple[str, Tensor]]:
         import skimage.data
 
         images = []
@@ -166,18 +176,19 @@ class SkimageImages(SignalSource):
             fn = getattr(skimage.data, name, None)
             if fn is None or not callable(fn) or name.startswith("_") or name in ("download_all", "lfw_subset"):
                 raise InputError(f"skimage.data has no image {name!r}; try camera, astronaut, coffee, chelsea")
-            images.append(_array_to_tensor(fn()))
+            images.append((f"skimage.data.{name}", _array_to_tensor(fn())))
         return _take(images, count, "skimage image list")
 
 
 class LFWFaces(SignalSource):
     """The 100 face crops (25×25, grayscale) of ``skimage.data.lfw_subset()`` (faces first, then non-faces)."""
 
-    def load(self, count: int | None = None) -> list[Tensor]:
+    def load_named(self, count: int | None = None) -> list[tuple[str, Tensor]]:
         import skimage.data
 
         faces = skimage.data.lfw_subset()[:100]
-        return _take([_array_to_tensor(f) for f in faces], count, "LFW subset (100 faces)")
+        return _take([(f"skimage.data.lfw_subset[{i}]", _array_to_tensor(f)) for i, f in enumerate(faces)], count,
+                     "LFW subset (100 faces)")
 
 
 class Synthetic(SignalSource):
@@ -189,7 +200,7 @@ class Synthetic(SignalSource):
     def __init__(self, size: int = 32, channels: int = 1, num_images: int = 8, seed: int = 0) -> None:
         self.size, self.channels, self.num_images, self.seed = size, channels, num_images, seed
 
-    def load(self, count: int | None = None) -> list[Tensor]:
+    def load_named(self, count: int | None = None) -> list[tuple[str, Tensor]]:
         n = self.num_images if count is None else count
         g = torch.Generator().manual_seed(self.seed)
         lin = torch.linspace(-1, 1, self.size)
@@ -205,5 +216,5 @@ class Synthetic(SignalSource):
                     cx, cy, width = torch.rand(3, generator=g) * torch.tensor([1.6, 1.6, 0.3]) - torch.tensor([0.8, 0.8, -0.1])
                     img[c] += 2 * torch.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * width**2))
             img = (img - img.amin()) / (img.amax() - img.amin())
-            images.append(img)
+            images.append((f"synthetic seed {self.seed} #{len(images)}", img))
         return images

@@ -13,6 +13,10 @@ Protocols (SCIENCE.md §3):
 - ``auto``: like ``freeze`` with the depth decided by the ``StableRankFreeze`` callback from the stable
   ranks of the loaded encoder.
 
+``encoder_weights: random`` keeps the random initialisation instead of the cohort's weights under any
+protocol: ``freeze``/``auto`` then freeze random layers — the control that separates what the cohort
+*transfers* from what freezing alone does (fewer parameters, less gradient noise).
+
 Who freezes: this module, always, once, in ``setup("fit")`` — after every callback's ``setup`` and before the
 optimizers (and DDP) are built, so frozen parameters are excluded from the optimizer and no rank ever
 unfreezes mid-run.  The callback only *decides* the depth (``set_freeze_depth``) when ``protocol: auto``;
@@ -42,16 +46,17 @@ from torchmetrics.functional.image import (
 
 from inr_lightning.checkpoints import load_cohort
 from inr_lightning.errors import InputError
-from inr_lightning.models.base import INRFitModule
+from inr_lightning.models.base import INRModule
 from inr_lightning.nn import CohortINR
 from inr_lightning.nn.inr import Encoder
 
 PROTOCOLS = ("scratch", "finetune", "freeze", "auto")
 ABOVE = ("finetune", "reinit")
+ENCODER_WEIGHTS = ("cohort", "random")
 DEFAULT_RECORD_STEPS = (50, 100, 250, 500, 1000, 2000)
 
 
-class SignalFitModule(INRFitModule):
+class SignalFitModule(INRModule):
     """Fits ``num_signals`` held-out signals, one INR each, initialised from a cohort checkpoint.
 
     Args:
@@ -60,18 +65,20 @@ class SignalFitModule(INRFitModule):
         protocol: ``scratch``, ``finetune``, ``freeze`` or ``auto`` (see the module docstring).
         freeze_depth: for ``freeze``: encoder layers ``0 .. freeze_depth`` are frozen, ``0 ≤ freeze_depth < L_s``.
         above: ``finetune`` (layers above the freeze depth start from the cohort weights) or ``reinit``.
+        encoder_weights: ``cohort`` (default) or ``random``: the random-weights control (module docstring).
         backbone: if given, the checkpoint's backbone must be this one (guards a config pointed at the
             wrong cohort run).
         num_signals: number of signals fitted side by side; linked from ``data.num_signals``.
         out_channels: channels per signal; linked from ``data.num_channels``.
         lr: Adam learning rate (1e-4).
         record_steps: steps at which the full-grid PSNR/SSIM of every signal goes into ``summary.json``.
-        loss_reduction, eval_chunk, compile, step_chunk: as ``INRFitModule``.
+        loss_reduction, eval_chunk, compile, step_chunk: as ``INRModule``.
         cache_frozen_prefix: compute the frozen layers' output on the grid once per fit (module docstring).
     """
 
     def __init__(self, cohort_ckpt: str, protocol: str = "auto", freeze_depth: int | None = None,
-                 above: str = "finetune", backbone: str | None = None, num_signals: int = 1, out_channels: int = 1,
+                 above: str = "finetune", encoder_weights: str = "cohort", backbone: str | None = None,
+                 num_signals: int = 1, out_channels: int = 1,
                  lr: float = 1e-4, record_steps: list[int] | None = None, loss_reduction: str = "sum",
                  eval_chunk: int = 65536, cache_frozen_prefix: bool = True, compile: bool = False,
                  step_chunk: int | None = None) -> None:
@@ -87,6 +94,8 @@ class SignalFitModule(INRFitModule):
             raise InputError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
         if above not in ABOVE:
             raise InputError(f"above must be one of {', '.join(ABOVE)}, got {above!r}")
+        if encoder_weights not in ENCODER_WEIGHTS:
+            raise InputError(f"encoder_weights must be one of {', '.join(ENCODER_WEIGHTS)}, got {encoder_weights!r}")
         if protocol == "freeze" and freeze_depth is None:
             raise InputError("protocol: freeze needs freeze_depth (an encoder layer index); "
                              "or use protocol: auto with the StableRankFreeze callback")
@@ -103,7 +112,7 @@ class SignalFitModule(INRFitModule):
                              f"{backbone!r}; point cohort_ckpt at the {backbone} cohort run")
         if protocol == "freeze":
             self.check_depth(freeze_depth, cfg.shared_layers)
-        self.protocol, self.above, self.cfg = protocol, above, cfg
+        self.protocol, self.above, self.encoder_weights, self.cfg = protocol, above, encoder_weights, cfg
         self.record_steps = sorted(set(steps))
         self.save_hyperparameters()
         self.hparams["record_steps"] = self.record_steps
@@ -112,12 +121,16 @@ class SignalFitModule(INRFitModule):
         # The loaded encoder's weights, one (out, in) matrix per layer: what StableRankFreeze measures.
         self.loaded_encoder_weights = [encoder_state[f"layers.{j}.linear.weight"][0].clone()
                                        for j in range(cfg.shared_layers)]
-        self._load_encoder(encoder_state, transfer_weights=protocol != "scratch")
+        # …and the same layers at their random initialisation, for stable ranks relative to init.
+        self.init_encoder_weights = [self.net.encoder.linear(j).weight[0].detach().clone()
+                                     for j in range(cfg.shared_layers)]
+        self._load_encoder(encoder_state, transfer_weights=protocol != "scratch" and encoder_weights == "cohort")
         self.freeze_depth: int | None = freeze_depth  # resolved depth; −1 = nothing frozen
         self._freeze_applied = False
         # Only init arguments go into hparams (``test --ckpt_path`` feeds them back); the architecture read
         # from the cohort checkpoint is reported here instead.
-        self.summary_extra: dict = {"fit/protocol": protocol, "fit/above": above, "fit/net": cfg.to_dict()}
+        self.summary_extra: dict = {"fit/protocol": protocol, "fit/above": above, "fit/encoder_weights": encoder_weights,
+                                    "fit/net": cfg.to_dict()}
         self._recorded: dict[int, tuple[list[float], list[float]]] = {}
 
     # -- set-up -------------------------------------------------------------------------------------

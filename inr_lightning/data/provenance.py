@@ -1,0 +1,73 @@
+"""Where a later stage's data comes from: the cohort run it starts from.
+
+A fit or SAE is only meaningful on the data its cohort was trained on — same source, resolution, channels,
+aspect and held-out split.  These helpers read a cohort run's resolved ``config.yaml`` (beside its
+``checkpoints/`` folder) so that later stages take those settings from the run itself, never from a second
+copy in their own config.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from inr_lightning.errors import InputError
+
+# The settings that decide which images a run sees and how: a later stage inherits them from its cohort run.
+DATA_KEYS = ("source", "resolution", "channels", "aspect", "num_signals", "num_heldout", "seed")
+
+
+def run_dir_of(ckpt: str | Path) -> Path:
+    """``<run>/checkpoints/x.ckpt`` → ``<run>``."""
+    return Path(ckpt).resolve().parent.parent
+
+
+def run_data_config(ckpt: str | Path) -> tuple[Path, dict]:
+    """The ``data`` section (``class_path`` + ``init_args``) of the run that wrote checkpoint ``ckpt``."""
+    config = run_dir_of(ckpt) / "config.yaml"
+    if not config.is_file():
+        raise InputError(f"no config.yaml in the cohort run '{config.parent}' of checkpoint '{ckpt}': the data "
+                         "settings are read from the run that trained the cohort; give a checkpoint inside a run "
+                         "directory written by `python -m inr_lightning fit`")
+    data = (yaml.safe_load(config.read_text()) or {}).get("data")
+    if not isinstance(data, dict) or "class_path" not in data:
+        raise InputError(f"{config} has no data section with a class_path")
+    return config, {"class_path": data["class_path"], "init_args": dict(data.get("init_args") or {})}
+
+
+def instantiate(spec: Any) -> Any:
+    """``{class_path, init_args}`` specs of a saved config → objects (recursively)."""
+    if isinstance(spec, dict) and "class_path" in spec:
+        module, _, name = spec["class_path"].rpartition(".")
+        cls = getattr(importlib.import_module(module), name)
+        return cls(**{k: instantiate(v) for k, v in (spec.get("init_args") or {}).items()})
+    if isinstance(spec, dict):
+        return {k: instantiate(v) for k, v in spec.items()}
+    if isinstance(spec, list):
+        return [instantiate(v) for v in spec]
+    return spec
+
+
+def same_source(obj: Any, spec: Any) -> bool:
+    """Whether a source object is the one a saved ``{class_path, init_args}`` spec describes."""
+    if not isinstance(spec, dict) or "class_path" not in spec:
+        return False
+    cls = type(obj)
+    if f"{cls.__module__}.{cls.__qualname__}" != spec["class_path"] and cls.__qualname__ != \
+            spec["class_path"].rpartition(".")[2]:
+        return False
+    given = instantiate(spec)
+    return {k: str(v) for k, v in vars(given).items()} == {k: str(v) for k, v in vars(obj).items()}
+
+
+def describe_source(spec_or_obj: Any) -> str:
+    """A short, readable name of a source: ``MRISlices(axis=coronal)``."""
+    if isinstance(spec_or_obj, dict):
+        args = spec_or_obj.get("init_args") or {}
+        name = spec_or_obj["class_path"].rpartition(".")[2]
+    else:
+        args, name = vars(spec_or_obj), type(spec_or_obj).__name__
+    return name + "(" + ", ".join(f"{k}={v}" for k, v in args.items()) + ")"

@@ -1,0 +1,237 @@
+"""``python -m inr_lightning study | sweep | sae-depths``: the study's stages as commands.
+
+    python -m inr_lightning study --quick                 # ≤ 10 min on 2 CPU cores → runs/study_quick/report.md
+    python -m inr_lightning study --profile full          # the CPU study (64×64, 3 seeds, both datasets)
+    python -m inr_lightning study --profile reference     # the paper's sizes, for a GPU
+    python -m inr_lightning sweep --cohort_ckpt runs/mri/cohort/siren/checkpoints/last.ckpt --seeds 3
+    python -m inr_lightning sae-depths --cohort_ckpt runs/mri/cohort/siren/checkpoints/last.ckpt
+
+Every run of a study lands under ``--out``; running the same command again reuses what finished, resumes what
+was interrupted and refuses (one line) a directory holding runs of another config unless ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from inr_lightning.checkpoints import load_cohort
+from inr_lightning.errors import InputError
+from inr_lightning.study import report as reporting
+from inr_lightning.study.profiles import DATASETS, PROFILES, Profile
+from inr_lightning.study.stages import run_stage
+from inr_lightning.study.sweep import run_sweep, write_rows
+from inr_lightning.study.verdicts import Runs
+
+BACKBONES = ("siren", "ffmlp")
+
+
+def config_path(stage: str, backbone: str) -> Path:
+    """A shipped stage config: ``configs/<stage>/<backbone>.yaml`` of this checkout."""
+    path = Path(__file__).resolve().parents[2] / "configs" / stage / f"{backbone}.yaml"
+    if not path.is_file():
+        raise InputError(f"no shipped config {path}; run the study from a checkout of inr_lightning")
+    return path
+
+
+def _split(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``[own args…] -- [fit overrides…]``."""
+    if "--" not in argv:
+        return list(argv), []
+    i = argv.index("--")
+    return list(argv[:i]), list(argv[i + 1:])
+
+
+def _parser(prog: str, doc: str) -> argparse.ArgumentParser:
+    class OneLine(argparse.ArgumentParser):
+        def error(self, message: str):
+            print(f"error: {message} (--help lists the accepted options)", file=sys.stderr)
+            sys.exit(2)
+
+    return OneLine(prog=f"python -m inr_lightning {prog}", description=doc)
+
+
+# -- the whole study -------------------------------------------------------------------------------------
+def run_cohort(backbone: str, run: Path, profile: Profile, dataset: str, seed: int, study: str, lr: float | None,
+               logger: str, overwrite: bool) -> tuple[Path, dict]:
+    args = [*profile.cohort_args(), *DATASETS[dataset].cohort, f"--seed_everything={seed}", f"--study={study}"]
+    if lr is not None:
+        args.append(f"--model.init_args.lr={lr}")
+    summary = run_stage(config_path("cohort", backbone), run, args, logger=logger, overwrite=overwrite)
+    return run / "checkpoints" / "last.ckpt", summary
+
+
+def run_study(profile: Profile, out: Path, backbones: list[str], datasets: list[str], seeds: int, logger: str,
+              overwrite: bool, command: str) -> Path:
+    start = time.perf_counter()
+    study = f"study_{profile.name}"
+    results: dict = {}
+    for ds in datasets:
+        root = out / ds
+        cohorts: dict[tuple[str, int], tuple[Path, dict]] = {}
+        matching: list[dict] = []
+        ffmlp_lr = None
+        for seed in range(seeds):
+            for backbone in backbones:
+                if backbone == "siren":
+                    cohorts["siren", seed] = run_cohort("siren", root / f"seed{seed}" / "cohort" / "siren", profile, ds,
+                                                        seed, study, None, logger, overwrite)
+                    continue
+                lrs = profile.ffmlp_lrs if ffmlp_lr is None else (ffmlp_lr,)
+                tried = {}
+                for lr in lrs:
+                    tried[lr] = run_cohort("ffmlp", root / f"seed{seed}" / "cohort" / f"ffmlp_lr{lr:g}", profile, ds,
+                                           seed, study, lr, logger, overwrite)
+                if ffmlp_lr is None:  # matched quality: the FFMLP learning rate whose PSNR is closest to SIREN's
+                    target = cohorts["siren", seed][1]["val/psnr"] if ("siren", seed) in cohorts else math.inf
+                    ffmlp_lr = min(tried, key=lambda lr: abs(tried[lr][1]["val/psnr"] - target))
+                    matching = [{"lr": lr, "psnr": s["val/psnr"], "siren": target,
+                                 "run": str(c.parent.parent), "chosen": lr == ffmlp_lr} for lr, (c, s) in tried.items()]
+                cohorts["ffmlp", seed] = tried[ffmlp_lr]
+        sweeps: dict[tuple, dict] = {}
+        for view, data_overrides in [("heldout", []), *DATASETS[ds].views.items()]:
+            for backbone in backbones:
+                for seed in range(seeds):
+                    ckpt = cohorts[backbone, seed][0]
+                    name = "sweep" if view == "heldout" else f"sweep_{view}"
+                    sweeps[ds, view, backbone, seed] = run_sweep(
+                        config_path("fit", backbone), ckpt, root / f"seed{seed}" / name / backbone, profile.layers,
+                        seed=seed, overrides=[*profile.fit_args(), f"--study={study}"],
+                        data_overrides=data_overrides, logger=logger, overwrite=overwrite)
+        write_rows(root / "sweep.csv", sweeps)
+        sae_rows = run_sae_depths({b: cohorts[b, 0][0] for b in backbones}, root, layers=profile.sae_layers,
+                                  sae_seeds=profile.sae_seeds, control_layers=profile.control_layers,
+                                  overrides=profile.sae, study=study, logger=logger, overwrite=overwrite)
+        results[ds] = {"cohorts": cohorts, "matching": matching, "ffmlp_lr": ffmlp_lr, "sweeps": sweeps,
+                       "sae": sae_rows}
+    elapsed = time.perf_counter() - start
+    return reporting.write_study_report(out, profile, results, backbones, seeds, elapsed, command)
+
+
+def run_sae_depths(cohorts: dict[str, Path], root: Path, *, layers: tuple[int, ...] | None, sae_seeds: int = 1,
+                   control_layers: tuple[int, ...] | None = None, overrides: list[str] = (), study: str = "sae",
+                   logger: str = "disabled", overwrite: bool = False) -> list[dict]:
+    """An SAE at every depth of each cohort (``layers``; None: all), ``sae_seeds`` seeds at the middle layer,
+    and the untrained-encoder control (a cohort whose layers 0..j stay random and frozen, everything above
+    trained on the same data) at ``control_layers`` (None: every SAE layer)."""
+    rows = []
+    for backbone, ckpt in cohorts.items():
+        depth = _backbone_of(ckpt)[1]
+        chosen = layers if layers is not None else tuple(range(depth))
+        runs = [(j, 0, "cohort") for j in chosen] + [(depth // 2, s, "cohort") for s in range(1, sae_seeds)]
+        runs += [(j, 0, "untrained") for j in (control_layers if control_layers is not None else chosen)]
+        for layer, seed, encoder in runs:
+            source, name = ckpt, f"layer{layer}" + (f"_seed{seed}" if seed else "")
+            if encoder == "untrained":
+                source = run_cohort_control(ckpt, layer, root / "control" / backbone / f"cohort_layer{layer}",
+                                            logger, overwrite)
+                name = f"control_layer{layer}"
+            print(f"[sae] {root}: {backbone} {name}", flush=True)
+            run = root / "sae" / backbone / name
+            summary = run_stage(config_path("sae", backbone), run,
+                                [*overrides, f"--study={study}", f"--data.init_args.cohort_ckpt={source}",
+                                 f"--data.init_args.layer={layer}", f"--seed_everything={seed}"],
+                                logger=logger, overwrite=overwrite)
+            rows.append({"backbone": backbone, "layer": layer, "seed": seed, "encoder": encoder, "run": str(run),
+                         **summary})
+    return rows
+
+
+def run_cohort_control(cohort_ckpt: Path, layer: int, run: Path, logger: str, overwrite: bool) -> Path:
+    """The untrained-encoder control's cohort: the cohort run's own resolved config, with encoder layers
+    0..``layer`` kept at their random initialisation and frozen."""
+    config = Path(cohort_ckpt).parent.parent / "config.yaml"
+    args = [f"--model.init_args.freeze_random_prefix={layer}"]
+    if logger != "disabled":
+        args.append(f"--trainer.logger.init_args.save_dir={run}")
+    run_stage(config, run, args, logger=logger, overwrite=overwrite)
+    return run / "checkpoints" / "last.ckpt"
+
+
+def study(argv: list[str]) -> Path:
+    parser = _parser("study", "The whole study: cohorts → freeze-depth sweeps with controls → SAEs → report.md")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
+    parser.add_argument("--quick", action="store_true", help="the same as --profile quick (≤ 10 min on 2 CPU cores)")
+    parser.add_argument("--out", default=None, help="default: runs/study_<profile>")
+    parser.add_argument("--backbones", nargs="+", choices=BACKBONES, default=list(BACKBONES))
+    parser.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=None,
+                        help="default: the profile's")
+    parser.add_argument("--seeds", type=int, default=None, help="cohort and fit seeds (default: the profile's)")
+    parser.add_argument("--wandb", choices=["offline", "online", "disabled"], default="offline")
+    parser.add_argument("--overwrite", action="store_true", help="replace runs of another config under --out")
+    args = parser.parse_args(argv)
+    profile = PROFILES["quick" if args.quick else args.profile]
+    seeds = args.seeds or profile.seeds
+    if seeds < 1:
+        raise InputError(f"--seeds must be ≥ 1, got {seeds}")
+    out = Path(args.out or f"runs/study_{profile.name}")
+    command = "python -m inr_lightning study " + " ".join(shlex.quote(a) for a in argv)
+    report = run_study(profile, out, args.backbones, args.datasets or list(profile.datasets), seeds, args.wandb,
+                       args.overwrite, command)
+    print(f"\nreport: {report}")
+    return report
+
+
+# -- one sweep, one SAE-depth table --------------------------------------------------------------------
+def _backbone_of(ckpt: str) -> tuple[str, int]:
+    _, hp = load_cohort(ckpt)
+    return hp["net"]["backbone"], int(hp["net"]["shared_layers"])
+
+
+def sweep(argv: list[str]) -> list[dict]:
+    own, extra = _split(argv)
+    parser = _parser("sweep", "Freeze-depth sweep (every protocol and control) of cohort runs, with verdicts; "
+                              "arguments after -- go to every fit")
+    parser.add_argument("--cohort_ckpt", nargs="+", required=True, help="cohort checkpoints (one sweep each)")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--seeds", type=int, default=1, help="fit seeds (paired across protocols)")
+    parser.add_argument("--no_controls", action="store_true", help="skip the random-weights and reinit controls")
+    parser.add_argument("--wandb", choices=["offline", "online", "disabled"], default="disabled")
+    parser.add_argument("--overwrite", action="store_true")
+    args = parser.parse_args(own)
+    out = Path(args.out)
+    sweeps, verdicts = {}, []
+    for ckpt in args.cohort_ckpt:
+        backbone, layers = _backbone_of(ckpt)
+        runs = Runs()
+        for seed in range(args.seeds):
+            summaries = run_sweep(config_path("fit", backbone), ckpt, out / backbone / f"seed{seed}", layers,
+                                  seed=seed, overrides=extra, controls=not args.no_controls, logger=args.wandb,
+                                  overwrite=args.overwrite)
+            sweeps["cli", "heldout", backbone, seed] = summaries
+            for label, s in summaries.items():
+                runs.add(seed, label, s)
+        verdicts.append({"backbone": backbone, "runs": runs})
+    write_rows(out / "sweep.csv", sweeps)
+    text = "\n".join(line for v in verdicts for line in reporting.finding1_lines(v["backbone"], v["runs"], out))
+    (out / "report.md").write_text(f"# Freeze-depth sweep\n\n{text}\n")
+    print(text)
+    print(f"\n{out / 'sweep.csv'}\n{out / 'report.md'}")
+    return verdicts
+
+
+def sae_depths(argv: list[str]) -> list[dict]:
+    own, extra = _split(argv)
+    parser = _parser("sae-depths", "An SAE at every encoder depth of cohort runs, plus the untrained-encoder "
+                                   "control; arguments after -- go to every SAE run")
+    parser.add_argument("--cohort_ckpt", nargs="+", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--layers", nargs="*", type=int, default=None, help="default: every encoder layer")
+    parser.add_argument("--control_layers", nargs="*", type=int, default=None, help="default: the middle layer")
+    parser.add_argument("--wandb", choices=["offline", "online", "disabled"], default="disabled")
+    parser.add_argument("--overwrite", action="store_true")
+    args = parser.parse_args(own)
+    cohorts = {_backbone_of(ckpt)[0]: Path(ckpt) for ckpt in args.cohort_ckpt}
+    middle = _backbone_of(args.cohort_ckpt[0])[1] // 2
+    rows = run_sae_depths(cohorts, Path(args.out), layers=None if args.layers is None else tuple(args.layers),
+                          control_layers=(middle,) if args.control_layers is None else tuple(args.control_layers),
+                          overrides=extra, logger=args.wandb, overwrite=args.overwrite)
+    table = reporting.sae_table(rows, Path(args.out))
+    (Path(args.out) / "sae_depths.md").write_text("\n".join(table) + "\n")
+    print("\n".join(table))
+    return rows
+

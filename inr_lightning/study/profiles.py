@@ -1,0 +1,106 @@
+"""Study profiles (how big every run is) and datasets (which cohort, which held-out views).
+
+A profile that samples coordinates or shortens runs says so in the report (``cuts``); only profiles that fit
+on the full grid make claims about the findings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SKIMAGE_NAMES = ["astronaut", "camera", "cat", "chelsea", "coffee", "coins", "moon", "rocket", "brick", "grass",
+                 "gravel", "clock", "page", "immunohistochemistry", "hubble_deep_field"]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    label: str
+    cohort: list[str]                                       # overrides of the cohort stage's data
+    views: dict[str, list[str]] = field(default_factory=dict)  # extra held-out sets: fit-stage data overrides
+
+
+DATASETS = {
+    "mri": Dataset(
+        "MNI152 T1 template (nilearn): 10 axial slices in the cohort, 5 held out between them",
+        [],
+        {"coronal": ["--data.init_args.source=inr_lightning.data.MRISlices",
+                     "--data.init_args.source.init_args.axis=coronal"]}),
+    "skimage": Dataset(
+        "15 natural images bundled with scikit-image, grayscale, centre-cropped: 10 in the cohort, 5 held out",
+        ["--data.init_args.source=inr_lightning.data.SkimageImages",
+         f"--data.init_args.source.init_args.names=[{', '.join(SKIMAGE_NAMES)}]", "--data.init_args.aspect=crop"]),
+}
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    resolution: int
+    width: int
+    layers: int
+    cohort_steps: int
+    fit_steps: int
+    record_steps: tuple[int, ...]
+    seeds: int
+    datasets: tuple[str, ...]
+    ffmlp_lrs: tuple[float, ...]       # cohort learning rates tried for the FFMLP; the one closest to SIREN is used
+    sae_layers: tuple[int, ...] | None  # None: every encoder layer
+    sae: list[str]                     # overrides of every SAE run
+    sae_seeds: int = 1                 # extra SAE seeds at the middle layer
+    control_layers: tuple[int, ...] | None = None  # untrained-encoder controls; None: every SAE layer
+    coords_per_step: int | None = None  # None: the full grid every fit step
+    frequencies: int = 256
+    steps_per_epoch: int = 100
+    cuts: tuple[str, ...] = ()         # what this profile shortens, printed in the report
+
+    @property
+    def claims(self) -> bool:
+        return self.coords_per_step is None
+
+    def cohort_args(self) -> list[str]:
+        return [f"--model.init_args.net.width={self.width}", f"--model.init_args.net.shared_layers={self.layers}",
+                f"--model.init_args.net.num_frequencies={self.frequencies}",
+                f"--data.init_args.resolution={self.resolution}", f"--trainer.max_steps={self.cohort_steps}",
+                f"--data.init_args.steps_per_epoch={min(self.steps_per_epoch, self.cohort_steps)}"]
+
+    def fit_args(self) -> list[str]:
+        record = ", ".join(map(str, self.record_steps))
+        return [f"--trainer.max_steps={self.fit_steps}", f"--model.init_args.record_steps=[{record}]",
+                f"--data.init_args.steps_per_epoch={min(self.steps_per_epoch, self.fit_steps)}",
+                f"--data.init_args.coords_per_step={'null' if self.coords_per_step is None else self.coords_per_step}"]
+
+
+PROFILES = {
+    # Seconds: the test suite's end-to-end run of every stage.
+    "tiny": Profile("tiny", 16, 16, 3, 4, 3, (1, 3), 2, ("mri",), (1e-4, 1e-3), None,
+                    ["--model.init_args.n_atoms=32", "--model.init_args.k=4", "--model.init_args.warmup_steps=1",
+                     "--model.init_args.init_samples=64", "--data.init_args.batch_size=64",
+                     "--data.init_args.steps_per_epoch=2", "--trainer.max_steps=2",
+                     "--trainer.callbacks.init_args.top_atoms=2"],
+                    control_layers=(1,), frequencies=8, steps_per_epoch=2,
+                    cuts=("16×16, width 16, 3 layers, 3 fit steps: a test of the pipeline, not a measurement",)),
+    # ≤ 10 minutes on 2 CPU cores: every stage, both datasets, two seeds, at 32×32.
+    "quick": Profile("quick", 32, 64, 5, 1000, 200, (25, 50, 100, 200), 2, ("mri", "skimage"), (1e-4, 1e-3),
+                     (1, 3),
+                     ["--model.init_args.n_atoms=512", "--model.init_args.k=16", "--model.init_args.warmup_steps=20",
+                      "--model.init_args.init_samples=1024", "--data.init_args.batch_size=1024",
+                      "--data.init_args.steps_per_epoch=150", "--trainer.max_steps=300",
+                      "--trainer.callbacks.init_args.top_atoms=12"],
+                     control_layers=(1,), frequencies=64,
+                     cuts=("32×32 and width 64: fast, but at this size protocols differ less than at 128×128",
+                           "200 fit steps, 1000 cohort steps, 2 seeds; SAEs of 512 atoms (k = 16), 300 steps, "
+                           "at layers 1 and 3 only")),
+    # The CPU study: 64×64, width 128, full grid, three seeds, both datasets.
+    "full": Profile("full", 64, 128, 5, 2000, 500, (50, 100, 250, 500), 3, ("mri", "skimage"), (1e-4, 3e-4, 1e-3),
+                    None,
+                    ["--model.init_args.n_atoms=4096", "--model.init_args.k=32", "--trainer.max_steps=2000",
+                     "--data.init_args.steps_per_epoch=500"],
+                    sae_seeds=3, control_layers=(2,),
+                    cuts=("64×64 and width 128 instead of 128×128 and 256: the CPU budget (the reference profile "
+                          "runs the paper's sizes on a GPU)", "500 fit steps instead of 2000")),
+    # The paper-length protocol: 128×128, width 256, 2000 full-grid fit steps, converged SAEs — for a GPU.
+    "reference": Profile("reference", 128, 256, 5, 5000, 2000, (50, 100, 250, 500, 1000, 2000), 3,
+                         ("mri", "skimage"), (1e-4, 3e-4, 1e-3), None,
+                         ["--model.init_args.n_atoms=4096", "--model.init_args.k=32", "--trainer.max_steps=10000"],
+                         sae_seeds=3, control_layers=None),
+}

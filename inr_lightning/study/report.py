@@ -1,0 +1,299 @@
+"""The study's ``report.md``: every number a mean with its 95 % interval and n, every table traced to its runs.
+
+The header names the command and the commit that made the report; "What this profile cuts" lists every way
+the profile departs from the study's protocol.  Finding 1 is judged per dataset, held-out set, backbone,
+reading and form of the rule (``verdicts``); finding 2 from the SAE runs' ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import time
+from pathlib import Path
+
+from inr_lightning.study.verdicts import (
+    FORM_TEXT,
+    FORMS,
+    READINGS,
+    Runs,
+    control_differences,
+    interval,
+    reading_verdict,
+    spearman_depth,
+    steps_to_levels,
+)
+
+LEVELS = (30.0, 40.0)
+
+
+def fmt(d: dict | float | None, spec: str = "+.2f") -> str:
+    """``mean ± ci (n)`` for an interval, a plain number otherwise; '—' for nothing."""
+    if d is None:
+        return "—"
+    if isinstance(d, dict):
+        if d["n"] == 0 or math.isnan(d["mean"]):
+            return "—"
+        ci = "" if math.isnan(d["ci"]) else f" ± {d['ci']:.2f}"
+        return f"{format(d['mean'], spec)}{ci} (n={d['n']})"
+    return "—" if isinstance(d, float) and math.isnan(d) else format(d, spec)
+
+
+def rel(path: str | Path, out: Path) -> str:
+    try:
+        return Path(path).resolve().relative_to(out.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def git_commit() -> str:
+    """The commit of this checkout, read from ``.git`` (no subprocess)."""
+    git = Path(__file__).resolve().parents[2] / ".git"
+    try:
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref: "):
+            return head[:12]
+        ref = head[5:]
+        if (git / ref).is_file():
+            return (git / ref).read_text().strip()[:12]
+        for line in (git / "packed-refs").read_text().splitlines():
+            if line.endswith(" " + ref):
+                return line.split()[0][:12]
+    except OSError:
+        pass
+    return "unknown (not a git checkout)"
+
+
+def step_name(step: int) -> str:
+    return "final" if step == Runs.FINAL else f"step {step}"
+
+
+# -- finding 1 ---------------------------------------------------------------------------------------------
+def finding1_lines(backbone: str, runs: Runs, out: Path, runs_dir: str = "") -> list[str]:
+    layers = runs.layers
+    mean_profile = [sum(runs.profile[s][k] for s in runs.seeds) / len(runs.seeds) for k in range(layers)]
+    lines = [f"#### {backbone}", ""]
+    if runs_dir:
+        lines += [f"Runs: `{runs_dir}` (one folder per protocol and seed; `summary.json` holds every signal's PSNR "
+                  "at every recorded step).", ""]
+    inits = [runs.init_profile.get(s) for s in runs.seeds]
+    profile_line = "Stable rank per encoder layer (cohort weights, mean over seeds): " + \
+        ", ".join(f"{v:.1f}" for v in mean_profile)
+    if all(inits):
+        init_mean = [sum(p[k] for p in inits) / len(inits) for k in range(layers)]
+        profile_line += "; at initialisation: " + ", ".join(f"{v:.1f}" for v in init_mean) + \
+            "; ratio: " + ", ".join(f"{a / b:.2f}" for a, b in zip(mean_profile, init_mean))
+    lines += [profile_line + f". Spearman(stable rank, final PSNR of freeze k) across depths: "
+              f"{fmt(spearman_depth(runs), '.2f')}.", ""]
+    # Verdicts per reading and form
+    lines += ["| reading | rule | rule's layer (per seed) | best layer | rule = best (share of signal×seed) "
+              "| auto − finetune, final [dB] | worst | δ | wins / ties / losses | finding 1 |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for reading in READINGS:
+        for form in FORMS:
+            v = reading_verdict(runs, reading, form)
+            if not v["available"]:
+                continue
+            wtl = "—" if v["wins"] is None else f"{v['wins']} / {v['ties']} / {v['losses']}"
+            holds = {None: "undecided (δ needs ≥ 2 seeds)", True: "**holds**", False: "fails"}[v["holds"]]
+            if v["holds"] is False:
+                why = [] if v["pick_is_best"] else ["rule ≠ best"]
+                why += [] if v["holds_auto_ge_finetune"] else ["auto < finetune − δ"]
+                holds += f" ({', '.join(why)})"
+            lines.append(f"| {reading} | {FORM_TEXT[form]} | {', '.join(str(p) for p in v['picks'].values())} | "
+                         f"{v['best_overall']} | {v['pick_is_best_share']:.2f} | {fmt(v['auto_minus_finetune'])} | "
+                         f"{v['worst']:+.2f} | {fmt(v['delta'], '.2f')} | {wtl} | {holds} |")
+    lines += ["", "*through* freezes layers 0..j, *below* 0..j−1 (j = 0: nothing, i.e. finetune); each reading's best "
+              "layer is chosen among its own candidates (mean final PSNR over signals and seeds). Finding 1 holds "
+              "when the rule's layer is that best layer for every seed *and* auto ≥ finetune − δ for every signal "
+              "and seed, δ being finetune's own seed-to-seed spread (pooled SD per signal).", ""]
+    # auto − finetune along the fit
+    lines += ["auto − finetune [dB] at every recorded step (raw rule):", "",
+              "| step | " + " | ".join(READINGS) + " |", "|---|" + "---|" * len(READINGS)]
+    by = {r: reading_verdict(runs, r, "raw")["auto_minus_finetune_by_step"] for r in READINGS}
+    for step in runs.steps:
+        lines.append(f"| {step_name(step)} | " + " | ".join(fmt(by[r][step]) for r in READINGS) + " |")
+    # PSNR per protocol
+    labels = [lb for lb in runs.labels if lb != "auto"]
+    lines += ["", "PSNR per protocol [dB] (mean ± 95 % interval over signals × seeds):", "",
+              "| protocol | " + " | ".join(step_name(s) for s in runs.steps) + " | steps to "
+              + " | steps to ".join(f"{lv:.0f} dB" for lv in LEVELS) + " |",
+              "|---|" + "---|" * (len(runs.steps) + len(LEVELS))]
+    for label in labels:
+        to = steps_to_levels(runs, label, LEVELS)
+        cells = [fmt(interval(runs.values(label, s)), ".2f") for s in runs.steps]
+        cells += [f"{fmt(to[lv], '.0f')}, never {to[lv]['never']}" for lv in LEVELS]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    # controls
+    transfer = control_differences(runs, "freeze_", "random_")
+    reinit = control_differences(runs, "reinit_", "freeze_")
+    if transfer or reinit:
+        lines += ["", "Controls, paired final-PSNR differences [dB]: *transfer* = cohort layers 0..k frozen − random "
+                  "layers 0..k frozen (what the cohort's weights add beyond freezing itself); *reinit* = layers "
+                  "above k re-initialised − fine-tuned from the cohort.", "",
+                  "| k | freeze_k − random_k (transfer) | reinit_k − freeze_k |", "|---|---|---|"]
+        for k in range(layers):
+            lines.append(f"| {k} | {fmt(transfer.get(k))} | {fmt(reinit.get(k))} |")
+    if "auto" in runs.labels:
+        gaps = []
+        for s in runs.seeds:
+            pick = reading_verdict(runs, "through", "raw")["picks"][s]
+            gaps += [abs(a - b) for a, b in zip(runs.psnr[s]["auto"][Runs.FINAL], runs.psnr[s][f"freeze_{pick}"][Runs.FINAL])]
+        lines += ["", f"Check: the `auto` run (StableRankFreeze, through, raw) equals the freeze run it names within "
+                  f"{max(gaps):.2g} dB, so every *auto* above is that run."]
+    return lines + [""]
+
+
+def sweep_figure(runs_by_backbone: dict[str, Runs], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(runs_by_backbone), figsize=(6 * len(runs_by_backbone), 4), squeeze=False)
+    for ax, (backbone, runs) in zip(axes[0], runs_by_backbone.items()):
+        ks = list(range(runs.layers))
+        for prefix, name, color in (("freeze_", "cohort layers 0..k frozen", "C0"),
+                                    ("random_", "random layers 0..k frozen", "C3"),
+                                    ("reinit_", "cohort 0..k frozen, above re-initialised", "C2")):
+            pts = [(k, interval(runs.values(f"{prefix}{k}"))) for k in ks if f"{prefix}{k}" in runs.labels]
+            if pts:
+                ax.errorbar([k for k, _ in pts], [d["mean"] for _, d in pts],
+                            yerr=[0 if math.isnan(d["ci"]) else d["ci"] for _, d in pts], marker="o", capsize=3,
+                            color=color, label=name)
+        for label, style in (("finetune", "--"), ("scratch", ":")):
+            ax.axhline(interval(runs.values(label))["mean"], color="k", linestyle=style, label=label)
+        ax.set_xticks(ks)
+        ax.set_xlabel("k (last frozen encoder layer)")
+        ax.set_ylabel("final PSNR [dB], mean ± 95 % CI")
+        ax.set_title(f"{title}: {backbone}", fontsize=10)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# -- finding 2 ---------------------------------------------------------------------------------------------
+SAE_COLUMNS = [("sae/fvu", "FVU", ".5f"), ("sae/dead_fraction", "dead", ".3f"), ("sae/psnr", "PSNR via SAE", ".2f"),
+               ("sae/inr_psnr", "INR PSNR", ".2f"), ("atoms/spread_median", "spread (median)", ".3f"),
+               ("atoms/mass_radius90_median", "r90 (median)", ".3f"),
+               ("atoms/components_median", "components (median)", ".1f"),
+               ("atoms/tiling_ratio", "tiling ratio", ".2f"),
+               ("atoms/content_alignment_median", "content alignment", ".3f"),
+               ("ablation/max_drop_db", "max atom drop [dB]", ".2f"),
+               ("ablation/max_drop_support_fraction", "its support", ".4f")]
+
+
+def sae_table(rows: list[dict], out: Path) -> list[str]:
+    cols = [c for c in SAE_COLUMNS if any(r.get(c[0]) is not None for r in rows)]
+    lines = ["| backbone | layer | encoder | seed | " + " | ".join(c[1] for c in cols) + " | run |",
+             "|---|---|---|---|" + "---|" * len(cols) + "---|"]
+    for r in rows:
+        cells = []
+        for key, _, spec in cols:
+            v = r.get(key)
+            cells.append("—" if not isinstance(v, (int, float)) or (isinstance(v, float) and math.isnan(v))
+                         else format(v, spec))
+        lines.append(f"| {r['backbone']} | {r['layer']} | {r['encoder']} | {r['seed']} | " + " | ".join(cells)
+                     + f" | `{rel(r['run'], out)}` |")
+    return lines
+
+
+def finding2_lines(rows: list[dict], out: Path) -> list[str]:
+    lines = ["SAE on the encoder activations of the seed-0 cohorts at each depth (the untrained control: a cohort "
+             "whose layers 0..j kept their random initialisation, frozen, with everything above trained on the same "
+             "images). Metrics on the full grid; see `docs/sae.md` for their definitions.", ""]
+    lines += sae_table(rows, out) + [""]
+    for r in rows:
+        for name in ("gallery.png", "worst_atoms.png"):
+            image = Path(r["run"]) / "atoms" / name
+            if r["seed"] == 0 and image.is_file():
+                lines.append(f"![{r['backbone']} layer {r['layer']} ({r['encoder']}): {name}]({rel(image, out)})")
+    return lines + [""]
+
+
+# -- the whole report --------------------------------------------------------------------------------------
+def write_study_report(out: Path, profile, results: dict, backbones: list[str], seeds: int, elapsed: float,
+                       command: str) -> Path:
+    from inr_lightning.study.profiles import DATASETS
+
+    figures = out / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    threads = os.environ.get("OMP_NUM_THREADS") or str(os.cpu_count())
+    lines = [f"# Cohort INR study: `{profile.name}` profile", "",
+             f"Made by `{command}` at commit `{git_commit()}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+             f"wall-clock {elapsed / 60:.1f} min on {platform.machine()} ({threads} CPU threads). "
+             f"Encoders: {profile.layers} shared layers of width {profile.width} + a linear head per image, "
+             f"{profile.resolution}×{profile.resolution} px; {seeds} seed(s) — each seed is a cohort seed and a fit "
+             "seed. Every number is a mean ± its 95 % t-interval with n (signals × seeds); protocol differences "
+             "are paired (same signal, same seed). Paths are relative to this file.", "",
+             "## What this profile cuts", ""]
+    cuts = list(profile.cuts)
+    if not profile.claims:
+        cuts.append(f"fits see {profile.coords_per_step} random coordinates per step, not the full grid: "
+                    "its finding-1 tables claim nothing")
+    lines += [f"- {c}" for c in cuts] or ["- nothing: the study's protocol at the paper's sizes"]
+    lines += [""]
+    glance = ["## Finding 1 at a glance", "",
+              "| dataset | held-out signals | backbone | reading | rule | auto − finetune [dB] | W / T / L | verdict |",
+              "|---|---|---|---|---|---|---|---|"]
+    body = []
+    for ds, res in results.items():
+        body += [f"## Dataset `{ds}`: {DATASETS[ds].label}", "", "### Cohorts", "",
+                 "| backbone | seed | lr | val/psnr [dB] | val/ssim | steps | run |", "|---|---|---|---|---|---|---|"]
+        for (backbone, seed), (ckpt, s) in sorted(res["cohorts"].items()):
+            lr = _lr(ckpt)
+            body.append(f"| {backbone} | {seed} | {lr:g} | {s['val/psnr']:.2f} | {s.get('val/ssim', math.nan):.4f} | "
+                        f"{s['trainer/global_step']} | `{rel(ckpt.parent.parent, out)}` |")
+        if res["matching"]:
+            body += ["", "Matched quality: the FFMLP cohort learning rate was chosen (seed 0) as the one whose cohort "
+                     "PSNR comes closest to the SIREN cohort's; every later section uses it for every seed.", "",
+                     "| FFMLP lr | FFMLP val/psnr | SIREN val/psnr | gap [dB] | used |", "|---|---|---|---|---|"]
+            for m in res["matching"]:
+                body.append(f"| {m['lr']:g} | {m['psnr']:.2f} | {m['siren']:.2f} | {m['psnr'] - m['siren']:+.2f} | "
+                            f"{'**yes**' if m['chosen'] else 'no'} |")
+            gap = min(abs(m["psnr"] - m["siren"]) for m in res["matching"])
+            body.append("")
+            body.append(f"Gap of the chosen FFMLP: {gap:.2f} dB — " + (
+                "within 1 dB." if gap <= 1 else "**not** within 1 dB: no tried learning rate matches; the backbones "
+                "are compared at unequal cohort quality."))
+        views = sorted({key[1] for key in res["sweeps"]}, key=lambda v: v != "heldout")
+        for view in views:
+            what = "the cohort run's held-out signals" if view == "heldout" else \
+                f"{view} slices of the same volume (the cohort saw only axial ones)"
+            body += ["", f"### Finding 1 on {what}", ""]
+            heading = "Fits: full grid every step" if profile.claims else \
+                f"Fits: **{profile.coords_per_step} random coordinates per step** (claims nothing)"
+            body += [f"{heading}, {profile.fit_steps} steps, Adam 1e-4; recorded at steps "
+                     f"{', '.join(map(str, profile.record_steps))}.", ""]
+            by_backbone = {}
+            for backbone in backbones:
+                runs = Runs()
+                for seed in range(seeds):
+                    for label, s in res["sweeps"][ds, view, backbone, seed].items():
+                        runs.add(seed, label, s)
+                by_backbone[backbone] = runs
+                sweep_dir = "seed*/" + ("sweep" if view == "heldout" else f"sweep_{view}") + f"/{backbone}"
+                body += finding1_lines(backbone, runs, out, f"{ds}/{sweep_dir}")
+                for reading in READINGS:
+                    v = reading_verdict(runs, reading, "raw")
+                    wtl = "—" if v["wins"] is None else f"{v['wins']} / {v['ties']} / {v['losses']}"
+                    verdict = {None: "undecided", True: "holds", False: "fails"}[v["holds"]]
+                    glance.append(f"| {ds} | {view} | {backbone} | {reading} | raw | {fmt(v['auto_minus_finetune'])} | "
+                                  f"{wtl} | {verdict} |")
+            figure = figures / f"sweep_{ds}_{view}.png"
+            sweep_figure(by_backbone, figure, f"{ds}, {view}")
+            body += [f"![final PSNR per freeze depth, {ds} {view}]({rel(figure, out)})", ""]
+        body += [f"### Finding 2 (`{ds}`)", ""] + finding2_lines(res["sae"], out)
+    text = "\n".join(lines + glance + ["", "Other rule forms and every step: in each dataset's section.", ""] + body)
+    path = out / "report.md"
+    path.write_text(text + "\n")
+    return path
+
+
+def _lr(ckpt: Path) -> float:
+    import yaml
+
+    cfg = yaml.safe_load((ckpt.parent.parent / "config.yaml").read_text())
+    return float(cfg["model"]["init_args"]["lr"])

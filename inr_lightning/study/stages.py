@@ -1,0 +1,103 @@
+"""Run one stage of a study as a function, reusing it only when it is exactly the run asked for.
+
+A stage is ``python -m inr_lightning fit --config <stage config> <overrides…>`` in this process.  Before it
+runs, the requested config is resolved (``--print_config``: every file, override and interpolation applied)
+and compared with the ``config.yaml`` an earlier run left in the same directory:
+
+- no earlier run → run it;
+- same config, finished (``stage.json`` written after a successful fit) → reuse its ``summary.json``;
+- same config, interrupted → resume from ``checkpoints/last.ckpt``;
+- another config → one line naming what differs; ``overwrite=True`` deletes that run and starts anew.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+
+from inr_lightning.errors import InputError
+
+# Keys that say where a run logs or how it was started, not what it computes.
+IGNORED = ("ckpt_path", "overwrite", "print_config", "trainer.enable_progress_bar", "trainer.logger")
+MARKER = "stage.json"
+
+
+def _cli(args: list[str]) -> None:
+    from inr_lightning.cli import main  # the CLI imports the study's commands lazily; no cycle at import
+
+    main(args)
+
+
+def flatten(tree, prefix: str = "") -> dict:
+    """Nested config → ``{"a.b.c": value}`` (lists stay values)."""
+    if not isinstance(tree, dict):
+        return {prefix.rstrip("."): tree}
+    out = {}
+    for key, value in tree.items():
+        out.update(flatten(value, f"{prefix}{key}."))
+    return out
+
+
+def config_diff(recorded: dict, requested: dict) -> list[str]:
+    """``key: recorded → requested`` for every result-relevant key that differs."""
+    a, b = flatten(recorded), flatten(requested)
+    keep = lambda k: not any(k == i or k.startswith(i + ".") for i in IGNORED)  # noqa: E731
+    return [f"{k}: {a.get(k, '(absent)')!r} → {b.get(k, '(absent)')!r}"
+            for k in sorted(set(a) | set(b)) if keep(k) and a.get(k) != b.get(k)]
+
+
+def resolved_config(args: list[str]) -> dict:
+    """The config a ``fit`` with ``args`` would run, fully resolved, without running it."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            _cli([*args, "--print_config"])
+        except SystemExit as stop:
+            if stop.code not in (0, None):
+                raise InputError(f"the stage's config does not parse: fit {' '.join(args[1:])}") from None
+    return yaml.safe_load(out.getvalue())
+
+
+def run_stage(config: str | Path, run_dir: str | Path, overrides: list[str] = (), *, logger: str = "disabled",
+              overwrite: bool = False, quiet: bool = True) -> dict:
+    """Runs (or reuses, or resumes) one fit of ``config`` in ``run_dir``; returns its ``summary.json``.
+
+    ``logger``: ``disabled`` (no W&B), ``offline`` or ``online`` W&B.
+    """
+    run_dir = Path(run_dir)
+    args = ["fit", "--config", str(config), f"--trainer.default_root_dir={run_dir}", *overrides]
+    if quiet:
+        args.append("--trainer.enable_progress_bar=false")
+    if logger == "disabled":
+        args.append("--trainer.logger=false")
+    else:
+        args.append(f"--trainer.logger.init_args.offline={str(logger != 'online').lower()}")
+    requested = resolved_config(args)
+    recorded_path, marker = run_dir / "config.yaml", run_dir / MARKER
+    resume = []
+    if recorded_path.is_file():
+        diff = config_diff(yaml.safe_load(recorded_path.read_text()) or {}, requested)
+        if diff and not overwrite:
+            shown = "; ".join(diff[:3]) + (f"; and {len(diff) - 3} more" if len(diff) > 3 else "")
+            raise InputError(f"'{run_dir}' holds a run of another config ({shown}); pass --overwrite to replace "
+                             "it, or choose another --out")
+        if diff:
+            shutil.rmtree(run_dir)
+        elif marker.is_file():
+            return json.loads((run_dir / "summary.json").read_text())
+        elif (run_dir / "checkpoints" / "last.ckpt").is_file():
+            resume = ["--ckpt_path=last"]
+    elif run_dir.is_dir() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise InputError(f"'{run_dir}' holds files but no config.yaml of a run; pass --overwrite to replace "
+                             "it, or choose another --out")
+        shutil.rmtree(run_dir)
+    _cli([*args, *resume])
+    summary = json.loads((run_dir / "summary.json").read_text())
+    marker.write_text(json.dumps({"finished": True, "args": args[1:]}, indent=1))
+    return summary
