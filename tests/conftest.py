@@ -72,13 +72,3 @@ def assert_relative_close(a: dict, b: dict, keys=None, tol: float = 1e-5) -> Non
     for key in keys or a:
         rel = (a[key] - b[key]).norm() / a[key].norm().clamp_min(1e-12)
         assert rel <= tol, f"{key}: relative difference {rel:.2e}"
-
-
-def load_script(name: str):
-    """A script of ``scripts/`` imported as a module (they are not a package)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module

@@ -93,7 +93,8 @@ def run_study(profile: Profile, out: Path, backbones: list[str], datasets: list[
                                  "run": str(c.parent.parent), "chosen": lr == ffmlp_lr} for lr, (c, s) in tried.items()]
                 cohorts["ffmlp", seed] = tried[ffmlp_lr]
         sweeps: dict[tuple, dict] = {}
-        for view, data_overrides in [("heldout", []), *DATASETS[ds].views.items()]:
+        views = DATASETS[ds].views.items() if profile.views else ()
+        for view, data_overrides in [("heldout", []), *views]:
             for backbone in backbones:
                 for seed in range(seeds):
                     ckpt = cohorts[backbone, seed][0]

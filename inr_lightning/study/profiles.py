@@ -48,6 +48,7 @@ class Profile:
     sae: list[str]                     # overrides of every SAE run
     sae_seeds: int = 1                 # extra SAE seeds at the middle layer
     control_layers: tuple[int, ...] | None = None  # untrained-encoder controls; None: every SAE layer
+    views: bool = True                 # also fit each dataset's other views (e.g. coronal MRI slices)
     coords_per_step: int | None = None  # None: the full grid every fit step
     frequencies: int = 256
     steps_per_epoch: int = 100
@@ -72,32 +73,33 @@ class Profile:
 
 PROFILES = {
     # Seconds: the test suite's end-to-end run of every stage.
-    "tiny": Profile("tiny", 16, 16, 3, 4, 3, (1, 3), 2, ("mri",), (1e-4, 1e-3), None,
+    "tiny": Profile("tiny", 16, 16, 2, 4, 3, (1, 3), 1, ("mri",), (1e-4, 1e-3), None,
                     ["--model.init_args.n_atoms=32", "--model.init_args.k=4", "--model.init_args.warmup_steps=1",
                      "--model.init_args.init_samples=64", "--data.init_args.batch_size=64",
                      "--data.init_args.steps_per_epoch=2", "--trainer.max_steps=2",
                      "--trainer.callbacks.init_args.top_atoms=2"],
                     control_layers=(1,), frequencies=8, steps_per_epoch=2,
-                    cuts=("16×16, width 16, 3 layers, 3 fit steps: a test of the pipeline, not a measurement",)),
-    # ≤ 10 minutes on 2 CPU cores: every stage, both datasets, two seeds, at 32×32.
-    "quick": Profile("quick", 32, 64, 5, 1000, 200, (25, 50, 100, 200), 2, ("mri", "skimage"), (1e-4, 1e-3),
+                    cuts=("16×16, width 16, 2 layers, 3 fit steps, one seed: a test of the pipeline, not a measurement",)),
+    # ≤ 10 minutes on 2 CPU cores: every stage and control on the MRI cohort, two seeds, at 32×32.
+    "quick": Profile("quick", 32, 64, 5, 1000, 200, (25, 50, 100, 200), 2, ("mri",), (1e-4, 1e-3),
                      (1, 3),
                      ["--model.init_args.n_atoms=512", "--model.init_args.k=16", "--model.init_args.warmup_steps=20",
                       "--model.init_args.init_samples=1024", "--data.init_args.batch_size=1024",
                       "--data.init_args.steps_per_epoch=150", "--trainer.max_steps=300",
                       "--trainer.callbacks.init_args.top_atoms=12"],
-                     control_layers=(1,), frequencies=64,
+                     control_layers=(1,), frequencies=64, views=False,
                      cuts=("32×32 and width 64: fast, but at this size protocols differ less than at 128×128",
                            "200 fit steps, 1000 cohort steps, 2 seeds; SAEs of 512 atoms (k = 16), 300 steps, "
-                           "at layers 1 and 3 only")),
-    # The CPU study: 64×64, width 128, full grid, three seeds, both datasets.
-    "full": Profile("full", 64, 128, 5, 2000, 500, (50, 100, 250, 500), 3, ("mri", "skimage"), (1e-4, 3e-4, 1e-3),
+                           "at layers 1 and 3 only", "the MRI cohort only, its axial held-out slices only")),
+    # The CPU study: 64×64, width 128, full grid, three seeds, both datasets and the coronal view.
+    "full": Profile("full", 64, 128, 5, 2000, 300, (25, 50, 100, 200, 300), 3, ("mri", "skimage"),
+                    (1e-4, 3e-4, 1e-3),
                     None,
                     ["--model.init_args.n_atoms=4096", "--model.init_args.k=32", "--trainer.max_steps=2000",
                      "--data.init_args.steps_per_epoch=500"],
                     sae_seeds=3, control_layers=(2,),
                     cuts=("64×64 and width 128 instead of 128×128 and 256: the CPU budget (the reference profile "
-                          "runs the paper's sizes on a GPU)", "500 fit steps instead of 2000")),
+                          "runs the paper's sizes on a GPU)", "300 fit steps instead of 2000")),
     # The paper-length protocol: 128×128, width 256, 2000 full-grid fit steps, converged SAEs — for a GPU.
     "reference": Profile("reference", 128, 256, 5, 5000, 2000, (50, 100, 250, 500, 1000, 2000), 3,
                          ("mri", "skimage"), (1e-4, 3e-4, 1e-3), None,

@@ -99,5 +99,5 @@ def run_stage(config: str | Path, run_dir: str | Path, overrides: list[str] = ()
         shutil.rmtree(run_dir)
     _cli([*args, *resume])
     summary = json.loads((run_dir / "summary.json").read_text())
-    marker.write_text(json.dumps({"finished": True, "args": args[1:]}, indent=1))
+    marker.write_text(json.dumps({"finished": True, "resumed": bool(resume), "args": args[1:]}, indent=1))
     return summary

@@ -163,11 +163,11 @@ def steps_to_levels(runs: Runs, label: str, levels: tuple[float, ...]) -> dict[f
     """Per level: the steps each (seed, signal) needs to reach it, as an interval over those that did, and how
     many never did within the run."""
     out = {}
-    recorded = [s for s in runs.steps if s != Runs.FINAL]
     for level in levels:
         reached, never = [], 0
         for seed in runs.seeds:
             curves = runs.psnr[seed][label]
+            recorded = [s for s in curves if s != Runs.FINAL]
             for i in range(len(curves[Runs.FINAL])):
                 step = steps_to({s: curves[s][i] for s in recorded}, level)
                 if step is None:

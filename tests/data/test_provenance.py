@@ -1,0 +1,71 @@
+"""Fits take their data from the cohort run: same source, resolution and split unless overridden, and then
+the override is printed and recorded; fitting the cohort's own images is refused unless asked for."""
+
+import csv
+
+import pytest
+from conftest import TINY, read_summary, run_cli
+
+FIT = ["--config", "configs/fit/siren.yaml", "--trainer.max_steps=2", "--data.init_args.steps_per_epoch=2",
+       "--trainer.logger=false", "--trainer.enable_progress_bar=false", "--model.init_args.record_steps=[2]"]
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    run = tmp_path_factory.mktemp("cohort") / "siren"
+    run_cli(["fit", "--config", "configs/cohort/siren.yaml", f"--trainer.default_root_dir={run}", *TINY,
+             "--trainer.logger=false"])
+    return run
+
+
+def fit(cohort, run, *extra):
+    run_cli(["fit", *FIT, f"--model.init_args.cohort_ckpt={cohort / 'checkpoints' / 'last.ckpt'}",
+             f"--trainer.default_root_dir={run}", *extra])
+    return read_summary(run)
+
+
+def names(run):
+    return [row["name"] for row in csv.DictReader((run / "signals.csv").open())]
+
+
+def test_fit_runs_on_the_cohort_runs_data_and_its_heldout_signals(cohort, tmp_path):
+    summary = fit(cohort, tmp_path / "fit")
+    assert summary["data/resolution"] == [16, 16] and summary["data/overrides"] == {}   # shipped fit config says 64
+    assert summary["data/source"].startswith("MRISlices(") and summary["data/cohort_run"] == str(cohort)
+    heldout, trained = names(tmp_path / "fit"), names(cohort)
+    assert len(heldout) == 5 and len(trained) == 10 and not set(heldout) & set(trained)
+    assert all(row["split"] == "heldout" and row["resolution"] == "16x16"
+               for row in csv.DictReader((tmp_path / "fit" / "signals.csv").open()))
+
+
+def test_an_override_is_printed_and_recorded(cohort, tmp_path, capsys):
+    summary = fit(cohort, tmp_path / "fit", "--data.init_args.resolution=24")
+    assert summary["data/resolution"] == [24, 24]
+    assert summary["data/overrides"] == {"resolution": {"value": [24, 24], "cohort": [16, 16]}}
+    assert "data: resolution = [24, 24] overrides the cohort run's [16, 16]" in capsys.readouterr().err
+
+
+def test_another_view_is_an_override_of_the_source(cohort, tmp_path):
+    summary = fit(cohort, tmp_path / "fit", "--data.init_args.source=inr_lightning.data.MRISlices",
+                  "--data.init_args.source.init_args.axis=coronal")
+    assert "axis=coronal" in summary["data/overrides"]["source"]["value"]
+    assert all("coronal" in name for name in names(tmp_path / "fit"))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--data.init_args.split=cohort"], "split: cohort serves the images the cohort run"),
+    # 12 + 3 images instead of 10 + 5: two of the new held-out slices were cohort slices
+    (["--data.init_args.num_signals=12", "--data.init_args.num_heldout=3"], "was in the training cohort"),
+])
+def test_fitting_the_cohorts_own_images_is_refused(cohort, tmp_path, capsys, extra, message):
+    with pytest.raises(SystemExit) as stop:
+        fit(cohort, tmp_path / "fit", *extra)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and err[-1].startswith("error: ") and message in err[-1]
+    assert not (tmp_path / "fit" / "checkpoints").exists()
+
+
+def test_allow_cohort_signals_is_the_explicit_opt_in(cohort, tmp_path):
+    summary = fit(cohort, tmp_path / "fit", "--data.init_args.split=cohort",
+                  "--data.init_args.allow_cohort_signals=true")
+    assert names(tmp_path / "fit") == names(cohort) and summary["data/allow_cohort_signals"] is True

@@ -1,0 +1,61 @@
+"""``python -m inr_lightning sweep`` and ``sae-depths`` on a tiny cohort run; one-line errors."""
+
+import csv
+import json
+
+import pytest
+from conftest import TINY, run_cli, run_subprocess
+
+from inr_lightning.study.commands import sae_depths, sweep
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    run = tmp_path_factory.mktemp("cohort") / "ffmlp"
+    run_cli(["fit", "--config", "configs/cohort/ffmlp.yaml", f"--trainer.default_root_dir={run}", *TINY,
+             "--trainer.logger=false", "--model.init_args.net.shared_layers=2"])
+    return run / "checkpoints" / "last.ckpt"
+
+
+def test_sweep_runs_every_protocol_with_paired_seeds(cohort, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    verdicts = sweep(["--cohort_ckpt", str(cohort), "--out", str(out), "--seeds", "2", "--no_controls", "--",
+                      "--trainer.max_steps=2", "--data.init_args.steps_per_epoch=2",
+                      "--model.init_args.record_steps=[1, 2]"])
+    rows = list(csv.DictReader((out / "sweep.csv").open()))
+    labels = {"scratch", "finetune", "freeze_0", "freeze_1", "auto"}
+    assert {r["protocol"] for r in rows} == labels and {r["seed"] for r in rows} == {"0", "1"}
+    assert len(rows) == len(labels) * 2 * 5 * 3   # protocols × seeds × held-out signals × (steps 1, 2, final)
+    runs = verdicts[0]["runs"]
+    # the two seeds are two fits of the same signals: paired, and not identical
+    assert runs.psnr[0]["finetune"][-1] != runs.psnr[1]["finetune"][-1]
+    summary = json.loads((out / "ffmlp" / "seed1" / "freeze_1" / "summary.json").read_text())
+    assert summary["fit/freeze_depth"] == 1 and summary["data/resolution"] == [16, 16]
+    text = (out / "report.md").read_text()
+    assert "| through | raw argmax |" in text and "| below | raw argmax |" in text and "(n=10)" in text
+    assert "wins / ties / losses" in capsys.readouterr().out
+
+
+def test_sae_depths_trains_every_depth_and_the_control(cohort, tmp_path):
+    out = tmp_path / "sae"
+    rows = sae_depths(["--cohort_ckpt", str(cohort), "--out", str(out), "--control_layers", "1", "--",
+                       "--model.init_args.n_atoms=32", "--model.init_args.k=4", "--model.init_args.warmup_steps=1",
+                       "--data.init_args.batch_size=64", "--data.init_args.steps_per_epoch=2",
+                       "--trainer.max_steps=2", "--trainer.callbacks.init_args.top_atoms=2"])
+    assert [(r["layer"], r["encoder"]) for r in rows] == [(0, "cohort"), (1, "cohort"), (1, "untrained")]
+    control = json.loads((out / "control" / "ffmlp" / "cohort_layer1" / "config.yaml").with_name("summary.json")
+                         .read_text())
+    assert control["trainer/global_step"] == 4   # the control's cohort trained above its random layers
+    table = (out / "sae_depths.md").read_text()
+    assert "| ffmlp | 1 | untrained | 0 |" in table and all(0 <= r["sae/fvu"] for r in rows)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["sweep", "--out", "x"], "the following arguments are required: --cohort_ckpt"),
+    (["sweep", "--cohort_ckpt", "missing.ckpt", "--out", "x"], "cohort checkpoint 'missing.ckpt' does not exist"),
+    (["study", "--profile", "huge"], "argument --profile: invalid choice: 'huge'"),
+])
+def test_bad_command_lines_are_one_line_errors(args, message):
+    result = run_subprocess(args, timeout=120)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]

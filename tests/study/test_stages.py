@@ -1,0 +1,34 @@
+"""A study stage is reused only when its recorded resolved config equals the requested one."""
+
+import json
+
+import pytest
+from conftest import ROOT, TINY
+
+from inr_lightning.errors import InputError
+from inr_lightning.study.stages import config_diff, run_stage
+
+COHORT = ROOT / "configs" / "cohort" / "siren.yaml"
+
+
+def test_reuse_refuse_overwrite_and_resume(tmp_path):
+    run = tmp_path / "cohort"
+    first = run_stage(COHORT, run, TINY)
+    ckpt = run / "checkpoints" / "last.ckpt"
+    stamp, data = ckpt.stat().st_mtime_ns, ckpt.read_bytes()
+    assert run_stage(COHORT, run, TINY) == first and ckpt.stat().st_mtime_ns == stamp   # reused, not re-run
+    with pytest.raises(InputError, match=r"another config \(trainer\.max_steps: 4 → 6\).*--overwrite"):
+        run_stage(COHORT, run, [*TINY, "--trainer.max_steps=6"])
+    assert ckpt.read_bytes() == data                                                    # nothing touched
+    assert run_stage(COHORT, run, [*TINY, "--trainer.max_steps=6"], overwrite=True)["trainer/global_step"] == 6
+    # an interrupted stage (no stage.json yet) resumes from last.ckpt instead of starting over
+    (run / "stage.json").unlink()
+    resumed = run_stage(COHORT, run, [*TINY, "--trainer.max_steps=6"])
+    assert resumed["trainer/global_step"] == 6 and json.loads((run / "stage.json").read_text())["resumed"] is True
+
+
+def test_config_diff_ignores_where_a_run_logs_but_not_what_it_computes():
+    a = {"trainer": {"max_steps": 4, "logger": False, "enable_progress_bar": False}, "ckpt_path": None}
+    b = {"trainer": {"max_steps": 4, "logger": {"class_path": "W"}, "enable_progress_bar": True}, "ckpt_path": "last"}
+    assert config_diff(a, b) == []
+    assert config_diff(a, {**b, "seed_everything": 1}) == ["seed_everything: '(absent)' → 1"]

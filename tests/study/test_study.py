@@ -1,0 +1,86 @@
+"""The whole study at tiny size, checked across stages: every fit and SAE ran on its cohort's data, every
+number of the report comes from a run that exists, and a second call reuses what finished."""
+
+import csv
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT
+
+from inr_lightning.errors import InputError
+from inr_lightning.study.commands import run_study, study
+from inr_lightning.study.profiles import PROFILES
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study") / "tiny"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(ROOT)
+        mp.setenv("WANDB_MODE", "offline")
+        report = study(["--profile", "tiny", "--out", str(out), "--wandb", "disabled"])
+    return out, report
+
+
+def runs(out: Path):
+    """(run dir, its config) of every run under ``out``."""
+    for config in sorted(out.rglob("config.yaml")):
+        yield config.parent, yaml.safe_load(config.read_text())
+
+
+def test_every_later_stage_runs_at_its_cohorts_resolution_and_source(tiny):
+    out, _ = tiny
+    cohorts = {run: cfg for run, cfg in runs(out) if cfg["model"]["class_path"].endswith("CohortINRModule")}
+    later = [(run, cfg) for run, cfg in runs(out) if run not in cohorts]
+    assert len(cohorts) >= 3 and len(later) >= 2 * 2 * 8 + 4   # 2 views × 2 backbones × 8 protocols, SAEs
+    for run, cfg in later:
+        summary = json.loads((run / "summary.json").read_text())
+        cohort_run = Path(summary["data/cohort_run"])
+        cohort_data = cohorts[cohort_run]["data"]["init_args"]
+        assert summary["data/resolution"] == [cohort_data["resolution"]] * 2 == [16, 16], run
+        if "sweep_coronal" in run.parts:   # the other view: the source differs on purpose and says so
+            assert summary["data/overrides"]["source"]["value"].startswith("MRISlices(") and \
+                "axis=coronal" in summary["data/overrides"]["source"]["value"]
+        elif "data/overrides" in summary:
+            assert summary["data/overrides"] == {}, run
+        if (run / "signals.csv").is_file() and "sweep" in run.parts:   # held-out signals the cohort never saw
+            fitted = {r["name"] for r in csv.DictReader((run / "signals.csv").open())}
+            trained = {r["name"] for r in csv.DictReader((cohort_run / "signals.csv").open())}
+            assert len(fitted) == 5 and not fitted & trained, run
+
+
+def test_report_traces_every_number_to_a_run_and_says_what_made_it(tiny):
+    out, report = tiny
+    text = report.read_text()
+    assert re.search(r"Made by `python -m inr_lightning study --profile tiny --out \S+ --wandb disabled` at "
+                     r"commit `[0-9a-f]{12}`", text)
+    assert "## What this profile cuts" in text and "## Finding 1 at a glance" in text
+    glance = [line for line in text.splitlines() if re.match(r"\| mri \| (heldout|coronal) \| (siren|ffmlp) \|", line)]
+    assert len(glance) == 2 * 2 * 2 and all(re.search(r"\| [+-]\d+\.\d\d", line) for line in glance)
+    assert all(line.endswith("| undecided |") for line in glance)   # one seed: δ cannot be estimated
+    for path in re.findall(r"`((?:mri)/[^`*]+)`", text):
+        assert (out / path).exists(), path
+    for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
+        assert (out / image).is_file() and (out / image).stat().st_size > 1000, image
+    for section in ("Matched quality", "freeze_k − random_k (transfer)", "reinit_k − freeze_k", "steps to 30 dB",
+                    "### Finding 2"):
+        assert section in text
+    rows = list(csv.DictReader((out / "mri" / "sweep.csv").open()))
+    assert {r["protocol"] for r in rows} >= {"scratch", "finetune", "freeze_0", "freeze_1", "random_0", "random_1",
+                                            "reinit_0", "auto"}
+
+
+def test_a_second_call_reuses_and_another_profile_is_refused(tiny):
+    out, report = tiny
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("stage.json")}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(ROOT)
+        study(["--profile", "tiny", "--out", str(out), "--wandb", "disabled"])
+        assert {p: p.stat().st_mtime_ns for p in out.rglob("stage.json")} == stamps   # nothing re-ran
+        longer = dataclasses.replace(PROFILES["tiny"], fit_steps=4)
+        with pytest.raises(InputError, match=r"holds a run of another config \(trainer\.max_steps: 3 → 4\)"):
+            run_study(longer, out, ["siren", "ffmlp"], ["mri"], 1, "disabled", False, "test")
