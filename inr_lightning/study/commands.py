@@ -65,6 +65,29 @@ def run_cohort(backbone: str, run: Path, profile: Profile, dataset: str, seed: i
     return run / "checkpoints" / "last.ckpt", summary
 
 
+def match_learning_rate(train, lrs: tuple[float, ...], target: float | None, tolerance: float = 1.0,
+                        refinements: int = 2) -> dict[float, tuple[Path, dict]]:
+    """Trains the FFMLP cohort at each of ``lrs``; while no run is within ``tolerance`` dB of the SIREN cohort's
+    PSNR (``target``) and two neighbouring rates bracket it, tries their geometric mean (``refinements`` times)."""
+    tried = {lr: train(lr) for lr in lrs}
+    if target is None:
+        return tried
+    for _ in range(refinements):
+        psnr = {lr: run[1]["val/psnr"] for lr, run in tried.items()}
+        if min(abs(v - target) for v in psnr.values()) <= tolerance:
+            break
+        ordered = sorted(psnr)
+        pairs = [(a, b) for a, b in zip(ordered, ordered[1:]) if min(psnr[a], psnr[b]) <= target <= max(psnr[a], psnr[b])]
+        if not pairs:
+            break
+        a, b = pairs[0]
+        lr = float(f"{math.sqrt(a * b):.2g}")
+        if lr in tried:
+            break
+        tried[lr] = train(lr)
+    return tried
+
+
 def run_study(profile: Profile, out: Path, backbones: list[str], datasets: list[str], seeds: int, logger: str,
               overwrite: bool, command: str) -> Path:
     start = time.perf_counter()
@@ -81,16 +104,23 @@ def run_study(profile: Profile, out: Path, backbones: list[str], datasets: list[
                     cohorts["siren", seed] = run_cohort("siren", root / f"seed{seed}" / "cohort" / "siren", profile, ds,
                                                         seed, study, None, logger, overwrite)
                     continue
-                lrs = profile.ffmlp_lrs if ffmlp_lr is None else (ffmlp_lr,)
-                tried = {}
-                for lr in lrs:
-                    tried[lr] = run_cohort("ffmlp", root / f"seed{seed}" / "cohort" / f"ffmlp_lr{lr:g}", profile, ds,
-                                           seed, study, lr, logger, overwrite)
-                if ffmlp_lr is None:  # matched quality: the FFMLP learning rate whose PSNR is closest to SIREN's
-                    target = cohorts["siren", seed][1]["val/psnr"] if ("siren", seed) in cohorts else math.inf
+                if ffmlp_lr is not None:
+                    cohorts["ffmlp", seed] = run_cohort("ffmlp", root / f"seed{seed}" / "cohort" / f"ffmlp_lr{ffmlp_lr:g}",
+                                                        profile, ds, seed, study, ffmlp_lr, logger, overwrite)
+                    continue
+                target = cohorts["siren", seed][1]["val/psnr"] if ("siren", seed) in cohorts else None
+
+                def train(lr: float, seed: int = seed) -> tuple[Path, dict]:
+                    return run_cohort("ffmlp", root / f"seed{seed}" / "cohort" / f"ffmlp_lr{lr:g}", profile, ds,
+                                      seed, study, lr, logger, overwrite)
+
+                tried = match_learning_rate(train, profile.ffmlp_lrs, target)
+                if target is None:  # no SIREN to match: the best FFMLP cohort
+                    ffmlp_lr = max(tried, key=lambda lr: tried[lr][1]["val/psnr"])
+                else:
                     ffmlp_lr = min(tried, key=lambda lr: abs(tried[lr][1]["val/psnr"] - target))
-                    matching = [{"lr": lr, "psnr": s["val/psnr"], "siren": target,
-                                 "run": str(c.parent.parent), "chosen": lr == ffmlp_lr} for lr, (c, s) in tried.items()]
+                    matching = [{"lr": lr, "psnr": s["val/psnr"], "siren": target, "run": str(c.parent.parent),
+                                 "chosen": lr == ffmlp_lr} for lr, (c, s) in sorted(tried.items())]
                 cohorts["ffmlp", seed] = tried[ffmlp_lr]
         sweeps: dict[tuple, dict] = {}
         views = DATASETS[ds].views.items() if profile.views else ()

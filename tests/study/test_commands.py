@@ -6,7 +6,7 @@ import json
 import pytest
 from conftest import TINY, run_cli, run_subprocess
 
-from inr_lightning.study.commands import sae_depths, sweep
+from inr_lightning.study.commands import match_learning_rate, sae_depths, sweep
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +59,18 @@ def test_bad_command_lines_are_one_line_errors(args, message):
     result = run_subprocess(args, timeout=120)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+
+
+def test_learning_rate_matching_bisects_between_the_rates_that_bracket_the_target():
+    import math
+
+    calls = []
+
+    def train(lr):  # a cohort PSNR that grows with log(lr): 20 dB at 1e-4, 32 dB at 1e-3
+        calls.append(lr)
+        return None, {"val/psnr": 20 + 12 * math.log10(lr / 1e-4)}
+
+    tried = match_learning_rate(train, (1e-4, 1e-3), target=26.0)
+    assert calls[:2] == [1e-4, 1e-3] and calls[2] == 3.2e-4          # geometric mean of the bracket
+    assert abs(tried[3.2e-4][1]["val/psnr"] - 26.0) <= 1.0 and len(calls) == 3
+    assert len(match_learning_rate(train, (1e-4, 1e-3), target=40.0)) == 2   # nothing brackets 40 dB: no guess
