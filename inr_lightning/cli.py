@@ -5,8 +5,11 @@ A LightningCLI with
   command-line override is merged, so ``--trainer.default_root_dir=X`` moves the logger's files too;
 - model and data chosen by ``class_path`` in the config (one CLI for every stage);
 - the facts of the data linked into the model (``data.num_signals → model.num_signals``), never typed twice;
-- every run's outputs in one folder (``trainer.default_root_dir``): ``config.yaml``, ``summary.json``,
-  ``checkpoints/{last,best}.ckpt``, ``wandb/``;
+- every run's outputs in one folder (``trainer.default_root_dir``): ``config.yaml``, ``summary.json`` (the
+  last real evaluation: a fit always ends with one), ``metrics.csv`` and ``curves.png`` (with or without
+  W&B), ``checkpoints/{last,best}.ckpt``, ``wandb/``; ``validate``/``test`` write ``validate_summary.json``/
+  ``test_summary.json`` and their W&B run under ``<run>/eval/``, never touching the training record;
+- ``predict`` writes every signal as PNGs and one tensor, as the ``render`` command does;
 - bad input reported as one line (``INR_LIGHTNING_TRACEBACK=1`` for the full traceback), exit status 2;
 - checkpoints loaded with ``weights_only=True`` only, ``--ckpt_path`` resumes included (a checkpoint that
   needs arbitrary objects unpickled is refused with one line; ``--weights_only=false`` is the explicit
@@ -19,6 +22,7 @@ A LightningCLI with
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import sys
@@ -27,18 +31,47 @@ import warnings
 from pathlib import Path
 
 import lightning as L
+import torch
 from jsonargparse import set_parsing_settings
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from inr_lightning.callbacks import FiniteLoss, RunConfig, RunSummary
+from inr_lightning.callbacks.guards import STAGES
+from inr_lightning.callbacks.outputs import CURVES_FILE, METRICS_FILE, FinalValidation, LocalMetrics
 from inr_lightning.errors import InputError, RunStopped, find_user_error, one_line
-from inr_lightning.runtime import retain_freed_memory
+from inr_lightning.runtime import retain_freed_memory_if_requested
 
 # Data lives in memory and each batch is a slice of it; worker processes would only add start-up time.
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 warnings.filterwarnings("ignore", ".*`IterableDataset` has `__len__` defined.*")  # about num_workers > 1 only
+# Messages that tell the user nothing they can act on, silenced one by one: ``main(args)`` passes the command
+# line on purpose; Lightning's own use of a deprecated torch pytree API; torch's notes on the sparse CSR
+# tensor the SAE's backward builds (valid by construction).
+SILENCED = (
+    ".*LightningCLI's args parameter is intended to run from within Python.*",
+    r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
+    ".*Sparse CSR tensor support is in beta state.*",
+    ".*Sparse invariant checks are implicitly disabled.*",
+)
+for _message in SILENCED:
+    warnings.filterwarnings("ignore", _message)
+
+
+class _DropTips(logging.Filter):
+    """Lightning's advertisement for its hosted logger, printed at the start of every run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith("💡 Tip:")
+
+
+for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+    logging.getLogger(_name).addFilter(_DropTips())
+
+# Special values of ``--ckpt_path`` that Lightning resolves itself.
+CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
 
 
 def _show_tracebacks() -> bool:
@@ -66,8 +99,23 @@ class INRLightningCLI(LightningCLI):
         parser.link_arguments("data.num_signals", "model.init_args.num_signals", apply_on="instantiate")
         parser.link_arguments("data.num_channels", "model.init_args.out_channels", apply_on="instantiate")
 
+    def before_instantiate_classes(self) -> None:
+        """``validate``/``test``/``predict`` keep their W&B run out of the training run's ``wandb/``: it goes to
+        ``<run>/eval/``, with job type ``<job>-<subcommand>`` (``cohort-test``)."""
+        if self.subcommand in (None, "fit"):
+            return
+        trainer = self.config[self.subcommand].get("trainer") or {}
+        root = Path(trainer.get("default_root_dir") or os.getcwd())
+        specs = trainer.get("logger")
+        for spec in specs if isinstance(specs, list) else [specs]:
+            if str(getattr(spec, "class_path", "") or "").endswith("WandbLogger") and spec.get("init_args"):
+                spec.init_args.save_dir = str(root / "eval")
+                job = spec.init_args.get("job_type")
+                spec.init_args.job_type = f"{job}-{self.subcommand}" if job else self.subcommand
+
     def instantiate_trainer(self, **kwargs) -> L.Trainer:
-        """Adds the callbacks every run needs: ``summary.json`` and last/best checkpoints in ``<run>/checkpoints``."""
+        """Adds what every run needs: ``summary.json``, a final validation, last/best checkpoints in
+        ``<run>/checkpoints`` and, for ``fit``, ``metrics.csv``/``curves.png`` beside any other logger."""
         trainer_cfg = self._get(self.config_init, "trainer", default={})
         root = Path(trainer_cfg.get("default_root_dir") or os.getcwd())
         metric, mode = getattr(self.model, "checkpoint_monitor", ("val/psnr", "max"))
@@ -76,9 +124,25 @@ class INRLightningCLI(LightningCLI):
         # ``callbacks=`` below replaces ``trainer.callbacks`` of the config, so the configured ones go in too.
         configured = trainer_cfg.get("callbacks") or []
         configured = list(configured) if isinstance(configured, list) else [configured]
-        extra = configured + [checkpoint, RunSummary(), FiniteLoss()] + list(kwargs.pop("callbacks", []) or [])
-        return super().instantiate_trainer(callbacks=extra, **kwargs)
-
+        # FinalValidation first: its validation must come before the end-of-training reports of other callbacks.
+        extra = [FinalValidation()] + configured + [checkpoint, RunSummary(), FiniteLoss()] \
+            + list(kwargs.pop("callbacks", []) or [])
+        loggers = _loggers(kwargs.pop("logger", trainer_cfg.get("logger")), root)
+        local = None
+        if self.subcommand == "fit":
+            local = LocalMetrics(root, resume=bool(self.config["fit"].get("ckpt_path")))
+            loggers.append(local)
+        for logger in loggers:
+            if isinstance(logger, WandbLogger):
+                Path(logger.save_dir or root).mkdir(parents=True, exist_ok=True)
+                # Lightning passes ``anonymous=None``, which W&B answers with a deprecation warning.
+                init = getattr(logger, "_wandb_init", None)
+                if isinstance(init, dict) and init.get("anonymous") is None:
+                    init.pop("anonymous", None)
+        trainer = super().instantiate_trainer(callbacks=extra, logger=loggers or False, **kwargs)
+        if local is not None:
+            local.trainer = trainer
+        return trainer
 
     def _prepare_subcommand_kwargs(self, subcommand: str) -> dict:
         """``weights_only=True`` for every ``--ckpt_path`` load unless the user explicitly passed false."""
@@ -89,14 +153,72 @@ class INRLightningCLI(LightningCLI):
         return kwargs
 
     def _parse_ckpt_path(self) -> None:
-        """Lightning reads ``--ckpt_path``'s hyper-parameters here (with ``weights_only=True``); a refused or
-        unreadable checkpoint becomes one line."""
+        """Lightning reads ``--ckpt_path``'s hyper-parameters here (with ``weights_only=True``); a missing,
+        refused or unreadable checkpoint, or one written by another stage than the config's, becomes one line."""
+        subcommand = self.config.get("subcommand")
+        ckpt = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt and str(ckpt) not in CKPT_KEYWORDS:
+            if not Path(ckpt).is_file():
+                raise InputError(f"--ckpt_path {str(ckpt)!r} does not exist; give a .ckpt file written by a run "
+                                 "(<run>/checkpoints/last.ckpt or best.ckpt), or 'last'/'best' for the run in "
+                                 "--trainer.default_root_dir")
+            self._check_stage(subcommand, ckpt)
         try:
             super()._parse_ckpt_path()
         except pickle.UnpicklingError as err:
-            raise _refused(self.config[self.config.subcommand].get("ckpt_path"), err) from None
+            raise _refused(ckpt, err) from None
         except (RuntimeError, EOFError, OSError) as err:
-            raise _refused(self.config[self.config.subcommand].get("ckpt_path"), err) from None
+            raise _refused(ckpt, err) from None
+
+    def _check_stage(self, subcommand: str, ckpt: str) -> None:
+        """The checkpoint's model (``hyper_parameters["_class_path"]``) must be the config's model."""
+        try:
+            hp = torch.load(ckpt, map_location="cpu", weights_only=True).get("hyper_parameters") or {}
+        except Exception:  # noqa: BLE001 — unreadable files are reported by _parse_ckpt_path's own handler
+            return
+        theirs = str(hp.get("_class_path") or "")
+        model = self.config[subcommand].get("model")
+        ours = str(getattr(model, "class_path", "") or (model.get("class_path", "") if isinstance(model, dict) else ""))
+        if not theirs or not ours or theirs.rpartition(".")[2] == ours.rpartition(".")[2]:
+            return
+
+        def stage(path: str) -> str:
+            name = path.rpartition(".")[2]
+            return f"{STAGES.get(name, name)} stage ({name})"
+
+        raise InputError(f"--ckpt_path {str(ckpt)!r} is a {stage(theirs)} checkpoint, but the config's model is the "
+                         f"{stage(ours)}; give the config of the run that wrote it: --config "
+                         f"{Path(ckpt).resolve().parent.parent / 'config.yaml'}")
+
+    def predict(self, model: L.LightningModule, datamodule: L.LightningDataModule | None = None,
+                ckpt_path: str | None = None, **_: object) -> None:
+        """``predict``: every signal of the checkpoint's cohort or fit run on the data's grid, written as the
+        ``render`` command writes them (``<run>/predict/``)."""
+        from inr_lightning.api import render_net
+        from inr_lightning.render import write_signals
+
+        root = Path(self.trainer.default_root_dir)
+        net = getattr(model, "net", None)
+        if net is None:
+            name = type(model).__name__
+            raise InputError(f"predict renders the signals of a cohort or fit run; the {STAGES.get(name, name)} "
+                             "stage has none (for SAEs use inr_lightning.load_run(<run>).encode/decode/ablate)")
+        if not ckpt_path:
+            raise InputError("predict needs --ckpt_path (a .ckpt of the run, or 'last'/'best'); or use "
+                             "python -m inr_lightning render <run>")
+        path = root / "checkpoints" / f"{ckpt_path}.ckpt" if str(ckpt_path) in ("last", "best") else Path(ckpt_path)
+        if not path.is_file():
+            raise InputError(f"--ckpt_path {str(ckpt_path)!r}: no checkpoint at {path}")
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        model.load_state_dict(state)
+        resolution = tuple(getattr(datamodule, "resolution", None) or ())
+        if len(resolution) != 2:
+            raise InputError("predict needs a data module with a resolution (the SignalDataModule of a cohort "
+                             "or fit config)")
+        images = render_net(net.eval(), resolution)
+        if self.trainer.is_global_zero:
+            written = write_signals(images, root / "predict")
+            print(f"predict: {len(images)} signals at {resolution[0]}×{resolution[1]} → {written}")
 
     def _run_subcommand(self, subcommand: str) -> None:
         """Runs the subcommand; a stop the user must act on becomes one ``InputError``/``RunStopped`` line."""
@@ -111,6 +233,12 @@ class INRLightningCLI(LightningCLI):
         except pickle.UnpicklingError as err:
             raise _refused(self.config[subcommand].get("ckpt_path"), err) from None
         except Exception as err:
+            if isinstance(err, RuntimeError) and "Early stopping conditioned on metric" in str(err):
+                stage = STAGES.get(type(self.model).__name__, type(self.model).__name__)
+                what = str(err).split(" Pass in")[0].removeprefix("Early stopping conditioned on metric ")
+                raise InputError(f"EarlyStopping watches a metric the {stage} stage does not log ({what}); "
+                                 "use inr_lightning.callbacks.EarlyStopping (callbacks/early_stopping.yaml), which "
+                                 "watches the stage's own metric") from None
             wandb_error = _wandb_error(err)
             if wandb_error is None or find_user_error(err) is not None:
                 raise
@@ -138,9 +266,23 @@ class INRLightningCLI(LightningCLI):
         value = self.trainer.callback_metrics.get(metric)
         print(f"\nrun: {root}  ({metric} = {float(value):.2f})" if value is not None else f"\nrun: {root}")
         print(f"  {root / 'config.yaml'}\n  {root / 'summary.json'}\n  {root / 'checkpoints'}/{{last,best}}.ckpt")
+        print(f"  {root / METRICS_FILE}\n  {root / CURVES_FILE}")
         runs = sorted((root / "wandb").glob("offline-run-*"))
         if runs:
             print(f"  W&B (offline): wandb sync {runs[-1]}")
+
+
+def _loggers(logger, root: Path) -> list:
+    """The configured ``trainer.logger`` as a list: ``false`` → none, ``true``/unset → Lightning's default."""
+    if logger is False:
+        return []
+    if logger is True or logger is None:  # Lightning's own choice: TensorBoard when installed, else CSV
+        from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+        from lightning.pytorch.loggers.tensorboard import _TENSORBOARD_AVAILABLE, _TENSORBOARDX_AVAILABLE
+
+        tensorboard = _TENSORBOARD_AVAILABLE or _TENSORBOARDX_AVAILABLE
+        return [TensorBoardLogger(save_dir=root) if tensorboard else CSVLogger(save_dir=root)]
+    return list(logger) if isinstance(logger, (list, tuple)) else [logger]
 
 
 def _refused(ckpt, err: BaseException) -> InputError:
@@ -182,6 +324,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "study": ("inr_lightning.study.commands", "study", "the whole study: cohorts → sweep → SAEs → report.md"),
     "sweep": ("inr_lightning.study.commands", "sweep", "freeze-depth sweep of one or more cohort runs"),
     "sae-depths": ("inr_lightning.study.commands", "sae_depths", "an SAE at every encoder depth of cohort runs"),
+    "compare": ("inr_lightning.compare", "compare", "final metrics of runs in a table, a metric's curves in a plot"),
+    "render": ("inr_lightning.render", "render", "every signal of a cohort or fit run as PNGs and a tensor, any grid"),
 }
 
 
@@ -211,8 +355,8 @@ def main(args: list[str] | None = None) -> None:
     # Configs write ``${trainer.default_root_dir}`` from their own top; under subcommands that top is
     # ``fit.``/``test.``…, so absolute paths are read as relative to the file (jsonargparse's setting for it).
     set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
-    retain_freed_memory()
     try:
+        retain_freed_memory_if_requested()  # opt-in (INR_LIGHTNING_RETAIN_MEMORY=1): runtime.py
         INRLightningCLI(
             L.LightningModule,
             L.LightningDataModule,

@@ -72,3 +72,23 @@ def assert_relative_close(a: dict, b: dict, keys=None, tol: float = 1e-5) -> Non
     for key in keys or a:
         rel = (a[key] - b[key]).norm() / a[key].norm().clamp_min(1e-12)
         assert rel <= tol, f"{key}: relative difference {rel:.2e}"
+
+
+SYNTHETIC_DATA = {"source": {"class_path": "inr_lightning.data.Synthetic",
+                             "init_args": {"size": 16, "num_images": 5}},
+                  "resolution": 16, "channels": 1, "aspect": "crop", "num_signals": 3, "num_heldout": 2, "seed": 0}
+
+
+def cohort_run(run_dir: Path, net, data: dict | None = None) -> Path:
+    """A cohort run folder around a crafted ``net``: ``checkpoints/last.ckpt`` and the ``config.yaml`` whose data
+    section later stages read (default: 3 + 2 synthetic 16×16 images).  Returns the checkpoint path."""
+    import yaml
+
+    from inr_lightning.checkpoints import save_cohort
+
+    run_dir = Path(run_dir)
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    ckpt = save_cohort(run_dir / "checkpoints" / "last.ckpt", net)
+    config = {"data": {"class_path": "inr_lightning.data.SignalDataModule", "init_args": data or SYNTHETIC_DATA}}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    return ckpt

@@ -1,5 +1,6 @@
 """The command line as users run it: a real subprocess, validate/test, interpolation, one-line errors."""
 
+import json
 
 import pytest
 from conftest import TINY, read_summary, run_subprocess
@@ -14,11 +15,14 @@ def test_fit_then_validate_and_test_in_a_subprocess(tmp_path):
     ckpt = str(run / "checkpoints" / "last.ckpt")
     test = run_subprocess(["test", *args, f"--ckpt_path={ckpt}"])
     assert test.returncode == 0, test.stderr[-2000:]
-    tested = read_summary(run)
+    tested = json.loads((run / "test_summary.json").read_text())
     # The test stage re-evaluates the same weights on the same grid: same PSNR as the last validation.
     assert tested["test/psnr"] == pytest.approx(fitted["val/psnr"], abs=1e-4)
     validate = run_subprocess(["validate", *args, f"--ckpt_path={ckpt}"])
     assert validate.returncode == 0, validate.stderr[-2000:]
+    validated = json.loads((run / "validate_summary.json").read_text())
+    assert validated["val/psnr"] == pytest.approx(fitted["val/psnr"], abs=1e-4)
+    assert read_summary(run) == fitted  # the training record is the training record
 
 
 def test_print_config_resolves_interpolation(tmp_path):

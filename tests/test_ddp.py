@@ -23,5 +23,6 @@ def test_two_process_ddp_equals_one_process(tmp_path):
     assert abs(s1["train/loss"] - s2["train/loss"]) <= 1e-5 * s1["train/loss"]
     assert abs(s1["val/psnr"] - s2["val/psnr"]) <= 1e-4
     # Rank 0 alone wrote the run's files (reconstructions/: the config's ReconstructionImages callback).
-    assert sorted(p.name for p in ddp.iterdir()) == ["checkpoints", "config.yaml", "reconstructions", "summary.json"]
+    assert sorted(p.name for p in ddp.iterdir()) == ["checkpoints", "config.yaml", "curves.png", "metrics.csv",
+                                                     "reconstructions", "signals.csv", "summary.json"]
     assert len(list((ddp / "reconstructions").iterdir())) == 1

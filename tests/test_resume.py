@@ -19,6 +19,8 @@ import pytest
 import torch
 from conftest import ROOT, TINY, read_summary, run_cli, run_subprocess
 
+from inr_lightning.callbacks.outputs import read_metrics
+
 STEPS = 40
 FIT = ["--data.init_args.resolution=16", "--data.init_args.steps_per_epoch=2", "--trainer.enable_progress_bar=false",
        "--data.init_args.coords_per_step=101", "--model.init_args.record_steps=[2, 4, 30, 40]",
@@ -116,5 +118,9 @@ def test_a_run_killed_by_sigterm_and_sigkill_resumes_to_the_uninterrupted_weight
         assert rb["fit/frozen_layers"] == [0, 1] and set(rb["fit/psnr_at_step"]) == {"2", "4", "30", "40"}
         for s, values in ra["fit/psnr_at_step"].items():
             assert rb["fit/psnr_at_step"][s] == pytest.approx(values, abs=1e-4), s
-    assert rb["val/psnr" if stage != "sae" else "sae/fvu"] == pytest.approx(
-        ra["val/psnr" if stage != "sae" else "sae/fvu"], abs=1e-5)
+    key = "val/psnr" if stage != "sae" else "sae/fvu"
+    assert rb[key] == pytest.approx(ra[key], abs=1e-5)
+    # metrics.csv survived both stops: one evaluation per epoch, each step once, the last one the summary's.
+    curve = read_metrics(run)[key]
+    assert [step for step, _ in curve] == list(range(2, STEPS + 1, 2))
+    assert curve[-1][1] == pytest.approx(rb[key], abs=1e-6)

@@ -1,4 +1,6 @@
-"""FiniteLoss: stop a run at the first non-finite training loss or gradient, before it touches the weights.
+"""Callbacks that stop a run: ``FiniteLoss`` and a stage-aware ``EarlyStopping``.
+
+FiniteLoss: stop a run at the first non-finite training loss or gradient, before it touches the weights.
 
 The checks run in ``on_before_backward`` (the step's loss) and ``on_before_optimizer_step`` (its gradients,
 before clipping): nothing has been changed yet, so the weights in memory and every checkpoint already
@@ -18,8 +20,9 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import early_stopping
 
-from inr_lightning.errors import RunStopped
+from inr_lightning.errors import InputError, RunStopped
 
 STAGES = {"CohortINRModule": "cohort", "SignalFitModule": "fit", "SAEModule": "sae"}
 
@@ -59,3 +62,41 @@ class FiniteLoss(L.Callback):
                          f"{stage_name(pl_module)} stage; the step was not applied and {kept}. Lower the learning "
                          "rate (model.init_args.lr) or clip gradients (trainer.gradient_clip_val), then resume "
                          "with --ckpt_path=last or start again")
+
+
+class EarlyStopping(early_stopping.EarlyStopping):
+    """Lightning's ``EarlyStopping`` that defaults to the stage's own metric, so one preset serves every stage.
+
+    ``monitor: null`` (the default) watches the metric ``best.ckpt`` is chosen by — ``val/psnr`` (max) for
+    cohort and fit runs, ``sae/fvu`` (min) for SAEs — and ``min_delta: null`` takes that metric's default
+    step (``DEFAULT_MIN_DELTA``).  A ``monitor`` the stage never logs stops the run with one line naming the
+    stage and the keys it does log, instead of Lightning's traceback.
+    """
+
+    DEFAULT_MIN_DELTA = {"val/psnr": 0.05, "sae/fvu": 1e-3}
+
+    def __init__(self, monitor: str | None = None, min_delta: float | None = None, patience: int = 5,
+                 mode: str | None = None, **kwargs) -> None:
+        super().__init__(monitor=monitor or "", min_delta=0.0, patience=patience, mode=mode or "min", **kwargs)
+        self._given = (monitor, min_delta, mode)
+        self._stage = "this"
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        monitor, min_delta, mode = self._given
+        own, own_mode = getattr(pl_module, "checkpoint_monitor", ("val/psnr", "max"))
+        self.monitor = monitor or own
+        self.mode = mode or (own_mode if self.monitor == own else "min")
+        if self.mode not in self.mode_dict:
+            raise InputError(f"EarlyStopping mode must be one of {', '.join(self.mode_dict)}, got {self.mode!r}")
+        delta = self.DEFAULT_MIN_DELTA.get(self.monitor, 0.0) if min_delta is None else float(min_delta)
+        self.min_delta = abs(delta) * (1 if self.monitor_op == torch.gt else -1)
+        self.best_score = torch.tensor(-torch.inf if self.monitor_op == torch.gt else torch.inf)
+        self._stage = stage_name(pl_module)
+        super().setup(trainer, pl_module, stage)
+
+    def _validate_condition_metric(self, logs: dict) -> bool:
+        if self.monitor not in logs and self.strict:
+            raise InputError(f"EarlyStopping monitors {self.monitor!r}, which the {self._stage} stage does not log; "
+                             f"it logs: {', '.join(sorted(logs)) or 'nothing yet'} (leave monitor unset to watch "
+                             "the stage's own metric)")
+        return super()._validate_condition_metric(logs)

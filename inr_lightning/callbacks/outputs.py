@@ -1,11 +1,18 @@
-"""What every run leaves in its directory besides checkpoints: ``summary.json`` and ``config.yaml``.
+"""What every run leaves in its directory besides checkpoints: ``summary.json``, ``config.yaml``,
+``metrics.csv`` and ``curves.png``.
 
 The run directory is ``trainer.default_root_dir``; checkpoints go to ``<run>/checkpoints`` and W&B files to
 ``<run>/wandb`` (the shipped configs point the logger there), so one folder holds a whole run.
+
+``summary.json`` is the record of training: the last *real* evaluation (never Lightning's sanity check) and
+the training metrics of the last step.  ``FinalValidation`` makes sure that evaluation is of the final
+weights.  ``validate``/``test`` write ``validate_summary.json``/``test_summary.json`` instead and never touch
+the training record.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -17,6 +24,19 @@ import lightning as L
 import torch
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers.logger import Logger
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+SUMMARY_FILES = {"fit": "summary.json", "validate": "validate_summary.json", "test": "test_summary.json"}
+METRICS_FILE, CURVES_FILE = "metrics.csv", "curves.png"
+# Panels of curves.png, in this order; a panel appears when at least one of its keys was logged.
+CURVE_PANELS = (
+    ("loss", ("train/loss", "train/mse"), True),
+    ("PSNR (dB)", ("train/psnr", "val/psnr"), False),
+    ("SAE FVU", ("sae/fvu",), True),
+    ("SAE dead fraction", ("sae/dead_fraction",), False),
+    ("PSNR through the SAE (dB)", ("sae/psnr", "sae/inr_psnr"), False),
+)
 
 _INDEXED = re.compile(r"^(?P<prefix>.+)/(?P<index>\d+)$")
 
@@ -55,18 +75,27 @@ def summarize(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 class RunSummary(L.Callback):
-    """Writes ``<run>/summary.json``: the latest value of every logged scalar (refreshed after each
-    validation, so an interrupted run still has one) and ``extra`` entries a module or callback adds
-    through ``pl_module.summary_extra``."""
+    """Writes the run's record: the latest value of every logged scalar and ``extra`` entries that the data
+    module and the model add through ``summary_extra``.
 
-    filename = "summary.json"
+    Under ``fit``: ``<run>/summary.json``, refreshed after each real validation (so an interrupted run still
+    has one) and at the end; the sanity check's step-0 values never enter it.  Under ``validate``/``test``:
+    ``validate_summary.json``/``test_summary.json`` with the evaluated checkpoint (``eval/ckpt_path``)."""
 
     def __init__(self) -> None:
         self.metrics: dict[str, Any] = {}
 
+    @staticmethod
+    def filename(trainer: L.Trainer) -> str | None:
+        fn = getattr(trainer.state.fn, "value", trainer.state.fn)
+        return SUMMARY_FILES.get(str(fn))
+
     def _write(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
         self.metrics.update({k: v for k, v in trainer.callback_metrics.items()})
-        if not trainer.is_global_zero or trainer.sanity_checking:
+        filename = self.filename(trainer)
+        if not trainer.is_global_zero or filename is None:
             return
         payload = summarize(self.metrics)
         # What the data module and the model add: provenance of the data, recorded PSNR history, …
@@ -74,7 +103,9 @@ class RunSummary(L.Callback):
         payload.update(getattr(pl_module, "summary_extra", {}))
         payload["trainer/global_step"] = trainer.global_step
         payload["trainer/epoch"] = trainer.current_epoch
-        write_json_atomic(Path(trainer.default_root_dir) / self.filename, payload)
+        if filename != SUMMARY_FILES["fit"]:
+            payload["eval/ckpt_path"] = str(trainer.ckpt_path) if trainer.ckpt_path else None
+        write_json_atomic(Path(trainer.default_root_dir) / filename, payload)
 
     def on_validation_end(self, trainer, pl_module) -> None:
         self._write(trainer, pl_module)
@@ -84,6 +115,156 @@ class RunSummary(L.Callback):
 
     def on_test_end(self, trainer, pl_module) -> None:
         self._write(trainer, pl_module)
+
+
+def _training_ends(trainer: L.Trainer) -> bool:
+    """Whether the epoch that is ending is the fit's last (max_steps or max_epochs reached, or a stop)."""
+    if trainer.should_stop:
+        return True
+    max_steps, max_epochs = trainer.max_steps, trainer.max_epochs
+    if max_steps is not None and max_steps >= 0 and trainer.global_step >= max_steps:
+        return True
+    return max_epochs is not None and max_epochs >= 0 and trainer.current_epoch + 1 >= max_epochs
+
+
+class FinalValidation(L.Callback):
+    """Runs one validation at the end of training when none has run since the last step.
+
+    A fit that stops mid-epoch (``max_steps`` not a multiple of the epoch) or between two scheduled
+    validations would otherwise end with the metrics of an older evaluation — or only the sanity check's —
+    beside the final training loss.  The validation runs inside the fit, at the last epoch's end, before
+    ``ModelCheckpoint`` saves, so ``summary.json``, ``last.ckpt`` and ``best.ckpt`` all see it.
+    """
+
+    def __init__(self) -> None:
+        self.validated_at: int | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.validated_at = trainer.global_step
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.validated_at == trainer.global_step or not trainer.enable_validation or not _training_ends(trainer):
+            return
+        epoch_loop = trainer.fit_loop.epoch_loop
+        # Lightning logs a step's metrics at (optimizer steps − 1); the last step's training metrics were
+        # logged so, and its validation goes to the same step.
+        stepped = getattr(epoch_loop, "_batches_that_stepped", None)
+        if stepped:
+            epoch_loop._batches_that_stepped = stepped - 1
+        try:
+            trainer.validating = True
+            epoch_loop.val_loop.run()
+        finally:
+            trainer.training = True
+            if stepped:
+                epoch_loop._batches_that_stepped = stepped
+
+
+def _as_float(value: Any) -> float | None:
+    if isinstance(value, torch.Tensor):
+        return float(value) if value.numel() == 1 else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+class LocalMetrics(Logger):
+    """Every scalar the run logs, kept in the run folder whatever other logger runs (or none).
+
+    ``<run>/metrics.csv`` (long format: ``step,key,value``; ``step`` = optimizer steps done when the value
+    was logged, the same count as ``trainer/global_step`` in ``summary.json``), appended as values arrive so
+    an interrupted run keeps its curves; ``<run>/curves.png`` (the main curves) when the run ends.  A resumed
+    run appends; a fresh run starts the file anew.
+    """
+
+    def __init__(self, save_dir: str | Path, resume: bool = False) -> None:
+        super().__init__()
+        self._dir, self._resume, self._started = Path(save_dir), resume, False
+        self.trainer: L.Trainer | None = None  # set by the CLI: steps are read from it
+
+    @property
+    def name(self) -> str:
+        return "local"
+
+    @property
+    def version(self) -> str:
+        return ""
+
+    @property
+    def save_dir(self) -> str:
+        return str(self._dir)
+
+    @property
+    def path(self) -> Path:
+        return self._dir / METRICS_FILE
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        return None  # config.yaml holds them
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        if self.trainer is not None:
+            step = self.trainer.global_step
+        rows = [(step, key, v) for key, value in metrics.items()
+                if key != "epoch" and (v := _as_float(value)) is not None]
+        if not rows:
+            return
+        self._dir.mkdir(parents=True, exist_ok=True)
+        fresh = not self._started and not self._resume
+        self._started = True
+        new_file = fresh or not self.path.is_file()
+        with self.path.open("w" if fresh else "a", newline="") as f:
+            writer = csv.writer(f)
+            if new_file:
+                writer.writerow(["step", "key", "value"])
+            writer.writerows(rows)
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        if self._started and self.path.is_file():  # only a run that logged something redraws its curves
+            plot_curves(read_metrics(self._dir), self._dir / CURVES_FILE, title=self._dir.name)
+
+
+def read_metrics(run: str | Path) -> dict[str, list[tuple[int, float]]]:
+    """``<run>/metrics.csv`` → ``{key: [(step, value), …]}`` sorted by step; where a resumed run logged a
+    step again, the later value wins."""
+    path = Path(run) / METRICS_FILE
+    series: dict[str, dict[int, float]] = {}
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            try:
+                series.setdefault(row["key"], {})[int(row["step"])] = float(row["value"])
+            except (KeyError, TypeError, ValueError):
+                continue
+    return {key: sorted(points.items()) for key, points in series.items()}
+
+
+def plot_curves(series: dict[str, list[tuple[int, float]]], out: Path, title: str = "") -> Path | None:
+    """The main curves of one run (the panels of ``CURVE_PANELS`` whose keys exist) as one PNG."""
+    panels = [(label, [k for k in keys if series.get(k)], log) for label, keys, log in CURVE_PANELS]
+    panels = [p for p in panels if p[1]]
+    if not panels:  # a stage with other keys: its first few
+        panels = [(key, [key], False) for key in sorted(series)[:4] if series[key]]
+    if not panels:
+        return None
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, safe in any process
+
+    fig = Figure(figsize=(4.2 * len(panels), 3.2), layout="constrained")
+    for ax, (label, keys, log) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
+        for key in keys:
+            steps, values = zip(*series[key])
+            ax.plot(steps, values, marker="o" if len(steps) < 30 else None, markersize=3, label=key)
+        if log and all(v > 0 for key in keys for _, v in series[key]):
+            ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_title(label, fontsize=10)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+    return out
 
 
 class RunConfig(SaveConfigCallback):

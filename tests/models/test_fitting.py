@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import lightning as L
 import pytest
 import torch
-from conftest import assert_relative_close, fit_single_and_ddp, read_summary, run_cli
+from conftest import assert_relative_close, cohort_run, fit_single_and_ddp, read_summary, run_cli
 
+from inr_lightning.checkpoints import save_cohort
 from inr_lightning.data import SignalDataModule, Synthetic
 from inr_lightning.errors import InputError
 from inr_lightning.models import SignalFitModule
@@ -20,11 +23,7 @@ def make_cohort_ckpt(path, backbone: str = "siren", width: int = 16, layers: int
     """A cohort-stage checkpoint in the layout Lightning writes (hyper-parameters + ``net.`` state dict)."""
     torch.manual_seed(seed)
     cfg = INRConfig(backbone=backbone, width=width, shared_layers=layers, num_frequencies=8)
-    net = CohortINR(cfg, 4, 1)
-    torch.save({"hyper_parameters": {"net": cfg.to_dict(), "num_signals": 4, "out_channels": 1,
-                                     "_class_path": class_path},
-                "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}}, path)
-    return path
+    return save_cohort(path, CohortINR(cfg, 4, 1), class_path=class_path)
 
 
 def datamodule(num_heldout: int = 3, seed: int = 0) -> SignalDataModule:
@@ -206,7 +205,9 @@ def test_fit_config_runs_a_tiny_fit_from_a_cohort_run(tmp_path, backbone, capsys
         # The fit checkpoint evaluates again through `test --ckpt_path` (hyper-parameters are init args only).
         run_cli(["test", "--config", str(run / "config.yaml"), f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
                  "--trainer.logger=false"])
-        assert read_summary(run)["test/psnr"] == pytest.approx(summary["val/psnr"], abs=1e-4)
+        tested = json.loads((run / "test_summary.json").read_text())
+        assert tested["test/psnr"] == pytest.approx(summary["val/psnr"], abs=1e-4)
+        assert read_summary(run) == summary   # the training record is untouched by `test`
         # A depth out of range reaches the user as one line naming the valid range, exit status 2.
         capsys.readouterr()
         with pytest.raises(SystemExit) as info:
@@ -221,14 +222,12 @@ def test_fit_config_runs_a_tiny_fit_from_a_cohort_run(tmp_path, backbone, capsys
 
 # -- DDP -------------------------------------------------------------------------------------------------
 def test_fit_stage_two_process_ddp_equals_one_process(tmp_path):
-    path = make_cohort_ckpt(tmp_path / "cohort.ckpt", width=32)
+    torch.manual_seed(0)
+    path = cohort_run(tmp_path / "cohort", CohortINR(INRConfig(backbone="siren", width=32, shared_layers=LAYERS), 3, 1))
     args = ["--config", "configs/fit/siren.yaml", "--trainer.accelerator=cpu", "--trainer.max_steps=4",
             "--trainer.enable_progress_bar=false", "--trainer.logger=false", "--trainer.callbacks=[]",
             f"--model.init_args.cohort_ckpt={path}", "--model.init_args.protocol=freeze",
             "--model.init_args.freeze_depth=0", "--model.init_args.record_steps=[2]",
-            "--data.init_args.source=inr_lightning.data.Synthetic", "--data.init_args.source.init_args.size=16",
-            "--data.init_args.source.init_args.num_images=5", "--data.init_args.num_signals=3",
-            "--data.init_args.num_heldout=2", "--data.init_args.resolution=16",
             "--data.init_args.coords_per_step=101", "--data.init_args.steps_per_epoch=4",
             "--model.init_args.step_chunk=16",  # chunked steps (uneven: 101 and ~50 per rank) under DDP too
             "--optimizer=torch.optim.SGD", "--optimizer.lr=0.01"]
