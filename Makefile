@@ -6,7 +6,6 @@ VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-RUN    ?= runs/demo/$(shell date +%Y%m%d-%H%M%S)
 
 .PHONY: install demo test bench clean
 
@@ -19,13 +18,13 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m inr_lightning fit --config configs/cohort/siren.yaml --trainer.default_root_dir=$(RUN)
+	$(BIN)/python -m inr_lightning fit --config configs/cohort/siren.yaml   # → runs/mri/cohort/siren
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
 bench: $(STAMP)
-	$(BIN)/python scripts/bench.py
+	$(BIN)/python -m benchmarks
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
