@@ -124,11 +124,13 @@ class SignalDataModule(L.LightningDataModule):
                                 self._epoch)
         return DataLoader(steps, batch_size=None)
 
+    def full_grid_batch(self) -> dict:
+        """Every coordinate and every signal as one batch (``contracts.GridData``); models evaluate it in chunks."""
+        return {"coords": self.coords, "target": self.targets, "num_coords": len(self.coords),
+                "shape": self.resolution}
+
     def _full_grid(self) -> DataLoader:
-        # One batch: every coordinate and every signal; the model evaluates it in chunks.
-        batch = {"coords": self.coords, "target": self.targets, "num_coords": len(self.coords),
-                 "shape": self.resolution}
-        return DataLoader([batch], batch_size=None)
+        return DataLoader([self.full_grid_batch()], batch_size=None)
 
     val_dataloader = _full_grid
     test_dataloader = _full_grid

@@ -45,6 +45,7 @@ from torchmetrics.functional.image import (
 )
 
 from inr_lightning.checkpoints import load_cohort
+from inr_lightning.contracts import GridData
 from inr_lightning.errors import InputError
 from inr_lightning.models.base import INRModule
 from inr_lightning.nn import CohortINR
@@ -187,11 +188,15 @@ class SignalFitModule(INRModule):
         self.summary_extra["fit/frozen_layers"] = list(range(depth + 1))
 
     # -- frozen-prefix cache ---------------------------------------------------------------------------
-    def _grid_coords(self) -> Tensor | None:
-        """The full grid ``batch["index"]`` refers to: the data module's ``coords``."""
+    def _grid_data(self) -> GridData | None:
+        """The data module, when it serves a full grid (``contracts.GridData``); None outside a Trainer."""
         dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        coords = getattr(dm, "coords", None)
-        return coords if isinstance(coords, Tensor) else None
+        return dm if isinstance(dm, GridData) else None
+
+    def _grid_coords(self) -> Tensor | None:
+        """The full grid ``batch["index"]`` refers to."""
+        dm = self._grid_data()
+        return None if dm is None else dm.coords
 
     @torch.no_grad()
     def build_prefix_cache(self, coords: Tensor) -> Tensor:
@@ -253,14 +258,14 @@ class SignalFitModule(INRModule):
 
     # -- PSNR / SSIM at the recorded steps -----------------------------------------------------------
     def _full_grid_batch(self) -> dict | None:
-        dm = getattr(self.trainer, "datamodule", None)
-        loader = dm.val_dataloader() if dm is not None and hasattr(dm, "val_dataloader") else None
-        if loader is None:
-            loaders = self.trainer.val_dataloaders
-            loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
-        if loader is None:
-            return None
-        return next(iter(loader))
+        """The full grid for the recorded PSNR: from the data module (``contracts.GridData``), else the first
+        batch of the validation loader the Trainer was given."""
+        dm = self._grid_data()
+        if dm is not None:
+            return dm.full_grid_batch()
+        loaders = self.trainer.val_dataloaders
+        loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
+        return None if loader is None else next(iter(loader))
 
     @torch.no_grad()
     def _record(self, step: int) -> None:

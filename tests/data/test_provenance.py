@@ -69,3 +69,14 @@ def test_allow_cohort_signals_is_the_explicit_opt_in(cohort, tmp_path):
     summary = fit(cohort, tmp_path / "fit", "--data.init_args.split=cohort",
                   "--data.init_args.allow_cohort_signals=true")
     assert names(tmp_path / "fit") == names(cohort) and summary["data/allow_cohort_signals"] is True
+
+
+def test_data_modules_meet_the_contracts_their_stages_read():
+    from inr_lightning.contracts import GridData
+    from inr_lightning.data import SignalDataModule, Synthetic
+
+    dm = SignalDataModule(Synthetic(size=8, num_images=3), resolution=8, num_signals=3)
+    assert isinstance(dm, GridData)
+    batch = dm.full_grid_batch()
+    assert batch["coords"].shape == (64, 2) and batch["target"].shape == (3, 64, 1) and batch["shape"] == (8, 8)
+    assert not isinstance(object(), GridData)
