@@ -3,13 +3,18 @@
 At the end of training (``on_train_end``, so ``RunSummary`` writes the summary afterwards), rank 0 writes to
 ``<run>/atoms/``:
 
-- ``gallery.png``: the top atoms by mean activation (z_a over the grid, perceptual colour map, colour bars)
-  beside a cohort image;
-- ``atoms.csv``: per atom — firing frequency / support fraction, mean activation, activation-weighted spatial
-  spread, connected components of the support, centroid, and its worst ablation drops;
+- ``gallery.png``: the top atoms by mean activation and as many random live atoms (seeded: typical ones),
+  z_a over the grid on ONE colour scale with one colour bar, beside a cohort image; the title names the
+  backbone, layer, dictionary size and k;
+- ``atoms.csv``: per atom — support fraction (= firing frequency on the grid), mean activation,
+  activation-weighted spatial spread, 90 %-mass radius, connected components, centroid, content alignment
+  (max |Pearson r| over cohort images with the image, its Sobel edges, its foreground; and the largest of
+  the three), its worst ablation
+  drops and drop per unit support (plain and error-preserving);
+- ``distributions.png``: box plots of those per-atom metrics over the live atoms, every outlier drawn;
 - ``ablation.csv``: per atom and cohort image — PSNR drop over the whole image and on the atom's support, vs
   the un-ablated SAE path, and the error-preserving variant (x − z_a·d_a) vs the INR path;
-- ``worst_atoms.png``: the most damaging atoms: map, ablated reconstruction, |difference|;
+- ``worst_atoms.png``: the most damaging atoms: map, un-ablated SAE-path image, ablated image, |difference|;
 
 fills ``pl_module.summary_extra`` (→ ``summary.json``) and, with a WandbLogger, logs both images and the
 atom table.  ``write_atom_report`` does the same outside a Trainer.
@@ -33,9 +38,20 @@ from inr_lightning.analysis.ablation import (
     atom_statistics,
     encode_grid,
 )
+from inr_lightning.analysis.locality import (
+    content_signals,
+    damage_per_support,
+    mass_radius,
+    max_abs,
+    median_ci,
+    pearson_with,
+    tiling_ratio,
+)
 
-ATOM_COLUMNS = ["atom", "fire_frequency", "support_fraction", "mean_activation", "spread", "components",
-                "centroid_row", "centroid_col", "max_drop_db", "mean_drop_db", "max_drop_ep_db"]
+ATOM_COLUMNS = ["atom", "support_fraction", "mean_activation", "spread", "mass_radius90", "components",
+                "centroid_row", "centroid_col", "content_alignment", "align_image", "align_edges", "align_foreground",
+                "max_drop_db",
+                "mean_drop_db", "max_drop_ep_db", "damage_per_support", "damage_ep_per_support"]
 
 
 def _plt():
@@ -63,81 +79,183 @@ def _to_images(values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     return ((values.double().cpu().transpose(1, 2).reshape(n, c, *shape) + 1) * 0.5).clamp(0, 1)
 
 
-def _gallery(path: Path, maps: list[tuple[int, np.ndarray, float]], image: torch.Tensor, image_index: int) -> None:
+def plot_curves(path: Path, curves: dict, title: str) -> None:
+    """SAE training curves: FVU (training batches and full-grid evaluations, log scale) and the dead fraction
+    on the grid, against the optimizer step."""
     plt = _plt()
-    panels = len(maps) + 1
-    cols = min(panels, 6)
-    rows = math.ceil(panels / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.4 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    _show_image(axes.flat[0], image)
-    axes.flat[0].axis("on")
-    axes.flat[0].set_title(f"cohort image {image_index}", fontsize=8)
-    for ax, (atom, z, support) in zip(axes.flat[1:], maps):
-        ax.axis("on")
-        im = ax.imshow(z, cmap="magma")
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
-        ax.set_title(f"atom {atom} · support {100 * support:.1f}%", fontsize=8)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle("top atoms by mean activation (z over the grid)", fontsize=9)
+    fig, (ax_f, ax_d) = plt.subplots(1, 2, figsize=(9, 3.4))
+    steps, fvu = curves.get("train_step", []), curves.get("train_fvu", [])
+    if steps:
+        ax_f.plot(steps, np.maximum(fvu, 1e-12), lw=0.6, alpha=0.6, label="training batch")
+    if curves.get("step"):
+        ax_f.plot(curves["step"], np.maximum(curves["fvu"], 1e-12), "o-", ms=3, label="full grid")
+        ax_d.plot(curves["step"], curves["dead_fraction"], "o-", ms=3, color="C3")
+    ax_f.set_yscale("log")
+    ax_f.set_xlabel("step")
+    ax_f.set_ylabel("FVU = Σ‖x − x̂‖² / Σ‖x − x̄‖²")
+    ax_f.legend(fontsize=8)
+    ax_d.set_xlabel("step")
+    ax_d.set_ylabel("dead fraction (never fires on the grid)")
+    ax_d.set_ylim(-0.02, 1.02)
+    for ax in (ax_f, ax_d):
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def _worst(path: Path, rows: list[dict]) -> None:
+def _gallery(path: Path, groups: list[tuple[str, list[tuple[int, np.ndarray, float]]]], image: torch.Tensor,
+             image_index: int, title: str, per_row: int = 8) -> None:
+    """One block of rows per selection (top by activation, random), at most ``per_row`` atoms a row, the cohort
+    image at the start of each block; every atom map on ONE colour scale with one colour bar."""
     plt = _plt()
-    fig, axes = plt.subplots(len(rows), 3, figsize=(8.4, 2.5 * len(rows)), squeeze=False)
+    blocks = [(label, [maps[i:i + per_row] for i in range(0, len(maps), per_row)] or [[]]) for label, maps in groups]
+    n_rows = sum(len(rows) for _, rows in blocks)
+    cols = min(per_row, max([len(maps) for _, maps in groups] + [1])) + 1
+    fig, axes = plt.subplots(n_rows, cols, figsize=(1.9 * cols + 0.8, 2.0 * n_rows + 0.4), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    vmax = max([float(z.max()) for _, maps in groups for _, z, _ in maps] + [1e-12])
+    im, r = None, 0
+    for label, rows in blocks:
+        _show_image(axes[r, 0], image)
+        axes[r, 0].axis("on")
+        axes[r, 0].set_title(f"cohort image {image_index}", fontsize=7)
+        axes[r, 0].set_ylabel(label, fontsize=8)
+        for maps in rows:
+            for ax, (atom, z, support) in zip(axes[r, 1:], maps):
+                ax.axis("on")
+                im = ax.imshow(z, cmap="magma", vmin=0, vmax=vmax)
+                ax.set_title(f"atom {atom} · support {100 * support:.1f}%", fontsize=7)
+                ax.set_xticks([])
+                ax.set_yticks([])
+            r += 1
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0, 0.93, 1))
+    if im is not None:
+        cax = fig.add_axes((0.94, 0.15, 0.012, 0.7))
+        fig.colorbar(im, cax=cax).set_label("activation z_a (one scale for every map)", fontsize=7)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _worst(path: Path, rows: list[dict], title: str) -> None:
+    """Per damaging atom: its map, the un-ablated SAE-path image, the ablated image and |difference|; maps
+    share one colour scale, differences another."""
+    plt = _plt()
+    fig, axes = plt.subplots(len(rows), 4, figsize=(10.4, 2.5 * len(rows) + 0.5), squeeze=False)
+    zmax = max([float(r["map"].max()) for r in rows] + [1e-12])
+    dmax = max([float(r["diff"].max()) for r in rows] + [1e-12])
+    im_z = im_d = None
     for ax_row, r in zip(axes, rows):
-        im = ax_row[0].imshow(r["map"], cmap="magma")
-        fig.colorbar(im, ax=ax_row[0], fraction=0.046, pad=0.03)
+        im_z = ax_row[0].imshow(r["map"], cmap="magma", vmin=0, vmax=zmax)
         ax_row[0].set_title(f"atom {r['atom']} (support {100 * r['support']:.1f}%)", fontsize=8)
-        _show_image(ax_row[1], r["ablated"])
-        ax_row[1].set_title(f"ablated, image {r['image']}: −{r['drop']:.2f} dB", fontsize=8)
-        im = ax_row[2].imshow(r["diff"], cmap="magma")
-        fig.colorbar(im, ax=ax_row[2], fraction=0.046, pad=0.03)
-        ax_row[2].set_title("|ablated − SAE path|", fontsize=8)
+        _show_image(ax_row[1], r["base"])
+        ax_row[1].set_title(f"un-ablated SAE path, image {r['image']}", fontsize=8)
+        _show_image(ax_row[2], r["ablated"])
+        ax_row[2].set_title(f"atom ablated: −{r['drop']:.2f} dB", fontsize=8)
+        im_d = ax_row[3].imshow(r["diff"], cmap="viridis", vmin=0, vmax=dmax)
+        ax_row[3].set_title("|ablated − un-ablated|", fontsize=8)
         for ax in ax_row:
             ax.set_xticks([])
             ax.set_yticks([])
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0, 0.9, 1))
+    if im_z is not None:
+        fig.colorbar(im_z, cax=fig.add_axes((0.905, 0.55, 0.012, 0.35))).set_label("z_a", fontsize=7)
+        fig.colorbar(im_d, cax=fig.add_axes((0.905, 0.1, 0.012, 0.35))).set_label("|Δ| on [0, 1]", fontsize=7)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _distributions(path: Path, columns: dict[str, np.ndarray], title: str) -> None:
+    """Box plots of per-atom metrics over the live atoms, every outlier drawn (``showfliers``)."""
+    plt = _plt()
+    names = [n for n, v in columns.items() if np.isfinite(v).any()]
+    if not names:
+        return
+    fig, axes = plt.subplots(1, len(names), figsize=(1.9 * len(names) + 0.5, 3.4), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        v = columns[name][np.isfinite(columns[name])]
+        ax.boxplot(v, showfliers=True, whis=1.5, flierprops={"markersize": 2, "alpha": 0.5})
+        ax.set_title(f"{name}\n(n = {len(v)})", fontsize=7)
+        ax.set_xticks([])
+        ax.tick_params(labelsize=7)
+        if name in ("damage_per_support", "damage_ep_per_support", "components") and (v > 0).all():
+            ax.set_yscale("log")
+    fig.suptitle(title + " — live atoms, every outlier shown", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def _finite(values) -> list[float]:
-    return [float(v) for v in values if math.isfinite(float(v))]
+def _median_entries(prefix: str, values: np.ndarray) -> dict:
+    """``<prefix>_median`` and ``<prefix>_median_ci95`` ([low, high], percentile bootstrap)."""
+    med, lo, hi = median_ci(values)
+    return {f"{prefix}_median": med, f"{prefix}_median_ci95": [lo, hi]}
 
 
 @torch.no_grad()
 def write_atom_report(sae, net, layer: int, x: torch.Tensor, target: torch.Tensor, images: torch.Tensor,
                       shape: tuple[int, int], out_dir: str | Path, top_atoms: int = 16, worst_atoms: int = 5,
-                      ablation: bool = True, image_index: int = 0, chunk: int = 65536) -> tuple[dict, list[list]]:
+                      ablation: bool = True, image_index: int = 0, chunk: int = 65536, random_atoms: int | None = None,
+                      seed: int = 0, title: str = "SAE", foreground_threshold: float = 0.05) -> tuple[dict, list[list]]:
     """Writes the report files into ``out_dir``; returns (summary entries, rows of the atom table).
 
     ``x``: activations on the full grid ``(P, d)``; ``target``: ``(N, P, C)`` on [−1, 1]; ``images``:
-    ``(N, C, H, W)`` on [−1, 1] (only for display).
+    ``(N, C, H, W)`` on [−1, 1] (display and content alignment); ``title``: names the backbone and layer
+    (the figures add the dictionary size and k); ``random_atoms``: typical atoms drawn (seeded) from the live
+    ones for the gallery's second row (``None`` = ``top_atoms``).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     n_atoms = sae.n_atoms
+    what = f"{title}, {n_atoms} atoms, k = {sae.k}"
     vals, idx = encode_grid(sae, x, chunk)
     stats = atom_statistics(vals, idx, n_atoms, shape)
-    image_index = min(max(image_index, 0), images.shape[0] - 1)
-    order = np.argsort(-stats["mean_activation"], kind="stable")[:top_atoms]
-    maps = [(int(a), atom_map(vals, idx, int(a), shape).cpu().numpy(), float(stats["support_fraction"][a]))
-            for a in order if stats["fire_count"][a] > 0]
-    _gallery(out_dir / "gallery.png", maps, ((images[image_index].cpu() + 1) * 0.5).clamp(0, 1), image_index)
-
     alive = stats["fire_count"] > 0
+    image_index = min(max(image_index, 0), images.shape[0] - 1)
+    order = [int(a) for a in np.argsort(-stats["mean_activation"], kind="stable")[:top_atoms] if alive[a]]
+    live = np.flatnonzero(alive)
+    n_random = min(top_atoms if random_atoms is None else random_atoms, len(live))
+    chosen = sorted(int(a) for a in np.random.default_rng(seed).choice(live, size=n_random, replace=False)) \
+        if n_random else []
+
+    def maps(atoms):
+        return [(a, atom_map(vals, idx, a, shape).cpu().numpy(), float(stats["support_fraction"][a])) for a in atoms]
+
+    _gallery(out_dir / "gallery.png", [("top by mean activation", maps(order)),
+                                       (f"random live atoms (seed {seed})", maps(chosen))],
+             ((images[image_index].cpu() + 1) * 0.5).clamp(0, 1), image_index,
+             f"{what}: atom maps z_a over the grid")
+
+    # Locality beyond the support fraction (which TopK fixes on average).
+    radius = mass_radius(vals, idx, n_atoms, shape)
+    signals = content_signals(images, foreground_threshold)
+    n_img = images.shape[0]
+    corr = pearson_with(vals, idx, n_atoms, torch.cat([signals["image"], signals["edges"], signals["foreground"]]))
+    align = {name: max_abs(corr[:, i * n_img:(i + 1) * n_img]) for i, name in enumerate(("image", "edges", "foreground"))}
+    align["content"] = max_abs(np.stack([align["image"], align["edges"], align["foreground"]], 1))
+    height, width = shape
+    centroids = np.stack([stats["centroid_row"][alive] * (height - 1), stats["centroid_col"][alive] * (width - 1)], 1)
+    tiling = tiling_ratio(centroids, (height - 1, width - 1), seed=seed)
+
     summary = {
         "atoms/alive": int(alive.sum()),
         "atoms/support_fraction_median": float(np.median(stats["support_fraction"][alive])) if alive.any() else math.nan,
         "atoms/spread_median": float(np.median(stats["spread"][alive])) if alive.any() else math.nan,
         "atoms/components_median": float(np.median(stats["components"][alive])) if alive.any() else math.nan,
         "atoms/components_mean": float(np.mean(stats["components"][alive])) if alive.any() else math.nan,
+        **_median_entries("atoms/mass_radius90", radius[alive]),
+        **_median_entries("atoms/components", stats["components"][alive]),
+        "atoms/tiling_ratio": tiling["ratio"],
+        "atoms/tiling_ratio_random_range95": [tiling["ci_low"], tiling["ci_high"]],
+        **_median_entries("atoms/content_alignment", align["content"][alive]),
+        **_median_entries("atoms/align_image", align["image"][alive]),
+        **_median_entries("atoms/align_edges", align["edges"][alive]),
+        **_median_entries("atoms/align_foreground", align["foreground"][alive]),
+        "atoms/gallery_random_atoms": chosen,
     }
     nan = np.full(n_atoms, math.nan)
     max_drop, mean_drop, max_drop_ep = nan, nan, nan
@@ -162,6 +280,8 @@ def write_atom_report(sae, net, layer: int, x: torch.Tensor, target: torch.Tenso
             from scipy.stats import spearmanr
 
             rho = float(spearmanr(stats["support_fraction"][alive], mean_drop[alive]).statistic)
+        damage = damage_per_support(max_drop, stats["support_fraction"])
+        damage_ep = damage_per_support(max_drop_ep, stats["support_fraction"])
         summary.update({
             "ablation/max_drop_db": float(drop[a_max, i_max]),
             "ablation/max_drop_atom": int(a_max),
@@ -172,6 +292,8 @@ def write_atom_report(sae, net, layer: int, x: torch.Tensor, target: torch.Tenso
             "ablation/atom_max_drop_q90": float(np.quantile(alive_max, 0.9)) if alive.any() else math.nan,
             "ablation/atom_max_drop_q99": float(np.quantile(alive_max, 0.99)) if alive.any() else math.nan,
             "ablation/drop_vs_support_spearman": rho,
+            **_median_entries("ablation/damage_per_support", damage[alive]),
+            **_median_entries("ablation/damage_ep_per_support", damage_ep[alive]),
             "ablation/worst_atoms": [int(a) for a in worst],
             "ablation/worst_atoms_drop_db": [float(max_drop[a]) for a in worst],
             "ablation/worst_atoms_support_fraction": [float(stats["support_fraction"][a]) for a in worst],
@@ -188,17 +310,28 @@ def write_atom_report(sae, net, layer: int, x: torch.Tensor, target: torch.Tenso
             ablated = _to_images(ablated_output(sae, net, layer, x, int(a), chunk=chunk)[i:i + 1], shape)[0]
             rows.append({"atom": int(a), "image": i, "drop": float(drop[a, i]),
                          "support": float(stats["support_fraction"][a]),
-                         "map": atom_map(vals, idx, int(a), shape).cpu().numpy(), "ablated": ablated,
-                         "diff": (ablated - base[i]).abs().mean(0).numpy()})
+                         "map": atom_map(vals, idx, int(a), shape).cpu().numpy(), "base": base[i],
+                         "ablated": ablated, "diff": (ablated - base[i]).abs().mean(0).numpy()})
         if rows:
-            _worst(out_dir / "worst_atoms.png", rows)
+            _worst(out_dir / "worst_atoms.png", rows, f"{what}: the most damaging single-atom ablations")
+    else:
+        damage = damage_ep = nan
+
+    _distributions(out_dir / "distributions.png", {
+        "support_fraction": stats["support_fraction"][alive], "mass_radius90": radius[alive],
+        "components": stats["components"][alive], "content_alignment": align["content"][alive],
+        "align_image": align["image"][alive],
+        "align_edges": align["edges"][alive], "align_foreground": align["foreground"][alive],
+        "max_drop_db": max_drop[alive], "damage_per_support": damage[alive]}, what)
 
     table = []
     for a in range(n_atoms):
-        table.append([a, float(stats["support_fraction"][a]), float(stats["support_fraction"][a]),
-                      float(stats["mean_activation"][a]), float(stats["spread"][a]), int(stats["components"][a]),
-                      float(stats["centroid_row"][a]), float(stats["centroid_col"][a]), float(max_drop[a]),
-                      float(mean_drop[a]), float(max_drop_ep[a])])
+        table.append([a, float(stats["support_fraction"][a]), float(stats["mean_activation"][a]),
+                      float(stats["spread"][a]), float(radius[a]), int(stats["components"][a]),
+                      float(stats["centroid_row"][a]), float(stats["centroid_col"][a]), float(align["content"][a]),
+                      float(align["image"][a]),
+                      float(align["edges"][a]), float(align["foreground"][a]), float(max_drop[a]),
+                      float(mean_drop[a]), float(max_drop_ep[a]), float(damage[a]), float(damage_ep[a])])
     with open(out_dir / "atoms.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(ATOM_COLUMNS)
@@ -210,18 +343,21 @@ class AtomReport(L.Callback):
     """Writes the atom gallery, atom table and ablation report of an SAE run (see the module docstring).
 
     Args:
-        top_atoms: atoms in the gallery (by mean activation over the grid).
+        top_atoms: atoms in each gallery row (top by mean activation over the grid; random live atoms).
         worst_atoms: most damaging atoms shown in ``worst_atoms.png``.
         ablation: run the all-atom ablations (≈ k full-grid passes).
         image_index: cohort image shown beside the gallery.
         chunk: coordinates per forward pass.
         dirname: sub-folder of the run directory.
+        seed: seed of the gallery's random atoms.
+        foreground_threshold: a pixel is foreground where the image (on [0, 1]) exceeds this.
     """
 
     def __init__(self, top_atoms: int = 16, worst_atoms: int = 5, ablation: bool = True, image_index: int = 0,
-                 chunk: int = 65536, dirname: str = "atoms") -> None:
+                 chunk: int = 65536, dirname: str = "atoms", seed: int = 0, foreground_threshold: float = 0.05) -> None:
         self.top_atoms, self.worst_atoms, self.ablation = top_atoms, worst_atoms, ablation
         self.image_index, self.chunk, self.dirname = image_index, chunk, dirname
+        self.seed, self.foreground_threshold = seed, foreground_threshold
         self.summary: dict = {}
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -234,16 +370,19 @@ class AtomReport(L.Callback):
         sae.eval()
         out_dir = Path(trainer.default_root_dir) / self.dirname
         x = dm.grid_activations(device)
+        describe = getattr(dm, "describe", None)
         self.summary, table = write_atom_report(
             sae, net, dm.layer, x, dm.targets.to(device), dm.images, dm.resolution, out_dir, self.top_atoms,
-            self.worst_atoms, self.ablation, self.image_index, self.chunk)
+            self.worst_atoms, self.ablation, self.image_index, self.chunk, seed=self.seed,
+            title=describe() if callable(describe) else f"layer {dm.layer}",
+            foreground_threshold=self.foreground_threshold)
         sae.train(was_training)
         extra = getattr(pl_module, "summary_extra", None)
         if isinstance(extra, dict):
             extra.update(self.summary)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                for name in ("gallery", "worst_atoms"):  # separate keys: the two pictures differ in size
+                for name in ("gallery", "worst_atoms", "distributions"):  # separate keys: the pictures differ in size
                     if (out_dir / f"{name}.png").exists():
                         logger.log_image(f"atoms/{name}", [str(out_dir / f"{name}.png")], step=trainer.global_step)
                 logger.log_table("atoms/table", columns=ATOM_COLUMNS,

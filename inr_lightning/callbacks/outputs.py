@@ -90,6 +90,19 @@ class RunSummary(L.Callback):
         fn = getattr(trainer.state.fn, "value", trainer.state.fn)
         return SUMMARY_FILES.get(str(fn))
 
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """``<run>/signals.csv`` from the data module's ``signal_table()``: which image is signal *i*."""
+        table = getattr(trainer.datamodule, "signal_table", None)
+        if stage != "fit" or not trainer.is_global_zero or table is None:
+            return
+        rows = table()
+        path = Path(trainer.default_root_dir) / "signals.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["index", "name"])
+            writer.writeheader()
+            writer.writerows(rows)
+
     def _write(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return

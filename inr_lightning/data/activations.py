@@ -6,64 +6,41 @@ from the continuous square [−1, 1]² — and the activations of encoder layer 
 batch and takes the disjoint shard ``[rank::world]``.  Evaluation serves the full grid (each rank its
 shard), with the cohort images, so a module can measure the PSNR through an SAE spliced in at that layer.
 
-The activations are computed on the training device in ``on_after_batch_transfer`` (the frozen network
-lives here and follows the batch's device), so batches only carry coordinates through the loader.
+On the pixel grid a frozen encoder's activations depend only on the coordinate, so with ``coords: grid``
+the layer's activations on the whole grid are computed once (``precompute: true``, the default: H·W × width
+floats) and each step gathers its rows; batches carry row indices through the loader.  Continuous
+coordinates are new every step and go through the encoder on the training device in
+``on_after_batch_transfer`` (the frozen network lives here and follows the batch's device).
 
-The cohort images come from the cohort run's ``config.yaml`` beside ``checkpoints/`` (its ``data``
-section, forced to ``split: cohort``), or from ``cohort_data`` when given.
+The cohort images and every data setting come from the cohort run's ``config.yaml`` beside ``checkpoints/``
+(``CohortRunDataModule`` with ``split: cohort``), or from ``cohort_data`` when given.  ``summary_extra``
+(merged into ``summary.json``) records where the data came from and which encoder the SAE reads:
+``sae/encoder`` is ``untrained`` when the cohort run kept the layers up to ``layer`` at their random
+initialisation (``CohortINRModule(freeze_random_prefix=j)`` with ``layer ≤ j``), else ``cohort``.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
-import yaml
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 
 from inr_lightning.checkpoints import load_cohort
-from inr_lightning.data.cohort import SignalDataModule
+from inr_lightning.data.cohort import CohortRunDataModule, SignalDataModule
 from inr_lightning.data.grid import StepStream, rank_and_world, step_indices
+from inr_lightning.data.provenance import run_dir_of
 from inr_lightning.errors import InputError
-from inr_lightning.nn import CohortINR
 
 COORDS = ("grid", "continuous")
 
 
-def _instantiate(spec: Any) -> Any:
-    """``{class_path, init_args}`` specs of a saved config → objects (recursively)."""
-    if isinstance(spec, dict) and "class_path" in spec:
-        module, _, name = spec["class_path"].rpartition(".")
-        cls = getattr(importlib.import_module(module), name)
-        return cls(**{k: _instantiate(v) for k, v in (spec.get("init_args") or {}).items()})
-    if isinstance(spec, dict):
-        return {k: _instantiate(v) for k, v in spec.items()}
-    if isinstance(spec, list):
-        return [_instantiate(v) for v in spec]
-    return spec
-
-
-def cohort_data_from_run(ckpt_path: str | Path, resolution: int | list[int] | None = None) -> SignalDataModule:
-    """Rebuild the cohort's ``SignalDataModule`` from ``<run>/config.yaml`` (``<run>/checkpoints/x.ckpt``)."""
-    config = Path(ckpt_path).resolve().parent.parent / "config.yaml"
-    if not config.is_file():
-        raise InputError(f"no config.yaml beside the cohort checkpoint's run ({config}); "
-                         "give the cohort images as data.init_args.cohort_data")
-    data = (yaml.safe_load(config.read_text()) or {}).get("data")
-    if not isinstance(data, dict) or "class_path" not in data:
-        raise InputError(f"{config} has no data section with a class_path")
-    data = {**data, "init_args": {**(data.get("init_args") or {}), "split": "cohort"}}
-    if resolution is not None:
-        data["init_args"]["resolution"] = resolution
-    module = _instantiate(data)
-    if not isinstance(module, SignalDataModule):
-        raise InputError(f"{config}: data is {type(module).__name__}, expected a SignalDataModule")
-    return module
+def cohort_data_from_run(ckpt_path: str, resolution: int | list[int] | None = None) -> CohortRunDataModule:
+    """The cohort images of the run that wrote ``ckpt_path`` (``<run>/checkpoints/x.ckpt``), every setting
+    from its ``config.yaml``; ``resolution`` overrides the run's (printed and recorded as an override)."""
+    return CohortRunDataModule(ckpt_path, split="cohort", resolution=resolution, allow_cohort_signals=True)
 
 
 def step_coordinates(coords: Tensor, mode: str, batch_size: int, seed: int, epoch: int, step: int) -> Tensor:
@@ -75,20 +52,25 @@ def step_coordinates(coords: Tensor, mode: str, batch_size: int, seed: int, epoc
 
 
 class ActivationSteps(StepStream):
-    """``steps`` batches ``{"coords": (b, 2), "num_samples": B}``: this rank's shard of each step's B coordinates."""
+    """``steps`` batches of this rank's shard of each step's B coordinates: ``{"index": (b,), "num_samples": B}``
+    (rows of the grid) with ``indices: true``, else ``{"coords": (b, 2), "num_samples": B}``."""
 
     def __init__(self, coords: Tensor, mode: str, batch_size: int, steps: int, seed: int,
-                 epoch_fn: Callable[[], int]) -> None:
+                 epoch_fn: Callable[[], int], indices: bool = False) -> None:
         super().__init__(steps, seed, epoch_fn)
-        self.coords, self.mode, self.batch_size = coords, mode, batch_size
+        self.coords, self.mode, self.batch_size, self.indices = coords, mode, batch_size, indices
 
     def batch(self, epoch: int, step: int, rank: int, world: int) -> dict:
+        if self.indices:  # grid mode: the same draw as ``step_coordinates``, as row indices
+            glob = step_indices(len(self.coords), self.batch_size, self.seed, epoch, step)
+            return {"index": glob[rank::world], "num_samples": len(glob)}
         glob = step_coordinates(self.coords, self.mode, self.batch_size, self.seed, epoch, step)
         return {"coords": glob[rank::world], "num_samples": len(glob)}
 
 
 class GridShard(IterableDataset):
-    """One evaluation batch: this rank's shard ``[rank::world]`` of the full grid and the cohort targets there."""
+    """One evaluation batch: this rank's shard ``[rank::world]`` of the full grid (coordinates and row indices)
+    and the cohort targets there."""
 
     def __init__(self, coords: Tensor, targets: Tensor, shape: tuple[int, int]) -> None:
         self.coords, self.targets, self.shape = coords, targets, shape
@@ -98,52 +80,61 @@ class GridShard(IterableDataset):
 
     def __iter__(self) -> Iterator[dict]:
         rank, world = rank_and_world()
-        yield {"coords": self.coords[rank::world], "target": self.targets[:, rank::world],
-               "num_coords": len(self.coords), "shape": self.shape}
+        yield {"coords": self.coords[rank::world], "index": torch.arange(len(self.coords))[rank::world],
+               "target": self.targets[:, rank::world], "num_coords": len(self.coords), "shape": self.shape}
 
 
 class ActivationDataModule(L.LightningDataModule):
     """Activations of one encoder layer of a cohort INR, for training SAEs.
 
     Args:
-        cohort_ckpt: path of a cohort checkpoint (``runs/<study>/cohort/<backbone>/checkpoints/last.ckpt``).
+        cohort_ckpt: path of a cohort checkpoint (``runs/<study>/cohort/<backbone>/checkpoints/last.ckpt``);
+            for the untrained-encoder control, one of a cohort run with ``freeze_random_prefix ≥ layer``.
         layer: encoder layer (0-based) whose post-nonlinearity activations are served.
         resolution: evaluation grid (and ``grid`` training grid), ``H`` or ``[H, W]``; ``None`` = the cohort's.
         batch_size: coordinates per training step (all ranks together).
         coords: ``grid`` (pixel grid, no replacement within a step) or ``continuous`` (uniform on [−1, 1]²).
         steps_per_epoch: training steps between two evaluations.
         seed: seed of the coordinate draws.
-        untrained_control: replace the encoder's layers by a random initialisation of the same architecture
-            (the control of SCIENCE.md §5; FFMLP keeps its fixed Fourier features; heads stay trained, so
-            PSNR through this encoder is not meaningful, only the SAE's own metrics and atoms are).
-        control_seed: seed of that random initialisation.
-        eval_chunk: coordinates per forward pass when computing evaluation activations.
+        backbone: the backbone the config expects (``${backbone}`` in the shipped configs); a checkpoint of
+            another backbone is refused.  ``None``: not checked.
+        precompute: with ``coords: grid``, compute the layer's activations on the grid once and gather rows.
+        untrained_control: only ``false``; the control is a cohort run with ``freeze_random_prefix`` (see
+            ``docs/sae.md``), given as ``cohort_ckpt``.
+        eval_chunk: coordinates per forward pass when computing activations.
         cohort_data: the cohort images; ``None`` = rebuilt from the cohort run's ``config.yaml``.
     """
 
     def __init__(self, cohort_ckpt: str, layer: int = 2, resolution: int | list[int] | None = None,
                  batch_size: int = 8192, coords: str = "grid", steps_per_epoch: int = 100, seed: int = 0,
-                 untrained_control: bool = False, control_seed: int = 0, eval_chunk: int = 65536,
-                 cohort_data: SignalDataModule | None = None) -> None:
+                 backbone: str | None = None, precompute: bool = True, untrained_control: bool = False,
+                 eval_chunk: int = 65536, cohort_data: SignalDataModule | None = None) -> None:
         super().__init__()
         if coords not in COORDS:
             raise InputError(f"coords must be one of {', '.join(COORDS)}, got {coords!r}")
         for name, value in (("batch_size", batch_size), ("steps_per_epoch", steps_per_epoch), ("eval_chunk", eval_chunk)):
             if int(value) < 1:
                 raise InputError(f"{name} must be ≥ 1, got {value!r}")
+        if untrained_control:
+            raise InputError(f"untrained_control: true is not supported (the trained heads on a random encoder "
+                             f"output noise); train a control cohort with --model.init_args.freeze_random_prefix="
+                             f"{layer} and give its checkpoint as data.init_args.cohort_ckpt")
         self.cohort_ckpt, self.mode, self.batch_size = str(cohort_ckpt), coords, int(batch_size)
         self.steps_per_epoch, self.seed, self.eval_chunk = int(steps_per_epoch), int(seed), int(eval_chunk)
-        self.untrained_control = bool(untrained_control)
+        self.precompute = bool(precompute)
         self.net, self.cohort_hparams = load_cohort(cohort_ckpt)
+        self.backbone = self.net.cfg.backbone
+        if backbone is not None and backbone != self.backbone:
+            raise InputError(f"backbone '{backbone}' of the config disagrees with the cohort checkpoint "
+                             f"'{cohort_ckpt}' ({self.backbone}); set backbone: {self.backbone} or use a "
+                             f"{backbone} cohort checkpoint")
         depth = len(self.net.encoder)
         if not 0 <= int(layer) < depth:
             raise InputError(f"layer={layer!r} is out of range: the cohort encoder has layers 0..{depth - 1}")
         self.layer = int(layer)
-        if self.untrained_control:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(control_seed)
-                fresh = CohortINR(self.net.cfg, self.net.num_signals, self.net.out_channels)
-            self.net.encoder.layers.load_state_dict(fresh.encoder.layers.state_dict())
+        prefix = self.cohort_hparams.get("freeze_random_prefix")
+        self.random_prefix = None if prefix is None else int(prefix)
+        self.encoder = "untrained" if self.random_prefix is not None and self.layer <= self.random_prefix else "cohort"
         cohort = cohort_data if cohort_data is not None else cohort_data_from_run(cohort_ckpt, resolution)
         if cohort.num_signals != self.net.num_signals or cohort.num_channels != self.net.out_channels:
             raise InputError(f"cohort data has {cohort.num_signals} signals × {cohort.num_channels} channels, the "
@@ -152,11 +143,30 @@ class ActivationDataModule(L.LightningDataModule):
         self.coords = cohort.coords             # (H·W, 2)
         self.targets = cohort.targets           # (N, H·W, C)
         self.resolution = cohort.resolution
+        self.signal_table = getattr(cohort, "signal_table", None)   # the cohort images: signals.csv
+        self._table: Tensor | None = None       # the layer's activations on the grid (precompute)
+        cohort_extra = dict(getattr(cohort, "summary_extra", None) or {})
+        self.summary_extra: dict = {
+            "data/cohort_ckpt": str(cohort_ckpt),
+            "data/cohort_run": str(getattr(cohort, "cohort_run", run_dir_of(cohort_ckpt))),
+            "data/source": cohort_extra.get("data/source"),
+            "data/resolution": list(self.resolution),
+            "data/overrides": cohort_extra.get("data/overrides", {}),
+            "data/backbone": self.backbone,
+            "data/layer": self.layer,
+            "data/coords": self.mode,
+            "data/freeze_random_prefix": self.random_prefix,
+            "sae/encoder": self.encoder,
+        }
 
     # -- facts for the model ----------------------------------------------------------------------
     @property
     def d_in(self) -> int:
         return self.net.cfg.width
+
+    def describe(self) -> str:
+        """``SIREN layer 2 (cohort encoder)``: what a figure title names."""
+        return f"{self.backbone.upper()} layer {self.layer} ({self.encoder} encoder)"
 
     # No ``num_signals``/``num_channels`` attributes on purpose: the CLI links those into the model when the data
     # has them, and an SAE has no heads to size (the cohort's count is ``len(self.images)``).
@@ -169,13 +179,20 @@ class ActivationDataModule(L.LightningDataModule):
         return torch.cat(out) if out else coords.new_zeros(0, self.d_in)
 
     def grid_activations(self, device: torch.device | str = "cpu") -> Tensor:
-        """Activations on the full evaluation grid ``(H·W, width)``."""
-        return self.activations_at(self.coords.to(device))
+        """Activations on the full grid ``(H·W, width)``: the precomputed table (computed on first use, moved
+        to ``device``), or computed afresh with ``precompute: false``."""
+        if not self.precompute:
+            return self.activations_at(self.coords.to(device))
+        if self._table is None or self._table.device != torch.device(device):
+            self._table = self.activations_at(self.coords.to(device))
+        return self._table
 
     def init_sample(self, n: int, device: torch.device | str = "cpu") -> Tensor:
         """A deterministic sample of ≤ ``n`` activations from the training distribution (same on every rank)."""
         if self.mode == "grid":
             idx = step_indices(len(self.coords), n, self.seed, -1, 0)
+            if self.precompute:
+                return self.grid_activations(device)[idx.to(device)]
             return self.activations_at(self.coords[idx].to(device))
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + 7)
         return self.activations_at((torch.rand(n, 2, generator=g) * 2 - 1).to(device))
@@ -185,7 +202,8 @@ class ActivationDataModule(L.LightningDataModule):
         return self.trainer.current_epoch if self.trainer is not None else 0
 
     def train_dataloader(self) -> DataLoader:
-        steps = ActivationSteps(self.coords, self.mode, self.batch_size, self.steps_per_epoch, self.seed, self._epoch)
+        steps = ActivationSteps(self.coords, self.mode, self.batch_size, self.steps_per_epoch, self.seed, self._epoch,
+                                indices=self.mode == "grid" and self.precompute)
         return DataLoader(steps, batch_size=None)
 
     def _full_grid(self) -> DataLoader:
@@ -195,6 +213,10 @@ class ActivationDataModule(L.LightningDataModule):
     test_dataloader = _full_grid
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
-        if isinstance(batch, dict) and "coords" in batch and "x" not in batch:
+        if not isinstance(batch, dict) or "x" in batch:
+            return batch
+        if "index" in batch and self.precompute:
+            batch["x"] = self.grid_activations(batch["index"].device)[batch["index"]]
+        elif "coords" in batch:
             batch["x"] = self.activations_at(batch["coords"])
         return batch

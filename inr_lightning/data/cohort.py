@@ -6,13 +6,12 @@ source's order (for MRI: through the brain), are held out for fitting new signal
 
 ``SignalDataModule`` is configured in full (the cohort stage).  ``CohortRunDataModule`` serves the data of
 a cohort *run*: every data setting comes from that run's ``config.yaml`` unless given explicitly, and an
-explicit setting that differs is printed and recorded (the fitting stage).  Every run writes
-``signals.csv`` (which image is signal *i*) and the data settings it used into ``summary.json``.
+explicit setting that differs is printed and recorded (the fitting stage).  Both record the data settings
+they used (``summary_extra`` → ``summary.json``) and which image is signal *i* (``signal_table`` → ``signals.csv``).
 """
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 
@@ -95,18 +94,11 @@ class SignalDataModule(L.LightningDataModule):
             "data/num_signals": num_signals, "data/num_heldout": num_heldout, "data/served": self.num_signals,
             "data/seed": seed}
 
-    def setup(self, stage: str) -> None:
-        """Writes ``<run>/signals.csv``: which image is signal *i*, its split and its preprocessing."""
-        trainer = self.trainer
-        if trainer is None or not trainer.is_global_zero or stage != "fit":
-            return
-        path = Path(trainer.default_root_dir) / "signals.csv"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["index", "name", "split", "resolution", "channels", "aspect"])
-            for i, name in enumerate(self.signal_names):
-                writer.writerow([i, name, self.split, "x".join(map(str, self.resolution)), self.channels, self.aspect])
+    def signal_table(self) -> list[dict]:
+        """One row per served signal: which image it is, its split and its preprocessing (``signals.csv``)."""
+        size = "x".join(map(str, self.resolution))
+        return [{"index": i, "name": name, "split": self.split, "resolution": size, "channels": self.channels,
+                 "aspect": self.aspect} for i, name in enumerate(self.signal_names)]
 
     @property
     def num_signals(self) -> int:

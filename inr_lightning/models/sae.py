@@ -4,8 +4,17 @@ The data module (``ActivationDataModule``) owns the frozen INR and serves activa
 SAE only (its checkpoint holds nothing else).  The SAE's input width is read from the data module at
 ``setup`` and stored as the hyper-parameter ``d_in``.
 
-Loss: Σ_local ‖x − x̂‖² + aux_weight · AuxK, divided by (global batch · d_in) and scaled by the world size,
-so DDP's gradient average equals the single-process gradient on the union of the shards exactly.
+Loss (as in Gao et al. 2024), on inputs divided by the SAE's ``input_scale`` (their mean norm):
+Σ‖x − x̂‖² / Σ‖x − x̄‖² + aux_weight · AuxK / Σ‖e − ē‖², each sum over the global batch, e the residual the
+dead atoms reconstruct.  The denominators are all-reduced and the loss is scaled by the world size, so
+DDP's gradient average equals the single-process gradient on the union of the shards exactly.
+
+Learning rate: linear warm-up over ``warmup_steps``, then constant, then a decay to 0 (``decay``: linear or
+cosine) over the last ``decay_fraction`` of ``trainer.max_steps``.
+
+Curves: every training step's batch FVU and every evaluation's FVU and dead fraction are kept (and
+checkpointed); ``<run>/sae_curves.png`` and ``<run>/sae_curves.csv`` are rewritten at each evaluation and at
+the end of training.
 
 Evaluation (validation/test) runs over the full grid, each rank on its shard, with float64 sums and
 per-atom fire counts all-reduced across ranks: ``sae/fvu``, ``sae/explained_variance``, ``sae/l0``,
@@ -15,6 +24,11 @@ the layer, remaining layers and every head, mean over cohort images), ``sae/inr_
 
 from __future__ import annotations
 
+import csv
+import math
+import time
+from pathlib import Path
+
 import lightning as L
 import torch
 from torch import Tensor
@@ -22,9 +36,24 @@ from torch import Tensor
 from inr_lightning.analysis import sae_metrics
 from inr_lightning.errors import InputError
 from inr_lightning.models.base import check_lr
-from inr_lightning.nn.sae import B_PRE_INITS, TopKSAE
+from inr_lightning.nn.sae import B_PRE_INITS, TopKSAE, spread_from_sums
 
 SAE_TYPES = ("topk",)
+# train_*: one entry per training step; the others one per evaluation (seconds: wall-clock since the fit started)
+CURVE_KEYS = ("train_step", "train_fvu", "step", "seconds", "fvu", "dead_fraction")
+DECAYS = ("none", "linear", "cosine")
+
+
+def lr_factor(step: int, total: int, warmup: int, decay: str, decay_fraction: float) -> float:
+    """Multiplier of the base learning rate at optimizer step ``step`` (0-based) of ``total``."""
+    factor = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+    if decay == "none" or total <= 0 or decay_fraction <= 0:
+        return factor
+    start = total - decay_fraction * total
+    if step < start:
+        return factor
+    t = min(1.0, (step - start) / max(total - start, 1.0))
+    return factor * ((1.0 - t) if decay == "linear" else 0.5 * (1.0 + math.cos(math.pi * t)))
 
 
 class SAEModule(L.LightningModule):
@@ -33,13 +62,17 @@ class SAEModule(L.LightningModule):
     Args:
         n_atoms: dictionary size (4096).
         k: active atoms per coordinate (32).
-        lr: Adam learning rate (2e-4/√(n_atoms/2¹⁴) = 4e-4 for 4096 atoms).
+        lr: Adam learning rate; ``None`` = ``lr_base``/√(n_atoms/2¹⁴), the reference's scaling with the
+            dictionary size.
+        lr_base: the rate that rule gives 2¹⁴ atoms (reference: 2e-4).
         warmup_steps: linear learning-rate warm-up.
+        decay: learning-rate decay at the end of training: ``none``, ``linear`` or ``cosine`` (to 0).
+        decay_fraction: share of ``trainer.max_steps`` (the last ones) over which the rate decays.
         k_aux: dead atoms used by AuxK; ``None`` = d_in / 2.
-        aux_weight: weight of the AuxK loss (1/32); 0 turns it off.
+        aux_weight: weight of the AuxK loss (1/32), normalised by the residual's spread; 0 turns it off.
         dead_window: samples without firing after which an atom counts as dead (for AuxK).
         b_pre_init: ``median`` (geometric), ``mean`` or ``zero``.
-        init_samples: activations sampled for ``b_pre``.
+        init_samples: activations sampled for ``b_pre`` and the input scale (mean input norm).
         dense_threshold: an atom firing on more than this share of the grid is *dense*.
         eval_chunk: coordinates per pass during evaluation.
         sae_type: ``topk`` (the only one so far).
@@ -49,7 +82,9 @@ class SAEModule(L.LightningModule):
 
     checkpoint_monitor = ("sae/fvu", "min")
 
-    def __init__(self, n_atoms: int = 4096, k: int = 32, lr: float = 4e-4, warmup_steps: int = 100,
+    def __init__(self, n_atoms: int = 4096, k: int = 32, lr: float | None = None, lr_base: float = 2e-4,
+                 warmup_steps: int = 100,
+                 decay: str = "linear", decay_fraction: float = 0.2,
                  k_aux: int | None = None, aux_weight: float = 1 / 32, dead_window: int = 1_000_000,
                  b_pre_init: str = "median", init_samples: int = 16384, dense_threshold: float = 0.1,
                  eval_chunk: int = 16384, sae_type: str = "topk", init_seed: int = 0, d_in: int | None = None) -> None:
@@ -62,15 +97,23 @@ class SAEModule(L.LightningModule):
             raise InputError(f"b_pre_init must be one of {', '.join(B_PRE_INITS)}, got {b_pre_init!r}")
         if not aux_weight >= 0 or int(warmup_steps) < 0 or int(init_samples) < 1 or int(eval_chunk) < 1:
             raise InputError("aux_weight and warmup_steps must be ≥ 0, init_samples and eval_chunk ≥ 1")
-        self.lr = check_lr(lr)
+        if decay not in DECAYS:
+            raise InputError(f"decay must be one of {', '.join(DECAYS)}, got {decay!r}")
+        if not 0 <= decay_fraction <= 1:
+            raise InputError(f"decay_fraction must be between 0 and 1, got {decay_fraction!r}")
+        if int(n_atoms) < 1:
+            raise InputError(f"n_atoms must be ≥ 1, got {n_atoms!r}")
+        self.lr = check_lr(check_lr(lr_base) / math.sqrt(int(n_atoms) / 2 ** 14) if lr is None else lr)
         self.save_hyperparameters()
         # With d_in unknown the SAE's parameters stay uninitialised until ``setup`` reads the width from the
         # data; they exist from here on, so an optimizer the CLI builds before ``setup`` can hold them.
         self.sae = TopKSAE(d_in, n_atoms, k, k_aux, dead_window, seed=init_seed)
-        self.summary_extra: dict = {}
-        self.last_fire_counts: Tensor | None = None   # per-atom fire counts on the full grid (latest evaluation)
+        self.summary_extra: dict = {"sae/lr": self.lr}
+        self.curves: dict[str, list] = {key: [] for key in CURVE_KEYS}
         self._sums: dict | None = None
         self._values = 0.0
+        self._clock: float | None = None   # wall-clock start of this fit (curves' "seconds" column)
+        self.title = f"SAE, {n_atoms} atoms, k = {k}"   # names the data once ``setup`` has seen it
 
     def setup(self, stage: str) -> None:
         d_in = getattr(self.trainer.datamodule, "d_in", None) if self._trainer is not None else None
@@ -81,31 +124,51 @@ class SAEModule(L.LightningModule):
             return
         self.sae.materialize(int(d_in))
         self.hparams["d_in"] = int(d_in)  # saved with the checkpoint: the SAE can be rebuilt without the data
+        describe = getattr(self.trainer.datamodule, "describe", None)
+        where = describe() if callable(describe) else "SAE"
+        self.title = f"{where}, {self.sae.n_atoms} atoms, k = {self.sae.k}"
 
     # -- training ---------------------------------------------------------------------------------
     def on_fit_start(self) -> None:
-        if not bool(self.sae.initialized):  # fresh run (a resumed run restores b_pre from its checkpoint)
+        self._clock = time.perf_counter()
+        if not bool(self.sae.initialized):  # fresh run (a resumed run restores s and b_pre from its checkpoint)
             sample = self.trainer.datamodule.init_sample(self.hparams.init_samples, self.device)
+            self.sae.init_input_scale(sample)
             self.sae.init_b_pre(sample, self.hparams.b_pre_init)
+        self.summary_extra["sae/input_scale"] = float(self.sae.input_scale)
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         x, total = batch["x"], int(batch["num_samples"])
         out = self.sae(x)
-        sse = ((out.x_hat - x) ** 2).sum()
-        aux = self.sae.aux_sse(x, out.x_hat, out.pre) if self.hparams.aux_weight > 0 else sse.new_zeros(())
+        scale = self.sae.input_scale
+        sse = (((out.x_hat - x) / scale) ** 2).sum()            # in the normalised units
+        use_aux = self.hparams.aux_weight > 0 and bool(self.sae.dead_mask().any())
+        aux = self.sae.aux_sse(x, out.x_hat, out.pre) if use_aux else sse.new_zeros(())
         world = self.trainer.world_size
-        loss = (sse + self.hparams.aux_weight * aux) / (total * x.shape[-1]) * world
         with torch.no_grad():
             counts = sae_metrics.fire_counts(out.vals, out.idx, self.sae.n_atoms)
-            stats = torch.stack([sse.detach().double(), aux.detach().double(), (out.vals > 0).sum().double()])
+            sums = torch.cat([self.sae.normalized_sums(x), self.sae.normalized_sums(x - out.x_hat),
+                              torch.stack([sse.detach().double(), aux.detach().double(),
+                                           (out.vals > 0).sum().double()])])
             if world > 1:
                 counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
-                stats = self.trainer.strategy.reduce(stats, reduce_op="sum")
+                sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
+            d = x.shape[-1]
+            spread_x = spread_from_sums(sums[:d + 1], total).clamp_min(1e-30)
+            spread_e = spread_from_sums(sums[d + 1:2 * d + 2], total).clamp_min(1e-30)
+            sse_all, aux_all, active = sums[2 * d + 2:]
             self.sae.update_dead(counts, total)
-        self.log("train/mse", stats[0] / (total * x.shape[-1]), prog_bar=True)
-        self.log("train/aux_mse", stats[1] / (total * x.shape[-1]))
-        self.log("train/l0", stats[2] / total)
+        loss = (sse / spread_x.to(sse.dtype) + self.hparams.aux_weight * aux / spread_e.to(sse.dtype)) * world
+        scale2 = float(scale) ** 2
+        fvu = sse_all / spread_x
+        self.log("train/mse", sse_all * scale2 / (total * d), prog_bar=True)   # in the original units
+        self.log("train/fvu", fvu)
+        self.log("train/aux_mse", aux_all * scale2 / (total * d))
+        self.log("train/aux_loss", aux_all / spread_e)
+        self.log("train/l0", active / total)
         self.log("train/dead_fraction_window", self.sae.dead_mask().float().mean())
+        self.curves["train_step"].append(int(self.global_step))
+        self.curves["train_fvu"].append(float(fvu))
         return loss
 
     def on_before_optimizer_step(self, optimizer) -> None:
@@ -117,11 +180,39 @@ class SAEModule(L.LightningModule):
 
     def configure_optimizers(self):
         opt = torch.optim.Adam(self.sae.parameters(), lr=self.lr)
-        warmup = int(self.hparams.warmup_steps)
-        if warmup == 0:
+        hp = self.hparams
+        total = int(self.trainer.max_steps) if self._trainer is not None and self.trainer.max_steps > 0 else 0
+        if total <= 0 and self._trainer is not None:
+            estimated = self.trainer.estimated_stepping_batches
+            total = int(estimated) if math.isfinite(estimated) else 0
+        if int(hp.warmup_steps) == 0 and (hp.decay == "none" or total <= 0):
             return opt
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))
+        args = (total, int(hp.warmup_steps), hp.decay, float(hp.decay_fraction))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, *args))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # -- curves -----------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["sae_curves"] = {key: list(values) for key, values in self.curves.items()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = checkpoint.get("sae_curves") or {}
+        self.curves = {key: list(saved.get(key, [])) for key in CURVE_KEYS}
+
+    def write_curves(self) -> None:
+        """``<run>/sae_curves.png`` and ``.csv`` (rank 0): FVU (training batches and full-grid evaluations,
+        log scale) and the dead fraction on the grid, against the step."""
+        if self._trainer is None or not self.trainer.is_global_zero or not self.curves["train_step"]:
+            return
+        run = Path(self.trainer.default_root_dir)
+        run.mkdir(parents=True, exist_ok=True)
+        with open(run / "sae_curves.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["step", "seconds", "fvu", "dead_fraction"])
+            w.writerows(zip(*(self.curves[key] for key in ("step", "seconds", "fvu", "dead_fraction"))))
+        from inr_lightning.callbacks.atoms import plot_curves
+
+        plot_curves(run / "sae_curves.png", self.curves, title=self.title)
 
     # -- evaluation -------------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
@@ -171,10 +262,20 @@ class SAEModule(L.LightningModule):
         # Every rank holds the same all-reduced values: no further sync needed.
         for key, value in metrics.items():
             self.log(f"sae/{key}", value, prog_bar=key in ("fvu", "l0"))
-        self.last_fire_counts = sums["fire"].cpu()
         self._sums = None
+        if self.trainer.state.fn == "fit" and (not self.curves["step"] or self.curves["step"][-1] != self.global_step):
+            self.curves["step"].append(int(self.global_step))
+            elapsed = time.perf_counter() - self._clock if self._clock is not None else math.nan
+            self.curves["seconds"].append(round(elapsed, 3))
+            self.curves["fvu"].append(metrics["fvu"])
+            self.curves["dead_fraction"].append(metrics["dead_fraction"])
+            if not self.trainer.sanity_checking:
+                self.write_curves()
 
     def on_validation_epoch_end(self) -> None:
         self._log_evaluation()
 
     on_test_epoch_end = on_validation_epoch_end
+
+    def on_train_end(self) -> None:
+        self.write_curves()

@@ -1,6 +1,11 @@
 """TopK sparse autoencoder (Gao et al. 2024) for INR activations.
 
-    z = TopK_k(ReLU(W_enc (x − b_pre) + b_enc)),   x̂ = W_dec z + b_pre
+    z = TopK_k(ReLU(W_enc (x/s − b_pre) + b_enc)),   x̂ = s · (W_dec z + b_pre)
+
+``s`` (the buffer ``input_scale``) is the mean input norm of a sample, set once before training
+(``init_input_scale``): the SAE works on inputs of unit mean norm whatever the layer's scale, so one learning
+rate and one AuxK weight fit every layer.  It is stored with the SAE and undone on decode: inputs, outputs
+and the codes a caller sees (``vals`` = s·z, so x̂ = Σ vals_a · d_a + s·b_pre) are in the original units.
 
 Exactly ``k`` atoms are selected per input (some of them may be 0 after the ReLU), so atom maps and
 ablations never depend on the batch.  Decoding uses only the ``k`` selected atoms (``embedding_bag`` over
@@ -14,18 +19,22 @@ autograd path; gradients equal it within fp32 rounding (tested).
 
 Training-time rules the owner (a LightningModule or a plain loop) applies through methods of this class:
 
-- ``init_b_pre(sample)`` once before training: b_pre = mean or geometric median of a sample.
+- ``init_input_scale(sample)`` then ``init_b_pre(sample)`` once before training: s = mean ‖x‖, b_pre = mean
+  or geometric median of the normalised sample.
 - ``project_decoder_grad()`` after backward, before the optimizer step: removes the gradient component
   parallel to each decoder row; ``normalize_decoder()`` after the step: rows back to unit norm.
 - ``update_dead(fire_counts, num_samples)`` after each step, with fire counts summed over all processes:
   an atom is *dead* once it has not fired for ``dead_window`` samples.  ``aux_sse`` is the AuxK term: the
-  top ``k_aux`` dead atoms reconstruct the (detached) residual ``x − x̂``.
+  top ``k_aux`` dead atoms reconstruct the (detached) residual ``x − x̂``.  ``normalized_sums`` gives the
+  squared error and the spread of a target in the normalised units, so a caller can divide one by the other
+  (the reference normalises the main loss by the input's variance and AuxK by the residual's).
 
 Shapes: inputs ``(B, d_in)``; decoder rows ``W_dec (n_atoms, d_in)``; codes as ``vals (B, k)``, ``idx (B, k)``.
 """
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -38,10 +47,10 @@ B_PRE_INITS = ("mean", "median", "zero")
 
 
 class SAEOutput(NamedTuple):
-    x_hat: Tensor  # (B, d_in)
-    vals: Tensor   # (B, k) code values of the selected atoms (≥ 0)
+    x_hat: Tensor  # (B, d_in) in the input's units
+    vals: Tensor   # (B, k) code values of the selected atoms (≥ 0), in the input's units (s · z)
     idx: Tensor    # (B, k) indices of the selected atoms
-    pre: Tensor    # (B, n_atoms) W_enc (x − b_pre) + b_enc before the ReLU, no autograd (AuxK selects from it)
+    pre: Tensor    # (B, n_atoms) W_enc (x/s − b_pre) + b_enc before the ReLU, no autograd (AuxK selects from it)
 
 
 class SelectedCodes(torch.autograd.Function):
@@ -131,6 +140,7 @@ class TopKSAE(nn.Module):
         self.W_enc = nn.UninitializedParameter()
         self.b_pre = nn.UninitializedParameter()
         self.register_buffer("samples_since_fired", torch.zeros(n_atoms, dtype=torch.long))
+        self.register_buffer("input_scale", torch.ones(()))  # s: mean input norm (init_input_scale)
         self.register_buffer("initialized", torch.tensor(False))
         if d_in is not None:
             self.materialize(int(d_in))
@@ -154,28 +164,29 @@ class TopKSAE(nn.Module):
             param.copy_(value)
 
     # -- encode / decode --------------------------------------------------------------------------
-    def pre_activations(self, x: Tensor) -> Tensor:
-        return F.relu(F.linear(x - self.b_pre, self.W_enc, self.b_enc))
+    def codes_before_topk(self, x: Tensor) -> Tensor:
+        """``(B, n_atoms)``: s · ReLU(W_enc (x/s − b_pre) + b_enc), every atom's code before the top-k (dense)."""
+        return F.relu(F.linear(x / self.input_scale - self.b_pre, self.W_enc, self.b_enc)) * self.input_scale
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``(vals, idx)``, each ``(B, k)``."""
-        return self.pre_activations(x).topk(self.k, dim=-1)
+        """``(vals, idx)``, each ``(B, k)``; ``vals`` in the input's units."""
+        return self.codes_before_topk(x).topk(self.k, dim=-1)
 
     def decode(self, vals: Tensor, idx: Tensor, bias: bool = True) -> Tensor:
-        """Sparse decode: the weighted sum of the ``k`` selected decoder rows (plus ``b_pre``)."""
+        """Sparse decode: the weighted sum of the ``k`` selected decoder rows (plus s · ``b_pre``)."""
         out = F.embedding_bag(idx, self.W_dec, per_sample_weights=vals.to(self.W_dec.dtype), mode="sum")
-        return out + self.b_pre if bias else out
+        return out + self.b_pre * self.input_scale if bias else out
 
     def dense_codes(self, vals: Tensor, idx: Tensor) -> Tensor:
         """``(B, n_atoms)`` code vectors (reference path and atom maps)."""
         return vals.new_zeros(vals.shape[0], self.n_atoms).scatter(1, idx, vals)
 
     def decode_dense(self, z: Tensor) -> Tensor:
-        """Reference decode from dense codes ``z (B, n_atoms)``."""
-        return z @ self.W_dec + self.b_pre
+        """Reference decode from dense codes ``z (B, n_atoms)`` in the input's units."""
+        return z @ self.W_dec + self.b_pre * self.input_scale
 
     def forward(self, x: Tensor) -> SAEOutput:
-        xc = x - self.b_pre
+        xc = x / self.input_scale - self.b_pre
         with torch.no_grad():  # dense only where it must be: the top-k selection
             # [xc, 1] · [W_enc, b_enc]ᵀ: the bias inside the GEMM, no (B, n_atoms) bias copy.  The ReLU is
             # monotone, so the top-k of the raw pre-activations selects the same codes (ties at 0 aside, whose
@@ -183,7 +194,7 @@ class TopKSAE(nn.Module):
             ones = torch.ones(xc.shape[0], 1, dtype=xc.dtype, device=xc.device)
             pre = torch.cat([xc, ones], 1) @ torch.cat([self.W_enc, self.b_enc[:, None]], 1).T
             idx = pre.topk(self.k, dim=-1).indices
-        vals = SelectedCodes.apply(xc, self.W_enc, self.b_enc, pre, idx, None)
+        vals = SelectedCodes.apply(xc, self.W_enc, self.b_enc, pre, idx, None) * self.input_scale
         return SAEOutput(self.decode(vals, idx), vals, idx, pre)
 
     # -- dead atoms and AuxK ----------------------------------------------------------------------
@@ -198,8 +209,9 @@ class TopKSAE(nn.Module):
 
     def aux_sse(self, x: Tensor, x_hat: Tensor, pre: Tensor) -> Tensor:
         """AuxK: sum of squared errors of the top-``k_aux`` *dead* atoms' reconstruction of the residual
-        (no decoder bias, residual detached).  0 when no atom is dead.  ``pre``: ``forward``'s dense
-        pre-activations, read for the selection only (gradients go through ``SelectedCodes``)."""
+        (no decoder bias, residual detached), in the normalised units (divided by s²).  0 when no atom is
+        dead.  ``pre``: ``forward``'s dense pre-activations, read for the selection only (gradients go
+        through ``SelectedCodes``)."""
         dead = self.dead_mask()
         n_dead = int(dead.sum())
         if n_dead == 0:
@@ -208,9 +220,16 @@ class TopKSAE(nn.Module):
         with torch.no_grad():
             idx = (pre * mask).topk(min(self.k_aux, n_dead), dim=-1).indices
         # Gradients reach W_enc, b_enc, b_pre through the selected dead atoms only (as through ``pre * dead``).
-        vals = SelectedCodes.apply(x - self.b_pre, self.W_enc, self.b_enc, pre, idx, mask)
-        residual = (x - x_hat).detach()
+        vals = SelectedCodes.apply(x / self.input_scale - self.b_pre, self.W_enc, self.b_enc, pre, idx, mask)
+        residual = (x - x_hat).detach() / self.input_scale
         return ((self.decode(vals, idx, bias=False) - residual) ** 2).sum()
+
+    @torch.no_grad()
+    def normalized_sums(self, target: Tensor) -> Tensor:
+        """``[Σ‖t‖², Σ t (d,)]`` of ``target / s`` in float64, flattened: what a caller all-reduces to get the
+        spread Σ‖t − mean t‖² of a (global) batch in the normalised units (``spread_from_sums``)."""
+        t = target.detach().double() / self.input_scale.double()
+        return torch.cat([(t ** 2).sum().reshape(1), t.sum(0)])
 
     # -- constraints and initialisation -----------------------------------------------------------
     @torch.no_grad()
@@ -228,10 +247,18 @@ class TopKSAE(nn.Module):
         self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12))
 
     @torch.no_grad()
+    def init_input_scale(self, sample: Tensor) -> None:
+        """s = mean ‖x‖ of a sample of activations ``(B, d_in)`` (1 if the sample is all zeros)."""
+        norm = float(sample.double().norm(dim=1).mean()) if len(sample) else 0.0
+        self.input_scale.fill_(norm if math.isfinite(norm) and norm > 0 else 1.0)
+
+    @torch.no_grad()
     def init_b_pre(self, sample: Tensor, method: str = "median") -> None:
-        """``b_pre`` from a sample of activations ``(B, d_in)``: ``mean``, geometric ``median`` or ``zero``."""
+        """``b_pre`` from a sample of activations ``(B, d_in)`` (divided by s first): ``mean``, geometric
+        ``median`` or ``zero``."""
         if method not in B_PRE_INITS:
             raise InputError(f"b_pre_init must be one of {', '.join(B_PRE_INITS)}, got {method!r}")
+        sample = sample.double() / float(self.input_scale)
         if method == "mean":
             value = sample.double().mean(0)
         elif method == "median":
@@ -243,3 +270,8 @@ class TopKSAE(nn.Module):
 
     def extra_repr(self) -> str:
         return f"d_in={self.d_in}, n_atoms={self.n_atoms}, k={self.k}, k_aux={self.k_aux}, dead_window={self.dead_window}"
+
+
+def spread_from_sums(sums: Tensor, n: int | float) -> Tensor:
+    """Σ‖t − mean t‖² from ``normalized_sums`` (summed over chunks or ranks) of ``n`` rows."""
+    return (sums[0] - (sums[1:] ** 2).sum() / max(float(n), 1.0)).clamp_min(0)

@@ -1,16 +1,33 @@
-"""SAE stage end to end: activations data, the shipped configs, one-line errors, and DDP equal to one process."""
+"""SAE stage end to end: activations data, the shipped configs, one-line errors, learning on crafted data, and
+DDP equal to one process."""
 
+import math
 
+import lightning as L
 import pytest
 import torch
 from conftest import TINY, assert_relative_close, fit_single_and_ddp, read_summary, run_cli
+from torch.utils.data import DataLoader
 
 from inr_lightning.data import ActivationDataModule
 from inr_lightning.data.activations import step_coordinates
+from inr_lightning.data.grid import step_indices
+from inr_lightning.errors import InputError
+from inr_lightning.models import SAEModule
+from inr_lightning.models.sae import lr_factor
 
 SAE_TINY = ["--model.init_args.n_atoms=64", "--model.init_args.k=4", "--model.init_args.warmup_steps=2",
             "--model.init_args.dead_window=300", "--data.init_args.batch_size=96", "--data.init_args.steps_per_epoch=2",
             "--trainer.max_steps=4", "--trainer.enable_progress_bar=false", "--trainer.callbacks.init_args.top_atoms=4"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny problems: one thread is faster, and steadier on a loaded machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +43,7 @@ def cohorts(tmp_path_factory):
     return out
 
 
-def test_activation_data_shards_and_control(cohorts):
+def test_activation_data_table_shards_and_provenance(cohorts, capsys):
     dm = ActivationDataModule(str(cohorts["ffmlp"]), layer=1, batch_size=50, coords="continuous", steps_per_epoch=2)
     assert dm.d_in == 16 and dm.targets.shape == (10, 256, 1) and dm.resolution == (16, 16)
     acts = dm.net.activations(dm.coords)[1][0]
@@ -37,10 +54,120 @@ def test_activation_data_shards_and_control(cohorts):
     assert sum(len(s) for s in shards) == 50 and not set(map(tuple, shards[0].tolist())) & set(map(tuple, shards[1].tolist()))
     batch = dm.on_after_batch_transfer({"coords": glob, "num_samples": 50}, 0)
     torch.testing.assert_close(batch["x"], dm.net.activations(glob)[1][0])
-    control = ActivationDataModule(str(cohorts["ffmlp"]), layer=1, untrained_control=True)
-    torch.testing.assert_close(control.net.encoder.features.B, dm.net.encoder.features.B)  # fixed features kept
-    assert not torch.allclose(control.net.encoder.linear(0).weight, dm.net.encoder.linear(0).weight)
-    torch.testing.assert_close(control.net.heads.out.weight, dm.net.heads.out.weight)
+    # Grid mode: batches carry row indices, the rows come from the table computed once.
+    grid = ActivationDataModule(str(cohorts["ffmlp"]), layer=1, batch_size=50, steps_per_epoch=2, backbone="ffmlp")
+    train = next(iter(grid.train_dataloader()))
+    assert "coords" not in train and train["index"].shape == (50,) and train["num_samples"] == 50
+    torch.testing.assert_close(train["index"], step_indices(256, 50, 0, 0, 0))
+    x = grid.on_after_batch_transfer(dict(train), 0)["x"]
+    torch.testing.assert_close(x, dm.net.activations(grid.coords[train["index"]])[1][0])
+    table = grid.grid_activations()
+    assert grid.grid_activations() is table  # computed once
+    fresh = ActivationDataModule(str(cohorts["ffmlp"]), layer=1, batch_size=50, precompute=False)
+    torch.testing.assert_close(fresh.on_after_batch_transfer(
+        {"coords": grid.coords[train["index"]], "num_samples": 50}, 0)["x"], x)
+    extra = grid.summary_extra
+    assert extra["data/cohort_run"] == str(cohorts["ffmlp"].parent.parent) and extra["data/resolution"] == [16, 16]
+    assert extra["data/source"] == "MRISlices(min_brain_fraction=0.15, axis=axial)" and extra["data/overrides"] == {}
+    assert extra["sae/encoder"] == "cohort" and grid.describe() == "FFMLP layer 1 (cohort encoder)"
+    # An explicit resolution that differs from the cohort's: one line, and recorded.
+    capsys.readouterr()
+    low = ActivationDataModule(str(cohorts["ffmlp"]), layer=1, resolution=8)
+    err = [line for line in capsys.readouterr().err.splitlines() if "resolution" in line]
+    assert len(err) == 1 and "[8, 8]" in err[0] and "[16, 16]" in err[0]
+    assert low.summary_extra["data/overrides"]["resolution"] == {"value": [8, 8], "cohort": [16, 16]}
+    assert low.summary_extra["data/resolution"] == [8, 8] and low.grid_activations().shape == (64, 16)
+
+
+def test_backbone_mismatch_and_untrained_flag_are_one_line_errors(cohorts):
+    with pytest.raises(InputError, match=r"^backbone 'siren' of the config disagrees with the cohort checkpoint .*\(ffmlp\)"):
+        ActivationDataModule(str(cohorts["ffmlp"]), backbone="siren")
+    with pytest.raises(InputError, match="freeze_random_prefix=1") as info:
+        ActivationDataModule(str(cohorts["ffmlp"]), layer=1, untrained_control=True)
+    assert "\n" not in str(info.value)
+
+
+class _LowRank(L.LightningDataModule):
+    """Crafted activations: every sample is a non-negative mix of 2 of 12 fixed directions in 24 dims, plus an
+    offset, times ``scale`` — an SAE with ≥ 12 atoms and k ≥ 2 can reconstruct it almost exactly, a bias
+    cannot (FVU 1)."""
+
+    d_in = 24
+
+    def __init__(self, scale: float = 1.0, steps: int = 200, batch: int = 256) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        dirs = torch.randn(12, self.d_in, generator=g)
+        codes = torch.zeros(4096, 12)
+        for row, pair in enumerate(torch.randint(0, 12, (4096, 2), generator=g)):
+            codes[row, pair] = torch.rand(2, generator=g) + 0.5
+        self.x = (codes @ dirs + torch.randn(self.d_in, generator=g)) * scale
+        self.steps, self.batch = steps, batch
+
+    def init_sample(self, n, device="cpu"):
+        return self.x[:n].to(device)
+
+    def train_dataloader(self):
+        g = torch.Generator().manual_seed(1)
+        idx = [torch.randint(0, len(self.x), (self.batch,), generator=g) for _ in range(self.steps)]
+        return DataLoader([{"x": self.x[i], "num_samples": self.batch} for i in idx], batch_size=None)
+
+
+def _fit_low_rank(scale: float, tmp_path, steps: int = 200, **kwargs) -> tuple[SAEModule, _LowRank]:
+    L.seed_everything(0)
+    data = _LowRank(scale, steps)
+    model = SAEModule(**{"n_atoms": 32, "k": 4, "warmup_steps": 10, "lr": 3e-3, "dead_window": 2048, **kwargs})
+    trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path,
+                        gradient_clip_val=1.0)
+    trainer.fit(model, data)
+    return model, data
+
+
+def _fvu(x, x_hat):
+    return float(((x - x_hat) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
+
+
+def test_sae_learns_crafted_low_rank_data_far_beyond_its_bias(tmp_path):
+    model, data = _fit_low_rank(1.0, tmp_path)
+    sae, x = model.sae.eval(), data.x
+    with torch.no_grad():
+        out = sae(x)
+        bias_only = sae.decode(torch.zeros_like(out.vals), out.idx).expand_as(x)  # what a bias-only SAE outputs
+    fvu, fvu_bias = _fvu(x, out.x_hat), _fvu(x, bias_only)
+    assert fvu <= 0.05, fvu
+    assert fvu_bias >= 0.99 and 1 - fvu >= 0.95  # explained variance vs the bias-only baseline (≤ 0.01)
+    assert model.curves["train_fvu"][-1] <= 0.1 < model.curves["train_fvu"][0]
+    # Input normalisation: the scale is the data's mean norm, stored in the state, undone on decode.
+    torch.testing.assert_close(sae.input_scale, x.norm(dim=1)[:16384].mean(), rtol=1e-5, atol=0)
+    assert "input_scale" in sae.state_dict()
+
+
+def test_input_normalisation_makes_training_scale_free(tmp_path):
+    small, data = _fit_low_rank(1.0, tmp_path / "a", steps=40)
+    large, data_large = _fit_low_rank(1000.0, tmp_path / "b", steps=40)
+    torch.testing.assert_close(large.sae.input_scale / small.sae.input_scale, torch.tensor(1000.0), rtol=1e-5, atol=0)
+    torch.testing.assert_close(large.sae.W_dec, small.sae.W_dec, rtol=1e-3, atol=1e-4)
+    with torch.no_grad():
+        a, b = small.sae(data.x), large.sae(data_large.x)
+    torch.testing.assert_close(b.x_hat / 1000, a.x_hat, rtol=1e-3, atol=1e-3)  # reported in the original units
+    torch.testing.assert_close(b.vals / 1000, a.vals, rtol=1e-3, atol=1e-3)
+    assert _fvu(data_large.x, b.x_hat) == pytest.approx(_fvu(data.x, a.x_hat), rel=1e-2)
+
+
+def test_learning_rate_schedule_and_dictionary_sizes():
+    total, warm = 1000, 100
+    f = [lr_factor(s, total, warm, "linear", 0.2) for s in range(total)]
+    assert f[0] == pytest.approx(0.01) and f[99] == 1 and f[500] == 1 and f[799] == 1
+    assert f[900] == pytest.approx(0.5) and f[-1] == pytest.approx(1 / 200) and all(a >= b for a, b in zip(f[100:], f[101:]))
+    assert lr_factor(900, total, warm, "cosine", 0.2) == pytest.approx(0.5)
+    assert lr_factor(850, total, warm, "cosine", 0.2) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+    assert lr_factor(999, total, warm, "none", 0.2) == 1
+    for n_atoms, lr in ((1024, 8e-4), (4096, 4e-4), (16384, 2e-4)):  # the reference rule, by config alone
+        assert SAEModule(n_atoms=n_atoms, k=32, d_in=16).lr == pytest.approx(lr)
+        assert SAEModule(n_atoms=n_atoms, k=32, lr_base=1e-3).lr == pytest.approx(5 * lr)
+    with pytest.raises(InputError, match="decay must be one of none, linear, cosine, got 'step'"):
+        SAEModule(decay="step")
 
 
 @pytest.mark.parametrize("backbone", ["siren", "ffmlp"])
@@ -51,16 +178,30 @@ def test_sae_config_runs_a_tiny_fit(backbone, cohorts, tmp_path):
     s = read_summary(run)
     assert s["trainer/global_step"] == 4
     for key in ("fvu", "explained_variance", "l0", "dead_fraction", "dense_fraction", "cosine", "rel_bias", "psnr",
-                "inr_psnr", "psnr_drop"):
+                "inr_psnr", "psnr_drop", "input_scale"):
         assert f"sae/{key}" in s, key
-    assert 0 < s["sae/fvu"] < 1.5 and s["sae/l0"] <= 4 and 0 <= s["sae/dead_fraction"] <= 1
-    assert s["sae/psnr_drop"] == pytest.approx(s["sae/inr_psnr"] - s["sae/psnr"], abs=1e-4)
+    assert s["sae/l0"] <= 4 and 0 <= s["sae/dead_fraction"] <= 1 and s["sae/encoder"] == "cohort"
+    assert s["data/cohort_run"] == str(cohorts[backbone].parent.parent) and s["data/resolution"] == [16, 16]
+    assert s["data/backbone"] == backbone and s["data/layer"] == 2
+    for key in ("atoms/mass_radius90_median", "atoms/tiling_ratio", "atoms/content_alignment_median",
+                "atoms/align_image_median", "atoms/align_edges_median",
+                "atoms/align_foreground_median", "ablation/damage_per_support_median",
+                "ablation/damage_ep_per_support_median"):
+        assert math.isfinite(s[key]) and len(s[key + "_ci95" if "tiling" not in key else key + "_random_range95"]) == 2, key
+    # Curves: one row per evaluation (sanity check at step 0, then every 2 steps), and the picture.
+    curves = (run / "sae_curves.csv").read_text().splitlines()
+    assert curves[0] == "step,seconds,fvu,dead_fraction" and [r.split(",")[0] for r in curves[1:]] == ["0", "2", "4"]
+    assert float(curves[-1].split(",")[2]) == pytest.approx(s["sae/fvu"], rel=1e-6)
+    assert (run / "sae_curves.png").stat().st_size > 10_000
     assert s["ablation/rows_forwarded_per_grid"] <= 4  # all atoms cost ≤ k passes
     assert s["ablation/psnr_sae"] == pytest.approx(s["sae/psnr"], abs=1e-3)
     assert len(s["ablation/worst_atoms"]) == 5 and "atoms/spread_median" in s
     atoms = run / "atoms"
-    assert {"gallery.png", "worst_atoms.png", "atoms.csv", "ablation.csv"} <= {p.name for p in atoms.iterdir()}
-    assert len((atoms / "atoms.csv").read_text().splitlines()) == 65
+    assert {"gallery.png", "worst_atoms.png", "atoms.csv", "ablation.csv", "distributions.png"} <= \
+        {p.name for p in atoms.iterdir()}
+    rows = (atoms / "atoms.csv").read_text().splitlines()
+    assert len(rows) == 65 and "fire_frequency" not in rows[0]
+    assert "mass_radius90" in rows[0] and "content_alignment" in rows[0]
     assert list((run / "wandb").glob("offline-run-*"))
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["hyper_parameters"]["d_in"] == 16 and ckpt["hyper_parameters"]["n_atoms"] == 64
@@ -81,6 +222,9 @@ def test_sae_config_runs_a_tiny_fit(backbone, cohorts, tmp_path):
     ("--data.init_args.layer=7", "error: layer=7 is out of range: the cohort encoder has layers 0..4"),
     ("--model.init_args.sae_type=gated", "error: unknown SAE type 'gated'; expected one of: topk"),
     ("--data.init_args.cohort_ckpt=configs/sae/siren.yaml", "error: cohort checkpoint 'configs/sae/siren.yaml' is not a readable checkpoint"),
+    ("--backbone=ffmlp", "error: backbone 'ffmlp' of the config disagrees with the cohort checkpoint"),
+    ("--data.init_args.untrained_control=true", "error: untrained_control: true is not supported"),
+    ("--model.init_args.decay=step", "error: decay must be one of none, linear, cosine, got 'step'"),
 ])
 def test_bad_sae_values_are_one_line_errors(override, message, cohorts, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -107,6 +251,7 @@ def test_sae_two_process_ddp_equals_one_process(cohorts, tmp_path):
     assert not torch.allclose(a["sae.W_enc"], a["sae.W_dec"])  # it trained
     s1, s2 = read_summary(single), read_summary(ddp)
     assert s1["trainer/global_step"] == s2["trainer/global_step"] == 5
-    for key in ("sae/fvu", "sae/l0", "sae/dead_fraction", "sae/psnr", "train/mse", "train/aux_mse"):
+    for key in ("sae/fvu", "sae/l0", "sae/dead_fraction", "sae/psnr", "train/mse", "train/aux_mse", "train/fvu",
+                "train/aux_loss"):
         assert s1[key] == pytest.approx(s2[key], rel=1e-5, abs=1e-6), key
     assert s1["atoms/alive"] == s2["atoms/alive"]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from inr_lightning.errors import InputError
-from inr_lightning.nn.sae import TopKSAE, geometric_median
+from inr_lightning.nn.sae import TopKSAE, geometric_median, spread_from_sums
 
 
 def _sae(**kw):
@@ -94,3 +94,34 @@ def test_b_pre_init_mean_and_geometric_median():
 def test_bad_sizes_are_input_errors():
     with pytest.raises(InputError, match="k=65 must be between 1 and n_atoms=64"):
         TopKSAE(16, n_atoms=64, k=65)
+
+
+def test_input_scale_is_undone_on_decode_and_codes_match_the_dense_path():
+    sae = _sae()
+    x = torch.randn(300, 16) * 40 + 7
+    sae.init_input_scale(x)
+    sae.init_b_pre(x, "mean")
+    torch.testing.assert_close(sae.input_scale, x.norm(dim=1).mean())
+    torch.testing.assert_close(sae.b_pre * sae.input_scale, x.mean(0), rtol=1e-5, atol=1e-4)  # b_pre: normalised units
+    out = sae(x)
+    vals, idx = sae.encode(x)
+    torch.testing.assert_close(out.vals, vals, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(out.vals, sae.codes_before_topk(x).gather(1, out.idx), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(out.x_hat, sae.decode_dense(sae.dense_codes(out.vals, out.idx)), rtol=1e-5, atol=1e-3)
+    # The same SAE on inputs and parameters of another scale gives the same codes up to that scale.
+    scaled = _sae()
+    scaled.load_state_dict(sae.state_dict())
+    scaled.input_scale.mul_(1000)
+    out2 = scaled(x * 1000)
+    torch.testing.assert_close(out2.x_hat, out.x_hat * 1000, rtol=1e-4, atol=1e-2)
+    assert torch.equal(out2.idx, out.idx)
+    assert not hasattr(sae, "pre_activations")
+
+
+def test_spread_from_sums_is_the_centred_sum_of_squares_over_chunks():
+    sae = _sae()
+    sae.input_scale.fill_(2.0)
+    t = torch.randn(90, 16) + 3
+    sums = sae.normalized_sums(t[:40]) + sae.normalized_sums(t[40:])
+    expected = ((t.double() / 2 - (t.double() / 2).mean(0)) ** 2).sum()
+    torch.testing.assert_close(spread_from_sums(sums, 90), expected, rtol=1e-9, atol=1e-9)
