@@ -1,8 +1,9 @@
-"""Safe loading of cohort checkpoints, shared by every stage that starts from one.
+"""Cohort checkpoints: the one writer outside Lightning and the one safe reader, shared by every stage.
 
 ``torch.load(..., weights_only=True)`` only: a checkpoint that would need to unpickle arbitrary objects is
 refused.  The architecture is rebuilt from the checkpoint's plain hyper-parameters (``net`` is an
-``INRConfig`` dict), never from a pickled module.
+``INRConfig`` dict), never from a pickled module.  ``save_cohort`` writes the part of Lightning's layout that
+``load_cohort`` reads, for a network trained or built outside a Trainer (benchmarks, tests).
 """
 
 from __future__ import annotations
@@ -13,6 +14,25 @@ import torch
 
 from inr_lightning.errors import InputError
 from inr_lightning.nn import CohortINR, INRConfig
+
+
+COHORT_CLASS_PATH = "inr_lightning.models.CohortINRModule"
+
+
+def save_cohort(path: str | Path, net: CohortINR, class_path: str = COHORT_CLASS_PATH) -> Path:
+    """Writes ``net`` as a cohort-stage checkpoint in the layout the cohort stage's Lightning run writes:
+    ``hyper_parameters`` (``_class_path``, ``net`` as a plain ``INRConfig`` dict, ``num_signals``,
+    ``out_channels``) and ``state_dict`` with ``net.`` prefixes, on the CPU.  ``class_path`` names the
+    module that wrote it (another stage's name makes a checkpoint ``load_cohort`` refuses)."""
+    path = Path(path)
+    if net.encoder.copies != 1:
+        raise InputError(f"save_cohort writes a cohort (one shared encoder); this network has "
+                         f"{net.encoder.copies} encoder copies, expected 1")
+    hp = {"_class_path": class_path, "net": net.cfg.to_dict(), "num_signals": net.num_signals,
+          "out_channels": net.out_channels}
+    state = {f"net.{k}": v.detach().cpu() for k, v in net.state_dict().items()}
+    torch.save({"hyper_parameters": hp, "state_dict": state}, path)
+    return path
 
 
 def load_cohort(path: str | Path) -> tuple[CohortINR, dict]:
@@ -29,8 +49,8 @@ def load_cohort(path: str | Path) -> tuple[CohortINR, dict]:
                          "only checkpoints that load with weights_only=True are accepted") from None
     hp = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
     state = ckpt.get("state_dict", {}) if isinstance(ckpt, dict) else {}
-    class_path = str(hp.get("_class_path", "CohortINRModule"))
-    if not class_path.endswith("CohortINRModule") or not isinstance(hp.get("net"), dict) \
+    class_path = str(hp.get("_class_path", COHORT_CLASS_PATH))
+    if not class_path.endswith(COHORT_CLASS_PATH.rsplit(".", 1)[-1]) or not isinstance(hp.get("net"), dict) \
             or "num_signals" not in hp or "out_channels" not in hp:
         raise InputError(f"'{path}' is not a cohort-stage checkpoint (model {class_path}); expected one written "
                          "by inr_lightning.models.CohortINRModule")

@@ -38,21 +38,10 @@ def find_user_error(ex: BaseException | None) -> InputError | RunStopped | None:
     return None
 
 
-def find_input_error(ex: BaseException | None) -> InputError | None:
-    """The InputError behind an exception, following ``raise … from …`` and implicit chaining."""
-    seen = set()
-    while ex is not None and id(ex) not in seen:
-        if isinstance(ex, InputError):
-            return ex
-        seen.add(id(ex))
-        ex = ex.__cause__ or ex.__context__
-    return None
-
-
 def one_line(message: str, ex: BaseException | None = None) -> str:
-    """The sentence a user needs from a parser failure: our own InputError if one caused it, else the
+    """The sentence a user needs from a parser failure: our own error if one caused it, else the
     parser's first line and its first listed reason."""
-    cause = find_input_error(ex)
+    cause = find_user_error(ex)
     if cause is not None:
         return str(cause)
     if InputError.last_message and InputError.last_message in message:

@@ -79,7 +79,8 @@ SYNTHETIC_DATA = {"source": {"class_path": "inr_lightning.data.Synthetic",
                   "resolution": 16, "channels": 1, "aspect": "crop", "num_signals": 3, "num_heldout": 2, "seed": 0}
 
 
-def cohort_run(run_dir: Path, net, data: dict | None = None) -> Path:
+def cohort_run(run_dir: Path, net, data: dict | None = None,
+               class_path: str = "inr_lightning.models.CohortINRModule") -> Path:
     """A cohort run folder around a crafted ``net``: ``checkpoints/last.ckpt`` and the ``config.yaml`` whose data
     section later stages read (default: 3 + 2 synthetic 16×16 images).  Returns the checkpoint path."""
     import yaml
@@ -88,7 +89,7 @@ def cohort_run(run_dir: Path, net, data: dict | None = None) -> Path:
 
     run_dir = Path(run_dir)
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    ckpt = save_cohort(run_dir / "checkpoints" / "last.ckpt", net)
+    ckpt = save_cohort(run_dir / "checkpoints" / "last.ckpt", net, class_path=class_path)
     config = {"data": {"class_path": "inr_lightning.data.SignalDataModule", "init_args": data or SYNTHETIC_DATA}}
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     return ckpt

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, read_summary, run_cli, run_subprocess
+from conftest import SYNTHETIC_DATA, TINY, cohort_run, read_summary, run_cli, run_subprocess
 from PIL import Image
 
 from inr_lightning.nn import CohortINR, INRConfig
@@ -43,13 +44,12 @@ def cli_error(args: list[str], capsys, code: int = 2) -> str:
 
 def fake_cohort_ckpt(path: Path, backbone: str = "siren", class_path: str = "inr_lightning.models.CohortINRModule",
                      layers: int = 3) -> Path:
-    """A checkpoint in the layout the cohort stage writes (hyper-parameters + ``net.`` state dict)."""
+    """A cohort run folder named after ``path`` around a checkpoint in the layout the cohort stage writes
+    (hyper-parameters + ``net.`` state dict), with the ``config.yaml`` later stages read their data from."""
     cfg = INRConfig(backbone=backbone, width=16, shared_layers=layers, num_frequencies=8)
-    net = CohortINR(cfg, 4, 1)
-    torch.save({"hyper_parameters": {"net": cfg.to_dict(), "num_signals": 4, "out_channels": 1,
-                                     "_class_path": class_path},
-                "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}}, path)
-    return path
+    data = {**SYNTHETIC_DATA, "num_signals": 4, "source": {"class_path": "inr_lightning.data.Synthetic",
+                                                           "init_args": {"size": 16, "num_images": 6}}}
+    return cohort_run(path.with_suffix(""), CohortINR(cfg, 4, 1), data, class_path=class_path)
 
 
 @pytest.fixture(scope="module")
@@ -276,7 +276,9 @@ def malicious_copy(source: Path, path: Path, marker: Path) -> Path:
 @pytest.mark.parametrize("via", ["cohort_ckpt", "ckpt_path"])
 def test_a_checkpoint_carrying_a_malicious_pickle_is_refused(via, cohort, tmp_path, capsys):
     marker = tmp_path / "pwned"
-    evil = malicious_copy(cohort / "checkpoints" / "last.ckpt", tmp_path / "evil.ckpt", marker)
+    (tmp_path / "evil" / "checkpoints").mkdir(parents=True)   # a run folder: the fit reads its config.yaml
+    shutil.copy(cohort / "config.yaml", tmp_path / "evil" / "config.yaml")
+    evil = malicious_copy(cohort / "checkpoints" / "last.ckpt", tmp_path / "evil" / "checkpoints" / "last.ckpt", marker)
     if via == "cohort_ckpt":
         line = cli_error(fit_args(tmp_path / "r", evil), capsys)
         assert line.startswith(f"error: cohort checkpoint '{evil}' is not a readable checkpoint (UnpicklingError); "

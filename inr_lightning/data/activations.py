@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from inr_lightning.checkpoints import load_cohort
 from inr_lightning.data.cohort import CohortRunDataModule, SignalDataModule
-from inr_lightning.data.grid import StepStream, rank_and_world, step_indices
+from inr_lightning.data.grid import StepStream, rank_and_world, step_generator, step_indices
 from inr_lightning.data.provenance import run_dir_of
 from inr_lightning.errors import InputError
 
@@ -47,7 +47,7 @@ def step_coordinates(coords: Tensor, mode: str, batch_size: int, seed: int, epoc
     """Global coordinates of one training step (identical on every rank)."""
     if mode == "grid":
         return coords[step_indices(len(coords), batch_size, seed, epoch, step)]
-    g = torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 1_000_003 + step)
+    g = step_generator(seed, epoch, step)
     return torch.rand(batch_size, 2, generator=g) * 2 - 1
 
 

@@ -28,12 +28,17 @@ def rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
+def step_generator(seed: int, epoch: int, step: int) -> torch.Generator:
+    """The random generator of one training step: a function of (seed, epoch, step) only, so every rank and
+    every resumed run draws the same numbers for that step."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 1_000_003 + step)
+
+
 def step_indices(num_coords: int, coords_per_step: int | None, seed: int, epoch: int, step: int) -> Tensor:
     """Global coordinate indices of one training step (identical on every rank)."""
     if coords_per_step is None or coords_per_step >= num_coords:
         return torch.arange(num_coords)
-    g = torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 1_000_003 + step)
-    return torch.randperm(num_coords, generator=g)[:coords_per_step]
+    return torch.randperm(num_coords, generator=step_generator(seed, epoch, step))[:coords_per_step]
 
 
 class StepStream(IterableDataset):

@@ -75,8 +75,8 @@ class ChunkedLoss(torch.autograd.Function):
         return (None, None, *(g * grad_loss for g in ctx.saved_tensors))
 
 
-class INRFitModule(L.LightningModule):
-    """Fits ``self.net``'s N outputs to N signals.
+class INRModule(L.LightningModule):
+    """The base of every INR-training stage (cohort and fitting): fits ``self.net``'s N outputs to N signals.
 
     Loss (STRAINER): per-signal MSE over the step's coordinates, summed over signals (``mean`` optional).
     Under DDP each rank holds a disjoint shard of the step's P coordinates and normalises by the global P,
@@ -86,10 +86,9 @@ class INRFitModule(L.LightningModule):
     ``step_chunk: C`` runs a step over its P coordinates in chunks of C: each chunk's forward and backward
     in turn, the parameter gradients summed (``ChunkedLoss``), so only one chunk's activations exist at a
     time.  Same gradient as the whole step up to float rounding (tested), one optimizer step, one backward
-    for Lightning and DDP.  What it buys: memory bounded by C whatever the grid, and on a CPU a step that
-    stays in cache — 16× the coordinates cost 15.5×, against 24.6× in one piece with glibc's default malloc
-    (``scripts/bench.py`` rows g1, g1b).  Off
-    (``null``) by default: on a GPU a whole step at once is fastest while it fits.
+    for Lightning and DDP.  What it buys: memory bounded by C whatever the grid, and on a CPU a step whose
+    activations stay in cache (``python -m benchmarks --only g``, rows g1 and g1b).  Off (``null``) by
+    default: on a GPU a whole step at once is fastest while it fits.
 
     ``compile: true`` runs the training forward (``train_forward``) through ``torch.compile`` (built at the
     first step).  The compiled function is kept outside the module tree, so ``state_dict`` keys, checkpoints

@@ -9,6 +9,7 @@ import torch
 from inr_lightning.analysis import stable_rank
 from inr_lightning.callbacks import StableRankFreeze
 from inr_lightning.callbacks.freeze import choose_freeze_depth
+from inr_lightning.checkpoints import save_cohort
 from inr_lightning.data import SignalDataModule, Synthetic
 from inr_lightning.errors import InputError
 from inr_lightning.models import SignalFitModule
@@ -39,10 +40,7 @@ def crafted_ckpt(path, ranks: list[float], backbone: str = "siren"):
         crafted = with_spectrum(tuple(w.shape[1:]), [1.0] + [s] * (k - 1), seed=j) * 0.05
         with torch.no_grad():
             w.copy_(crafted.float().unsqueeze(0))
-    torch.save({"hyper_parameters": {"net": cfg.to_dict(), "num_signals": 4, "out_channels": 1,
-                                     "_class_path": "inr_lightning.models.CohortINRModule"},
-                "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}}, path)
-    return path
+    return save_cohort(path, net)
 
 
 def fit_auto(ckpt, callback, protocol: str = "auto", steps: int = 2) -> SignalFitModule:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_fitting import cohort_weight, datamodule, fit, make_cohort_ckpt
+from test_fitting import cohort_weight, fit, make_cohort_ckpt
 
+from inr_lightning.data import SignalDataModule, Synthetic
 from inr_lightning.errors import InputError
 from inr_lightning.models import CohortINRModule, SignalFitModule
 from inr_lightning.nn import INRConfig
@@ -17,13 +18,19 @@ def ckpt(tmp_path):
     return make_cohort_ckpt(tmp_path / "cohort.ckpt")
 
 
+def signals(split: str = "heldout", coords_per_step: int | None = None) -> SignalDataModule:
+    """The signals of ``test_fitting.datamodule`` (3 cohort + 3 held-out, 16×16), built with the split and
+    coordinates per step a test needs."""
+    return SignalDataModule(Synthetic(size=16, num_images=6, seed=0), resolution=16, num_signals=3, num_heldout=3,
+                            split=split, coords_per_step=coords_per_step, steps_per_epoch=3)
+
+
 def fitted(ckpt, cache: bool, coords_per_step=None, depth: int = 1, above: str = "finetune", steps: int = 6,
            compile: bool = False, step_chunk: int | None = None):
     torch.manual_seed(3)
     module = SignalFitModule(str(ckpt), protocol="freeze", freeze_depth=depth, above=above, num_signals=3, lr=1e-2,
                              record_steps=[], cache_frozen_prefix=cache, compile=compile, step_chunk=step_chunk)
-    dm = datamodule()
-    dm.coords_per_step = coords_per_step
+    dm = signals(coords_per_step=coords_per_step)
     calls = []
     original = module.net.encoder.forward
 
@@ -91,7 +98,7 @@ def test_step_chunk_must_be_positive():
 def test_no_cache_without_a_frozen_layer(ckpt):
     torch.manual_seed(0)
     module = SignalFitModule(str(ckpt), protocol="finetune", num_signals=3, record_steps=[])
-    fit(module, datamodule(), steps=2)
+    fit(module, signals(), steps=2)
     assert module._prefix_cache is None and module.freeze_depth == -1
 
 
@@ -124,8 +131,7 @@ def test_compile_option_keeps_results_and_checkpoint_keys(ckpt, tmp_path):
     trainer = L.Trainer(max_steps=2, max_epochs=-1, logger=False, enable_progress_bar=False,
                         enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu", devices=1,
                         default_root_dir=tmp_path, limit_val_batches=0)
-    dm = datamodule()
-    dm.split = "cohort"
+    dm = signals(split="cohort")
     trainer.fit(cohort, datamodule=dm)
     trainer.save_checkpoint(tmp_path / "c.ckpt")
     saved = torch.load(tmp_path / "c.ckpt", weights_only=True)
