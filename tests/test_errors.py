@@ -1,4 +1,4 @@
-"""Nothing lost, every error clear (issue 6): bad input through the CLI, non-finite losses, W&B failing,
+"""Nothing lost, every error clear: bad input through the CLI, non-finite losses, W&B failing,
 malicious checkpoints, and identical summaries for the same config and seed.
 
 Cases already covered elsewhere are not repeated here: unknown backbone, bad learning rates and an unknown

@@ -4,7 +4,7 @@ Everything here is plain torch/numpy/scipy (no Lightning).  Inputs: a ``TopKSAE`
 the layer the SAE reads, the activations ``x (P, d)`` of that layer on the full grid, and the cohort targets
 ``(N, P, C)`` on [−1, 1].  PSNR is measured on [0, 1] (mapped, clamped), as everywhere in the project.
 
-**Ablation of atom a** (SCIENCE.md §5): z_a = 0 everywhere, decode, splice in at the layer, run the rest of
+**Ablation of atom a**: z_a = 0 everywhere, decode, splice in at the layer, run the rest of
 the encoder and every head, compare with the *un-ablated SAE path*.  The error-preserving variant uses
 x' = x − z_a·d_a instead (the SAE's error stays in), compared with the plain INR path (x itself).
 

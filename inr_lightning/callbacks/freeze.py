@@ -1,6 +1,6 @@
 """StableRankFreeze: choose the freeze depth of a fit from the stable ranks of the loaded cohort encoder.
 
-Finding 1 of the study (SCIENCE.md §3): the best freeze depth is the encoder layer of highest weight stable
+Finding 1 of the study: the best freeze depth is the encoder layer of highest weight stable
 rank.  Whether "freeze at layer j" includes layer j is not public, so both readings are offered:
 
 - ``through``: freeze layers ``0 .. j``     (depth ``j``);

@@ -3,7 +3,7 @@
 Every signal gets its own copy of the encoder (``CohortINR(cfg, M, C, encoder_copies=M)``): the M fits are
 independent — the loss is a sum over signals and Adam acts element-wise — yet run as one GEMM per layer.
 
-Protocols (SCIENCE.md §3):
+Protocols:
 
 - ``scratch``: random init of every layer, nothing learned is transferred (for the FFMLP the fixed Fourier
   matrix ``B`` is kept from the cohort: it is part of the architecture, never trained);
@@ -23,7 +23,7 @@ unfreezes mid-run.  The callback only *decides* the depth (``set_freeze_depth``)
 with another protocol it only reports the stable-rank profile.  ``auto`` without the callback is an error.
 
 **Frozen-prefix caching** (``cache_frozen_prefix: true``, the default).  Frozen layers see fixed inputs
-when the coordinate grid is fixed (SCIENCE.md §3), so with layers ``0 .. k`` frozen their output on the
+when the coordinate grid is fixed, so with layers ``0 .. k`` frozen their output on the
 data module's full grid is computed once per fit (no grad, at the first training step) and every step runs
 only layers ``k+1 ..`` and the heads, from the rows ``batch["index"]`` of that cache — full grid,
 ``coords_per_step`` subsets and DDP shards alike.  The result equals the uncached path (same weights after

@@ -194,6 +194,8 @@ def study(argv: list[str]) -> Path:
     parser.add_argument("--seeds", type=int, default=None, help="cohort and fit seeds (default: the profile's)")
     parser.add_argument("--wandb", choices=["offline", "online", "disabled"], default="offline")
     parser.add_argument("--overwrite", action="store_true", help="replace runs of another config under --out")
+    parser.add_argument("--export", default=None,
+                        help="also copy the report, its figures and every run's records (no checkpoints) here")
     args = parser.parse_args(argv)
     profile = PROFILES["quick" if args.quick else args.profile]
     seeds = args.seeds or profile.seeds
@@ -204,7 +206,31 @@ def study(argv: list[str]) -> Path:
     report = run_study(profile, out, args.backbones, args.datasets or list(profile.datasets), seeds, args.wandb,
                        args.overwrite, command)
     print(f"\nreport: {report}")
+    if args.export:
+        print(f"exported: {export(out, Path(args.export))}")
     return report
+
+
+# What a study's export keeps: the report, figures, tables and each run's records — enough to trace every
+# number to its run — but no checkpoints, logs or per-step files.
+EXPORTED = ("report.md", "*.csv", "figures/*.png", "**/config.yaml", "**/summary.json", "**/signals.csv",
+            "**/stage.json", "**/atoms/*.png", "**/atoms/*.csv", "**/sae_curves.png")
+
+
+def export(out: Path, dest: Path) -> Path:
+    """Copies the report and every run's records from ``out`` to ``dest`` (paths kept, so its links work)."""
+    import shutil
+
+    if dest.exists() and any(dest.iterdir()):
+        raise InputError(f"--export folder '{dest}' is not empty; give a new folder")
+    for pattern in EXPORTED:
+        for path in out.glob(pattern):
+            if "checkpoints" in path.parts or "wandb" in path.parts:
+                continue
+            target = dest / path.relative_to(out)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+    return dest / "report.md"
 
 
 # -- one sweep, one SAE-depth table --------------------------------------------------------------------

@@ -84,3 +84,18 @@ def test_a_second_call_reuses_and_another_profile_is_refused(tiny):
         longer = dataclasses.replace(PROFILES["tiny"], fit_steps=4)
         with pytest.raises(InputError, match=r"holds a run of another config \(trainer\.max_steps: 3 → 4\)"):
             run_study(longer, out, ["siren", "ffmlp"], ["mri"], 1, "disabled", False, "test")
+
+
+def test_export_keeps_every_record_the_report_names_and_no_checkpoint(tiny, tmp_path):
+    from inr_lightning.study.commands import export
+
+    out, report = tiny
+    copied = export(out, tmp_path / "docs")
+    text = copied.read_text()
+    assert text == report.read_text() and not list((tmp_path / "docs").rglob("*.ckpt"))
+    for path in re.findall(r"`((?:mri)/[^`*]+)`", text):
+        assert (tmp_path / "docs" / path / "summary.json").is_file() or (tmp_path / "docs" / path).is_file(), path
+    for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
+        assert (tmp_path / "docs" / image).is_file(), image
+    with pytest.raises(InputError, match="is not empty"):
+        export(out, tmp_path / "docs")
