@@ -25,6 +25,7 @@ import yaml
 from torch import Tensor
 
 from inr_lightning.data.grid import make_grid
+from inr_lightning.data.provenance import instantiate
 from inr_lightning.errors import InputError
 from inr_lightning.nn import CohortINR, INRConfig
 
@@ -94,19 +95,6 @@ def _checkpoint_path(run: Path, ckpt: str | Path) -> Path:
         raise InputError(f"'{run}' is not a run with a checkpoint: {path} does not exist (give a folder written by "
                          "`python -m inr_lightning fit`, i.e. its trainer.default_root_dir)")
     return path
-
-
-def _instantiate(spec: Any) -> Any:
-    """``{class_path, init_args}`` of a saved config → the object (recursively), as the CLI builds it."""
-    if isinstance(spec, dict) and "class_path" in spec:
-        module, _, name = spec["class_path"].rpartition(".")
-        cls = getattr(importlib.import_module(module), name)
-        return cls(**{k: _instantiate(v) for k, v in (spec.get("init_args") or {}).items()})
-    if isinstance(spec, dict):
-        return {k: _instantiate(v) for k, v in spec.items()}
-    if isinstance(spec, list):
-        return [_instantiate(v) for v in spec]
-    return spec
 
 
 def stage_of(hp: dict) -> str | None:
@@ -250,7 +238,7 @@ class SAERun(Run):
             raise InputError(f"SAE run '{path}' reads the cohort checkpoint '{cohort_ckpt}', which does not exist "
                              "from here (a relative path is read from the current directory: run from where the "
                              "SAE was trained)")
-        self.data = _instantiate(data)
+        self.data = instantiate(data)
         self.layer: int = int(self.data.layer)
         self.net = self.data.net.eval().requires_grad_(False)
         self.sae = _load_sae(self.hparams, ckpt["state_dict"], ckpt_path)

@@ -329,6 +329,15 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+def _exit_on_user_error(err: Exception) -> None:
+    """An ``InputError``/``RunStopped`` behind ``err`` ends the process with its one line; anything else re-raises."""
+    cause = find_user_error(err)
+    if cause is None or _show_tracebacks():
+        raise err
+    print(f"error: {cause}", file=sys.stderr)
+    sys.exit(getattr(cause, "exit_code", 2))
+
+
 def _run_command(name: str, argv: list[str]) -> None:
     """One of ``COMMANDS``: a plain function of its own arguments; its user errors become one line."""
     import importlib
@@ -337,11 +346,7 @@ def _run_command(name: str, argv: list[str]) -> None:
     try:
         getattr(importlib.import_module(module), function)(argv)
     except Exception as err:  # noqa: BLE001 — only InputError/RunStopped become one line; the rest re-raise
-        cause = find_user_error(err)
-        if cause is None or _show_tracebacks():
-            raise
-        print(f"error: {cause}", file=sys.stderr)
-        sys.exit(getattr(cause, "exit_code", 2))
+        _exit_on_user_error(err)
 
 
 def main(args: list[str] | None = None) -> None:
@@ -368,11 +373,7 @@ def main(args: list[str] | None = None) -> None:
             args=args,
         )
     except Exception as err:  # noqa: BLE001 — only InputError/RunStopped become one line; the rest re-raise
-        cause = find_user_error(err)
-        if cause is None or _show_tracebacks():
-            raise
-        print(f"error: {cause}", file=sys.stderr)
-        sys.exit(getattr(cause, "exit_code", 2))
+        _exit_on_user_error(err)
     finally:
         # WandbLogger leaves its run open; a second run in the same process would silently reuse it.
         wandb = sys.modules.get("wandb")

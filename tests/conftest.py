@@ -93,3 +93,26 @@ def cohort_run(run_dir: Path, net, data: dict | None = None,
     config = {"data": {"class_path": "inr_lightning.data.SignalDataModule", "init_args": data or SYNTHETIC_DATA}}
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     return ckpt
+
+
+def cli_error(args: list[str], capsys, code: int = 2) -> str:
+    """Runs the CLI expecting a failure: exit ``code``, exactly one ``error:`` line, no traceback."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        run_cli(args)
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert info.value.code == code, err[-3000:]
+    assert len(errors) == 1 and "Traceback" not in err, err[-3000:]
+    return errors[0]
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny problems: one thread is faster, and steadier on a loaded machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

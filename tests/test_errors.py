@@ -17,7 +17,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from conftest import SYNTHETIC_DATA, TINY, cohort_run, read_summary, run_cli, run_subprocess
+from conftest import SYNTHETIC_DATA, TINY, cli_error, cohort_run, read_summary, run_cli, run_subprocess
 from PIL import Image
 
 from inr_lightning.nn import CohortINR, INRConfig
@@ -28,18 +28,6 @@ SAE_TINY = ["--model.init_args.n_atoms=64", "--model.init_args.k=4", "--model.in
             "--model.init_args.dead_window=300", "--data.init_args.batch_size=96", "--data.init_args.steps_per_epoch=2",
             "--trainer.max_steps=4", "--trainer.enable_progress_bar=false", "--trainer.callbacks.init_args.top_atoms=4"]
 NO_LOG = ["--trainer.logger=false"]
-
-
-def cli_error(args: list[str], capsys, code: int = 2) -> str:
-    """Runs the CLI expecting a failure: exit ``code``, exactly one ``error:`` line, no traceback."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as info:
-        run_cli(args)
-    err = capsys.readouterr().err
-    errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert info.value.code == code, err[-3000:]
-    assert len(errors) == 1 and "Traceback" not in err, err[-3000:]
-    return errors[0]
 
 
 def fake_cohort_ckpt(path: Path, backbone: str = "siren", class_path: str = "inr_lightning.models.CohortINRModule",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, TINY, read_summary, run_cli, run_subprocess
+from conftest import ROOT, TINY, cli_error, read_summary, run_cli, run_subprocess
 
 NO_LOG = ["--trainer.logger=false"]
 SAE_TINY = ["--model.init_args.n_atoms=32", "--model.init_args.k=2", "--model.init_args.warmup_steps=2",
@@ -43,18 +43,6 @@ def runs(tmp_path_factory) -> dict[str, Path]:
         run_cli(["fit", "--config", "configs/fit/siren.yaml", f"--trainer.default_root_dir={fit}",
                  f"--model.init_args.cohort_ckpt={ckpt}", *FIT_TINY, *NO_LOG])
     return {"base": base, "cohort": cohort, "sae": sae, "fit": fit}
-
-
-def cli_error(args: list[str], capsys, code: int = 2) -> str:
-    """Runs the CLI expecting a failure: exit ``code``, exactly one ``error:`` line, no traceback."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as info:
-        run_cli(args)
-    err = capsys.readouterr().err
-    errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert info.value.code == code, err[-3000:]
-    assert len(errors) == 1 and "Traceback" not in err, err[-3000:]
-    return errors[0]
 
 
 def metric_rows(run: Path) -> list[tuple[int, str, float]]:

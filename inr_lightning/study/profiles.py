@@ -80,9 +80,18 @@ PROFILES = {
                      "--trainer.callbacks.init_args.top_atoms=2"],
                     control_layers=(1,), frequencies=8, steps_per_epoch=2,
                     cuts=("16×16, width 16, 2 layers, 3 fit steps, one seed: a test of the pipeline, not a measurement",)),
-    # ≤ 10 minutes on 2 CPU cores: every stage and control on the MRI cohort (axial and coronal held-out
-    # slices), two seeds, at 32×32.
-    "quick": Profile("quick", 32, 64, 5, 1000, 200, (25, 50, 100, 200), 2, ("mri",), (1e-4, 1e-3),
+    # ≤ 10 minutes on 2 CPU cores: every stage and control on the MRI cohort, two seeds, at 32×32.
+    "quick": Profile("quick", 32, 64, 5, 1000, 100, (25, 50, 100), 2, ("mri",), (1e-4, 1e-3), (1, 3),
+                     ["--model.init_args.n_atoms=512", "--model.init_args.k=16", "--model.init_args.warmup_steps=20",
+                      "--model.init_args.init_samples=1024", "--data.init_args.batch_size=1024",
+                      "--data.init_args.steps_per_epoch=150", "--trainer.max_steps=300",
+                      "--trainer.callbacks.init_args.top_atoms=12"],
+                     control_layers=(1,), frequencies=64, views=False,
+                     cuts=("32×32 and width 64: fast, but at this size protocols differ less than at 128×128",
+                           "100 fit steps, 1000 cohort steps, 2 seeds; SAEs of 512 atoms (k = 16), 300 steps, "
+                           "at layers 1 and 3 only", "the MRI cohort's axial held-out slices only")),
+    # The quick sizes with every dataset and view and 200 fit steps: the report in docs/ (about half an hour).
+    "small": Profile("small", 32, 64, 5, 1000, 200, (25, 50, 100, 200), 2, ("mri", "skimage"), (1e-4, 1e-3),
                      (1, 3),
                      ["--model.init_args.n_atoms=512", "--model.init_args.k=16", "--model.init_args.warmup_steps=20",
                       "--model.init_args.init_samples=1024", "--data.init_args.batch_size=1024",
@@ -91,7 +100,7 @@ PROFILES = {
                      control_layers=(1,), frequencies=64,
                      cuts=("32×32 and width 64: fast, but at this size protocols differ less than at 128×128",
                            "200 fit steps, 1000 cohort steps, 2 seeds; SAEs of 512 atoms (k = 16), 300 steps, "
-                           "at layers 1 and 3 only", "the MRI cohort by default (`--datasets mri skimage` adds the natural images)")),
+                           "at layers 1 and 3 only")),
     # The CPU study: 64×64, width 128, full grid, three seeds, both datasets and the coronal view.
     "full": Profile("full", 64, 128, 5, 2000, 300, (25, 50, 100, 200, 300), 3, ("mri", "skimage"),
                     (1e-4, 3e-4, 1e-3),

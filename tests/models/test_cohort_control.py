@@ -13,12 +13,7 @@ from inr_lightning.nn import CohortINR, INRConfig
 CFG = INRConfig(backbone="siren", width=32, shared_layers=3, omega0_hidden=30.0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _psnr(net: CohortINR, data: SignalDataModule) -> float:

@@ -21,13 +21,7 @@ SAE_TINY = ["--model.init_args.n_atoms=64", "--model.init_args.k=4", "--model.in
             "--trainer.max_steps=4", "--trainer.enable_progress_bar=false", "--trainer.callbacks.init_args.top_atoms=4"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny problems: one thread is faster, and steadier on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
