@@ -211,84 +211,25 @@ def study(argv: list[str]) -> Path:
     return report
 
 
-# What a study's export keeps: the report, figures, tables and each run's records — enough to trace every
-# number to its run — but no checkpoints, logs or per-step files.
-EXPORTED = ("report.md", "*.csv", "figures/*.png", "**/config.yaml", "**/summary.json", "**/signals.csv",
-            "**/stage.json", "**/atoms/*.png", "**/atoms/*.csv", "**/sae_curves.png")
+# What a study's export keeps: the report, its figures and tables, each run's records and the images the report
+# shows — enough to trace every number to its run — but no checkpoints, logs or per-atom ablation tables.
+EXPORTED = ("report.md", "*.csv", "*/sweep.csv", "figures/*.png", "**/config.yaml", "**/summary.json",
+            "**/signals.csv", "**/stage.json", "**/atoms/atoms.csv")
 
 
 def export(out: Path, dest: Path) -> Path:
     """Copies the report and every run's records from ``out`` to ``dest`` (paths kept, so its links work)."""
+    import re
     import shutil
 
     if dest.exists() and any(dest.iterdir()):
         raise InputError(f"--export folder '{dest}' is not empty; give a new folder")
-    for pattern in EXPORTED:
-        for path in out.glob(pattern):
-            if "checkpoints" in path.parts or "wandb" in path.parts:
-                continue
-            target = dest / path.relative_to(out)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, target)
+    linked = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (out / "report.md").read_text())
+    paths = [p for pattern in EXPORTED for p in out.glob(pattern)] + [out / link for link in linked]
+    for path in paths:
+        if not path.is_file() or "checkpoints" in path.parts or "wandb" in path.parts:
+            continue
+        target = dest / path.relative_to(out)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
     return dest / "report.md"
-
-
-# -- one sweep, one SAE-depth table --------------------------------------------------------------------
-def _backbone_of(ckpt: str) -> tuple[str, int]:
-    _, hp = load_cohort(ckpt)
-    return hp["net"]["backbone"], int(hp["net"]["shared_layers"])
-
-
-def sweep(argv: list[str]) -> list[dict]:
-    own, extra = _split(argv)
-    parser = _parser("sweep", "Freeze-depth sweep (every protocol and control) of cohort runs, with verdicts; "
-                              "arguments after -- go to every fit")
-    parser.add_argument("--cohort_ckpt", nargs="+", required=True, help="cohort checkpoints (one sweep each)")
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--seeds", type=int, default=1, help="fit seeds (paired across protocols)")
-    parser.add_argument("--no_controls", action="store_true", help="skip the random-weights and reinit controls")
-    parser.add_argument("--wandb", choices=["offline", "online", "disabled"], default="disabled")
-    parser.add_argument("--overwrite", action="store_true")
-    args = parser.parse_args(own)
-    out = Path(args.out)
-    sweeps, verdicts = {}, []
-    for ckpt in args.cohort_ckpt:
-        backbone, layers = _backbone_of(ckpt)
-        runs = Runs()
-        for seed in range(args.seeds):
-            summaries = run_sweep(config_path("fit", backbone), ckpt, out / backbone / f"seed{seed}", layers,
-                                  seed=seed, overrides=extra, controls=not args.no_controls, logger=args.wandb,
-                                  overwrite=args.overwrite)
-            sweeps["cli", "heldout", backbone, seed] = summaries
-            for label, s in summaries.items():
-                runs.add(seed, label, s)
-        verdicts.append({"backbone": backbone, "runs": runs})
-    write_rows(out / "sweep.csv", sweeps)
-    text = "\n".join(line for v in verdicts for line in reporting.finding1_lines(v["backbone"], v["runs"], out))
-    (out / "report.md").write_text(f"# Freeze-depth sweep\n\n{text}\n")
-    print(text)
-    print(f"\n{out / 'sweep.csv'}\n{out / 'report.md'}")
-    return verdicts
-
-
-def sae_depths(argv: list[str]) -> list[dict]:
-    own, extra = _split(argv)
-    parser = _parser("sae-depths", "An SAE at every encoder depth of cohort runs, plus the untrained-encoder "
-                                   "control; arguments after -- go to every SAE run")
-    parser.add_argument("--cohort_ckpt", nargs="+", required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--layers", nargs="*", type=int, default=None, help="default: every encoder layer")
-    parser.add_argument("--control_layers", nargs="*", type=int, default=None, help="default: the middle layer")
-    parser.add_argument("--wandb", choices=["offline", "online", "disabled"], default="disabled")
-    parser.add_argument("--overwrite", action="store_true")
-    args = parser.parse_args(own)
-    cohorts = {_backbone_of(ckpt)[0]: Path(ckpt) for ckpt in args.cohort_ckpt}
-    middle = _backbone_of(args.cohort_ckpt[0])[1] // 2
-    rows = run_sae_depths(cohorts, Path(args.out), layers=None if args.layers is None else tuple(args.layers),
-                          control_layers=(middle,) if args.control_layers is None else tuple(args.control_layers),
-                          overrides=extra, logger=args.wandb, overwrite=args.overwrite)
-    table = reporting.sae_table(rows, Path(args.out))
-    (Path(args.out) / "sae_depths.md").write_text("\n".join(table) + "\n")
-    print("\n".join(table))
-    return rows
-

@@ -97,6 +97,8 @@ def finding1_lines(backbone: str, runs: Runs, out: Path, runs_dir: str = "") -> 
                 continue
             wtl = "—" if v["wins"] is None else f"{v['wins']} / {v['ties']} / {v['losses']}"
             holds = {None: "undecided (δ needs ≥ 2 seeds)", True: "**holds**", False: "fails"}[v["holds"]]
+            if v["holds"] and v["freezes_nothing"]:
+                holds = "holds trivially (the rule freezes nothing)"
             if v["holds"] is False:
                 why = [] if v["pick_is_best"] else ["rule ≠ best"]
                 why += [] if v["holds_auto_ge_finetune"] else ["auto < finetune − δ"]
@@ -280,6 +282,8 @@ def write_study_report(out: Path, profile, results: dict, backbones: list[str], 
                     v = reading_verdict(runs, reading, "raw")
                     wtl = "—" if v["wins"] is None else f"{v['wins']} / {v['ties']} / {v['losses']}"
                     verdict = {None: "undecided", True: "holds", False: "fails"}[v["holds"]]
+                    if v["holds"] and v["freezes_nothing"]:
+                        verdict = "holds trivially: freezes nothing"
                     glance.append(f"| {ds} | {view} | {backbone} | {reading} | raw | {fmt(v['auto_minus_finetune'])} | "
                                   f"{wtl} | {verdict} |")
             figure = figures / f"sweep_{ds}_{view}.png"

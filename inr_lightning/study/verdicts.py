@@ -138,6 +138,7 @@ def reading_verdict(runs: Runs, reading: str, form: str) -> dict:
                for step in runs.steps}
     holds_auto = None if math.isnan(d) else losses == 0
     picks_best = all(p == best_overall for p in picks.values())
+    freezes_nothing = all(label_of[p] == "finetune" for p in picks.values())
     return {
         "reading": reading, "form": form, "available": True, "picks": picks, "best_overall": best_overall,
         "best_per_pair": best_per_pair,
@@ -146,6 +147,7 @@ def reading_verdict(runs: Runs, reading: str, form: str) -> dict:
         "wins": wins, "ties": None if wins is None else n - wins - losses, "losses": losses, "n": n,
         "worst": min(diffs), "holds_auto_ge_finetune": holds_auto, "pick_is_best": picks_best,
         "holds": None if holds_auto is None else (holds_auto and picks_best),
+        "freezes_nothing": freezes_nothing,   # auto is finetune itself: a "hold" then says nothing about freezing
     }
 
 

@@ -80,6 +80,7 @@ def test_below_counts_finetune_as_a_candidate_and_holds_only_without_losses():
     below = reading_verdict(runs, "below", "raw")
     assert below["picks"] == {0: 0, 1: 0} and below["best_overall"] == 0
     assert below["auto_minus_finetune"]["mean"] == 0 and below["losses"] == 0 and below["holds"] is True
+    assert below["freezes_nothing"] is True   # …which says nothing about freezing: the report flags it
     through = reading_verdict(runs, "through", "raw")
     assert through["holds"] is False and through["losses"] == 4
     one_seed = crafted([[40.0, 30.0]], [[[20.0, 20.0], [21.0, 21.0], [22.0, 22.0]]])
