@@ -68,7 +68,8 @@ def run_cohort(backbone: str, run: Path, profile: Profile, dataset: str, seed: i
 def match_learning_rate(train, lrs: tuple[float, ...], target: float | None, tolerance: float = 1.0,
                         refinements: int = 2) -> dict[float, tuple[Path, dict]]:
     """Trains the FFMLP cohort at each of ``lrs``; while no run is within ``tolerance`` dB of the SIREN cohort's
-    PSNR (``target``) and two neighbouring rates bracket it, tries their geometric mean (``refinements`` times)."""
+    PSNR (``target``), tries the geometric mean of the two neighbouring rates that bracket it, or — when every
+    run is below (above) it — a rate √10 above the highest (below the lowest) one; ``refinements`` times."""
     tried = {lr: train(lr) for lr in lrs}
     if target is None:
         return tried
@@ -78,10 +79,13 @@ def match_learning_rate(train, lrs: tuple[float, ...], target: float | None, tol
             break
         ordered = sorted(psnr)
         pairs = [(a, b) for a, b in zip(ordered, ordered[1:]) if min(psnr[a], psnr[b]) <= target <= max(psnr[a], psnr[b])]
-        if not pairs:
-            break
-        a, b = pairs[0]
-        lr = float(f"{math.sqrt(a * b):.2g}")
+        if pairs:
+            lr = math.sqrt(pairs[0][0] * pairs[0][1])
+        else:  # outside the tried range: one step further on the side the target lies
+            best = max(ordered, key=psnr.__getitem__) if all(v < target for v in psnr.values()) else \
+                min(ordered, key=psnr.__getitem__)
+            lr = best * math.sqrt(10) if psnr[best] < target else best / math.sqrt(10)
+        lr = float(f"{lr:.2g}")
         if lr in tried:
             break
         tried[lr] = train(lr)
@@ -233,3 +237,64 @@ def export(out: Path, dest: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target)
     return dest / "report.md"
+
+
+# -- one sweep, one SAE-depth table --------------------------------------------------------------------
+def _backbone_of(ckpt: str) -> tuple[str, int]:
+    _, hp = load_cohort(ckpt)
+    return hp["net"]["backbone"], int(hp["net"]["shared_layers"])
+
+
+def sweep(argv: list[str]) -> list[dict]:
+    own, extra = _split(argv)
+    parser = _parser("sweep", "Freeze-depth sweep (every protocol and control) of cohort runs, with verdicts; "
+                              "arguments after -- go to every fit")
+    parser.add_argument("--cohort_ckpt", nargs="+", required=True, help="cohort checkpoints (one sweep each)")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--seeds", type=int, default=1, help="fit seeds (paired across protocols)")
+    parser.add_argument("--no_controls", action="store_true", help="skip the random-weights and reinit controls")
+    parser.add_argument("--wandb", choices=["offline", "online", "disabled"], default="disabled")
+    parser.add_argument("--overwrite", action="store_true")
+    args = parser.parse_args(own)
+    out = Path(args.out)
+    sweeps, verdicts = {}, []
+    for ckpt in args.cohort_ckpt:
+        backbone, layers = _backbone_of(ckpt)
+        runs = Runs()
+        for seed in range(args.seeds):
+            summaries = run_sweep(config_path("fit", backbone), ckpt, out / backbone / f"seed{seed}", layers,
+                                  seed=seed, overrides=extra, controls=not args.no_controls, logger=args.wandb,
+                                  overwrite=args.overwrite)
+            sweeps["cli", "heldout", backbone, seed] = summaries
+            for label, s in summaries.items():
+                runs.add(seed, label, s)
+        verdicts.append({"backbone": backbone, "runs": runs})
+    write_rows(out / "sweep.csv", sweeps)
+    text = "\n".join(line for v in verdicts for line in reporting.finding1_lines(v["backbone"], v["runs"], out))
+    (out / "report.md").write_text(f"# Freeze-depth sweep\n\n{text}\n")
+    print(text)
+    print(f"\n{out / 'sweep.csv'}\n{out / 'report.md'}")
+    return verdicts
+
+
+def sae_depths(argv: list[str]) -> list[dict]:
+    own, extra = _split(argv)
+    parser = _parser("sae-depths", "An SAE at every encoder depth of cohort runs, plus the untrained-encoder "
+                                   "control; arguments after -- go to every SAE run")
+    parser.add_argument("--cohort_ckpt", nargs="+", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--layers", nargs="*", type=int, default=None, help="default: every encoder layer")
+    parser.add_argument("--control_layers", nargs="*", type=int, default=None, help="default: the middle layer")
+    parser.add_argument("--wandb", choices=["offline", "online", "disabled"], default="disabled")
+    parser.add_argument("--overwrite", action="store_true")
+    args = parser.parse_args(own)
+    cohorts = {_backbone_of(ckpt)[0]: Path(ckpt) for ckpt in args.cohort_ckpt}
+    middle = _backbone_of(args.cohort_ckpt[0])[1] // 2
+    rows = run_sae_depths(cohorts, Path(args.out), layers=None if args.layers is None else tuple(args.layers),
+                          control_layers=(middle,) if args.control_layers is None else tuple(args.control_layers),
+                          overrides=extra, logger=args.wandb, overwrite=args.overwrite)
+    table = reporting.sae_table(rows, Path(args.out))
+    (Path(args.out) / "sae_depths.md").write_text("\n".join(table) + "\n")
+    print("\n".join(table))
+    return rows
+

@@ -73,4 +73,6 @@ def test_learning_rate_matching_bisects_between_the_rates_that_bracket_the_targe
     tried = match_learning_rate(train, (1e-4, 1e-3), target=26.0)
     assert calls[:2] == [1e-4, 1e-3] and calls[2] == 3.2e-4          # geometric mean of the bracket
     assert abs(tried[3.2e-4][1]["val/psnr"] - 26.0) <= 1.0 and len(calls) == 3
-    assert len(match_learning_rate(train, (1e-4, 1e-3), target=40.0)) == 2   # nothing brackets 40 dB: no guess
+    calls.clear()
+    tried = match_learning_rate(train, (1e-4, 1e-3), target=38.5)   # above both: one step past the best rate
+    assert calls == [1e-4, 1e-3, 3.2e-3] and abs(tried[3.2e-3][1]["val/psnr"] - 38.0) < 0.1
