@@ -23,20 +23,25 @@ class GridData(Protocol):
 
 
 @runtime_checkable
-class ActivationData(Protocol):
-    """What ``SAEModule``, ``AtomReport`` and the Python API read from an SAE's data: the frozen cohort network
-    and the layer whose activations are served, the grid, the cohort images, and the activations themselves."""
+class ActivationBatches(Protocol):
+    """What ``SAEModule`` needs to train: the width of the activations and a sample of them to initialise from
+    (training batches carry the activations themselves as ``batch["x"]``)."""
+
+    d_in: int
+
+    def init_sample(self, n: int, device=...) -> Tensor: ...
+
+
+@runtime_checkable
+class ActivationData(ActivationBatches, Protocol):
+    """What the SAE's evaluation, ``AtomReport`` and the Python API read as well: the frozen cohort network and
+    the layer whose activations are served, the grid and the activations on it."""
 
     net: object            # the cohort's ``CohortINR`` (frozen)
     layer: int             # the encoder layer the activations come from
     coords: Tensor         # (H·W, 2) evaluation grid
     resolution: tuple[int, int]
 
-    @property
-    def d_in(self) -> int: ...
-
     def describe(self) -> str: ...
-
-    def init_sample(self, n: int, device=...) -> Tensor: ...
 
     def grid_activations(self, device=...) -> Tensor: ...

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from inr_lightning.analysis import sae_metrics
+from inr_lightning.contracts import ActivationBatches, ActivationData
 from inr_lightning.errors import InputError
 from inr_lightning.models.base import check_lr
 from inr_lightning.nn.sae import B_PRE_INITS, TopKSAE, spread_from_sums
@@ -116,16 +117,14 @@ class SAEModule(L.LightningModule):
         self.title = f"SAE, {n_atoms} atoms, k = {k}"   # names the data once ``setup`` has seen it
 
     def setup(self, stage: str) -> None:
-        d_in = getattr(self.trainer.datamodule, "d_in", None) if self._trainer is not None else None
-        if d_in is None:
-            if self.sae.d_in is None:
-                raise InputError("SAEModule needs an ActivationDataModule (data.class_path: "
-                                 "inr_lightning.data.ActivationDataModule) or model.init_args.d_in")
-            return
-        self.sae.materialize(int(d_in))
-        self.hparams["d_in"] = int(d_in)  # saved with the checkpoint: the SAE can be rebuilt without the data
-        describe = getattr(self.trainer.datamodule, "describe", None)
-        where = describe() if callable(describe) else "SAE"
+        """Sizes the SAE from its data (``contracts.ActivationData``: what this module reads from it)."""
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        if not isinstance(dm, ActivationBatches):
+            raise InputError(f"SAEModule needs activation data (contracts.ActivationBatches, e.g. data.class_path: "
+                             f"inr_lightning.data.ActivationDataModule), got {type(dm).__name__}")
+        self.sae.materialize(int(dm.d_in))
+        self.hparams["d_in"] = int(dm.d_in)  # saved with the checkpoint: the SAE can be rebuilt without the data
+        where = dm.describe() if isinstance(dm, ActivationData) else "SAE"
         self.title = f"{where}, {self.sae.n_atoms} atoms, k = {self.sae.k}"
 
     # -- training ---------------------------------------------------------------------------------
