@@ -70,6 +70,8 @@ class _DropTips(logging.Filter):
 for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
     logging.getLogger(_name).addFilter(_DropTips())
 
+DEFAULTS = Path(__file__).with_name("defaults.yaml")
+
 # Special values of ``--ckpt_path`` that Lightning resolves itself.
 CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
 
@@ -93,6 +95,8 @@ class INRLightningCLI(LightningCLI):
         # Study-wide names that configs interpolate (run directory, W&B group and tags, net.backbone).
         parser.add_argument("--study", type=str, default="default", help="study name: the W&B group and run folder")
         parser.add_argument("--backbone", type=str, default="siren", help="siren or ffmlp, for interpolation")
+        parser.add_argument("--stage", type=str, default="run",
+                            help="cohort, fit or sae: the run folder's and the W&B job type's name")
         parser.add_argument("--overwrite", type=bool, default=False,
                             help="start a new fit in a run directory that already holds checkpoints")
         # Targets missing from a model's signature are skipped, so one CLI serves every stage.
@@ -369,7 +373,10 @@ def main(args: list[str] | None = None) -> None:
             subclass_mode_data=True,
             save_config_callback=RunConfig,
             parser_class=OneLineErrorParser,
-            parser_kwargs={"parser_mode": "omegaconf+"},
+            # Every stage's shared trainer/logger settings, read before any --config (inr_lightning/defaults.yaml).
+            parser_kwargs={"parser_mode": "omegaconf+",
+                           **{sub: {"default_config_files": [str(DEFAULTS)]} for sub in ("fit", "validate", "test",
+                                                                                           "predict")}},
             args=args,
         )
     except Exception as err:  # noqa: BLE001 — only InputError/RunStopped become one line; the rest re-raise
