@@ -169,9 +169,7 @@ class INRLightningCLI(LightningCLI):
             self._check_stage(subcommand, ckpt)
         try:
             super()._parse_ckpt_path()
-        except pickle.UnpicklingError as err:
-            raise _refused(ckpt, err) from None
-        except (RuntimeError, EOFError, OSError) as err:
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
             raise _refused(ckpt, err) from None
 
     def _check_stage(self, subcommand: str, ckpt: str) -> None:
