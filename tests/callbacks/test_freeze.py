@@ -101,11 +101,31 @@ def test_explicit_depth_overrides_the_argmax(tmp_path):
         fit_auto(path, StableRankFreeze(depth=4), steps=1)
 
 
-def test_other_protocols_are_only_reported(tmp_path):
+def test_other_protocols_are_only_reported(tmp_path, capsys):
     path = crafted_ckpt(tmp_path / "c.ckpt", [1.5, 3.0, 9.0, 5.0])
     module = fit_auto(path, StableRankFreeze(), protocol="finetune", steps=1)
     assert frozen_layers(module) == [] and module.freeze_depth == -1
     assert module.summary_extra["freeze/argmax"] == 2 and not module.summary_extra["freeze/applied"]
+    # nothing was frozen by the rule: no freeze/depth in the record, no console line
+    assert "freeze/depth" not in module.summary_extra and "auto: froze" not in capsys.readouterr().err
+
+
+def test_auto_says_what_it_froze_and_why(tmp_path, capsys):
+    path = crafted_ckpt(tmp_path / "c.ckpt", [1.5, 3.0, 9.0, 5.0])
+    fit_auto(path, StableRankFreeze(rule="below"), steps=1)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("auto: ")]
+    assert lines == ["auto: froze encoder layers 0..1 (rule below: layer 2 has the highest stable rank; "
+                     "stable rank per layer: 1.5, 3.0, 9.0, 5.0)"]
+
+
+def test_relative_to_init_divides_by_the_same_layers_stable_rank_at_initialisation(tmp_path):
+    path = crafted_ckpt(tmp_path / "c.ckpt", [1.5, 3.0, 9.0, 5.0])
+    callback = StableRankFreeze(relative_to_init=True)
+    module = fit_auto(path, callback, steps=1)
+    init = module.summary_extra["freeze/stable_rank_init"]
+    ratios = [a / b for a, b in zip(callback.profile, init)]
+    assert callback.layer == max(range(LAYERS), key=ratios.__getitem__) and len(init) == LAYERS
+    assert init == pytest.approx([float(stable_rank(w)) for w in module.init_encoder_weights])
 
 
 def test_choose_freeze_depth_rule():
