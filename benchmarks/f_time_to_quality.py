@@ -17,7 +17,7 @@ import torch
 
 from benchmarks.harness import Ctx, Row, fit_module, module_stepper, prime_cache, psnr_of
 from inr_lightning.analysis import stable_rank
-from inr_lightning.callbacks.freeze import choose_freeze_depth
+from inr_lightning.callbacks.freeze import choose_last_frozen_layer
 from inr_lightning.checkpoints import save_cohort
 from inr_lightning.data import MRISlices, SignalDataModule
 from inr_lightning.models import CohortINRModule, SignalFitModule
@@ -52,7 +52,7 @@ def run(ctx: Ctx) -> list[Row]:
     torch.manual_seed(2)
     auto = SignalFitModule(str(ckpt), protocol="auto", num_signals=m, record_steps=[])
     profile = [stable_rank(w) for w in auto.loaded_encoder_weights]
-    auto.set_freeze_depth(choose_freeze_depth(profile, "through")[1])
+    auto.set_last_frozen_layer(choose_last_frozen_layer(profile, "through")[1])
     auto.setup("fit")
     auto.to(ctx.device)
     prime_cache(auto, batch)
@@ -80,7 +80,7 @@ def run(ctx: Ctx) -> list[Row]:
     shared = min(level, min(best.values()))
     tt = {k: next(t for t, p in curves[k] if p >= shared) for k in modules}
     steps_to = {k: every * next(i for i, (_, p) in enumerate(curves[k]) if p >= shared) for k in modules}
-    ctx.notes.append(f"f: auto froze layers 0..{auto.freeze_depth} (stable ranks "
+    ctx.notes.append(f"f: auto froze layers 0..{auto.last_frozen_layer} (stable ranks "
                      f"{', '.join(f'{r:.1f}' for r in profile)}); level {shared:.1f} dB "
                      f"({'30 dB' if shared == level else 'best level all three reach'}), checked every {every} "
                      f"steps; best PSNR " + ", ".join(f"{k} {v:.1f}" for k, v in best.items()) +

@@ -144,14 +144,14 @@ def module_stepper(ctx: Ctx, module, batch: dict):
 
 def fit_module(ctx: Ctx, ckpt: Path, num_signals: int, protocol: str, depth: int | None = None,
                cache: bool = True, compile: bool = False) -> SignalFitModule:
-    module = SignalFitModule(str(ckpt), protocol=protocol, freeze_depth=depth if protocol == "freeze" else None,
+    module = SignalFitModule(str(ckpt), protocol=protocol, last_frozen_layer=depth if protocol == "freeze" else None,
                              num_signals=num_signals, record_steps=[], cache_frozen_prefix=cache, compile=compile)
     module.setup("fit")  # freezes (protocol freeze) or freezes nothing (finetune / scratch)
     return module.to(ctx.device)
 
 
 def prime_cache(module: SignalFitModule, batch: dict) -> None:
-    if module.cache_frozen_prefix and module.freeze_depth is not None and module.freeze_depth >= 0:
+    if module.cache_frozen_prefix and module.last_frozen_layer is not None and module.last_frozen_layer >= 0:
         module.build_prefix_cache(batch["coords"])
 
 

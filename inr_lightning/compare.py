@@ -22,7 +22,7 @@ from inr_lightning.render import ArgumentParser
 
 # Columns of the table, when at least one run has them (the chosen metric always comes first).
 COLUMNS = ("val/psnr", "val/ssim", "train/psnr", "train/loss", "sae/fvu", "sae/l0", "sae/dead_fraction",
-           "sae/psnr_drop", "fit/freeze_depth", "trainer/global_step")
+           "sae/psnr_drop", "fit/last_frozen_layer", "trainer/global_step")
 DEFAULT_METRICS = ("val/psnr", "sae/fvu")
 
 

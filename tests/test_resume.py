@@ -24,7 +24,7 @@ from inr_lightning.callbacks.outputs import read_metrics
 STEPS = 40
 FIT = ["--data.init_args.resolution=16", "--data.init_args.steps_per_epoch=2", "--trainer.enable_progress_bar=false",
        "--data.init_args.coords_per_step=101", "--model.init_args.record_steps=[2, 4, 30, 40]",
-       "--model.init_args.protocol=freeze", "--model.init_args.freeze_depth=1"]
+       "--model.init_args.protocol=freeze", "--model.init_args.last_frozen_layer=1"]
 SAE = ["--model.init_args.n_atoms=64", "--model.init_args.k=2", "--model.init_args.warmup_steps=6",
        "--model.init_args.dead_window=150", "--data.init_args.batch_size=96", "--data.init_args.steps_per_epoch=2",
        "--trainer.enable_progress_bar=false", "--trainer.callbacks=[]"]

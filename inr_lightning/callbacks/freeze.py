@@ -9,7 +9,7 @@ rank.  Whether "freeze at layer j" includes layer j is not public, so both readi
 Division of labour with ``SignalFitModule`` (``inr_lightning.models.fitting``): in ``setup("fit")`` this
 callback measures the exact stable rank (float64 SVD) of every shared-encoder layer of the *loaded* encoder
 (the cohort weights, whatever the protocol), reports the profile and, only when the module's
-``protocol`` is ``auto``, hands it the chosen depth (``pl_module.set_freeze_depth``).  The module's own
+``protocol`` is ``auto``, hands it the chosen depth (``pl_module.set_last_frozen_layer``).  The module's own
 ``setup`` — which Lightning calls right after the callbacks' — then freezes, once, before optimizers and DDP
 exist.  With ``scratch``/``finetune``/``freeze`` the callback only reports (the module's depth stands), so
 one callback can sit in every run of a sweep.
@@ -20,7 +20,7 @@ does by shape alone); and relative to initialisation (``relative_to_init: true``
 srank(trained) / srank(same layer at its random init), which removes what the matrix shape decides).
 
 The profiles go into ``summary.json`` (``freeze/stable_rank``, ``freeze/stable_rank_init``, ``freeze/argmax``,
-``freeze/rule``, and ``freeze/depth`` where it is applied) and, when a WandbLogger is present, into a W&B
+``freeze/rule``, and ``freeze/last_frozen_layer`` where it is applied) and, when a WandbLogger is present, into a W&B
 table and bar chart.  With ``auto`` one console line says what was frozen and why.
 """
 
@@ -38,9 +38,9 @@ from inr_lightning.errors import InputError
 RULES = ("through", "below")
 
 
-def choose_freeze_depth(profile: list[float], rule: str = "through", depth: int | None = None,
+def choose_last_frozen_layer(profile: list[float], rule: str = "through", depth: int | None = None,
                         allow_first_layer: bool = True, init_profile: list[float] | None = None) -> tuple[int, int]:
-    """``(layer, freeze_depth)``: the layer the rule is about (the argmax of the stable rank — divided by
+    """``(layer, last_frozen_layer)``: the layer the rule is about (the argmax of the stable rank — divided by
     ``init_profile`` when given — or ``depth`` if given) and the last frozen layer under ``rule`` (−1: none)."""
     if rule not in RULES:
         raise InputError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
@@ -80,7 +80,7 @@ class StableRankFreeze(L.Callback):
         self.profile: list[float] = []
         self.init_profile: list[float] | None = None
         self.layer: int | None = None
-        self.freeze_depth: int | None = None
+        self.last_frozen_layer: int | None = None
 
     @staticmethod
     def loaded_weights(pl_module: L.LightningModule) -> list[torch.Tensor]:
@@ -101,7 +101,7 @@ class StableRankFreeze(L.Callback):
         if self.relative_to_init and self.init_profile is None:
             raise InputError("relative_to_init: true needs a module that keeps its encoder's initial weights "
                              "(SignalFitModule)")
-        self.layer, self.freeze_depth = choose_freeze_depth(
+        self.layer, self.last_frozen_layer = choose_last_frozen_layer(
             self.profile, self.rule, self.depth, self.allow_first_layer,
             self.init_profile if self.relative_to_init else None)
         argmax = max(range(len(self.profile)), key=lambda i: self.profile[i])
@@ -116,12 +116,12 @@ class StableRankFreeze(L.Callback):
                       "freeze/relative_to_init": self.relative_to_init, "freeze/applied": self.applied})
         if not self.applied:  # another protocol decides the depth: report the profile only
             return
-        extra.update({"freeze/layer": self.layer, "freeze/depth": self.freeze_depth,
+        extra.update({"freeze/layer": self.layer, "freeze/last_frozen_layer": self.last_frozen_layer,
                       "freeze/explicit_depth": self.depth})
-        if hasattr(pl_module, "set_freeze_depth"):
-            pl_module.set_freeze_depth(self.freeze_depth, source=f"StableRankFreeze(rule={self.rule})")
+        if hasattr(pl_module, "set_last_frozen_layer"):
+            pl_module.set_last_frozen_layer(self.last_frozen_layer, source=f"StableRankFreeze(rule={self.rule})")
         else:  # any module with a ``net.encoder``: freeze here, still before the optimizers exist
-            for j in range(self.freeze_depth + 1):
+            for j in range(self.last_frozen_layer + 1):
                 for p in pl_module.net.encoder.layers[j].parameters():
                     p.requires_grad_(False)
         if trainer.is_global_zero:
@@ -129,7 +129,7 @@ class StableRankFreeze(L.Callback):
 
     def explain(self) -> str:
         """One line: what ``auto`` froze and why."""
-        frozen = "nothing" if self.freeze_depth < 0 else f"encoder layers 0..{self.freeze_depth}"
+        frozen = "nothing" if self.last_frozen_layer < 0 else f"encoder layers 0..{self.last_frozen_layer}"
         if self.depth is not None:
             why = f"explicit depth {self.depth}"
         else:
@@ -144,7 +144,7 @@ class StableRankFreeze(L.Callback):
             return
         for logger in trainer.loggers:
             if self.applied:  # freeze/* scalars only where the depth was actually applied
-                logger.log_metrics({"freeze/depth": float(self.freeze_depth), "freeze/layer": float(self.layer)},
+                logger.log_metrics({"freeze/last_frozen_layer": float(self.last_frozen_layer), "freeze/layer": float(self.layer)},
                                    step=trainer.global_step)
             if isinstance(logger, WandbLogger):
                 import wandb
@@ -152,7 +152,7 @@ class StableRankFreeze(L.Callback):
                 rows = [[j, s] for j, s in enumerate(self.profile)]
                 table = wandb.Table(columns=["layer", "stable_rank"], data=rows)
                 title = "stable rank per encoder layer" + \
-                    (f" (froze 0..{self.freeze_depth}, {self.rule})" if self.applied else "")
+                    (f" (froze 0..{self.last_frozen_layer}, {self.rule})" if self.applied else "")
                 logger.experiment.log({
                     "freeze/stable_rank_profile": table,
                     "freeze/stable_rank_bar": wandb.plot.bar(table, "layer", "stable_rank", title=title),

@@ -8,7 +8,7 @@ Protocols:
 - ``scratch``: random init of every layer, nothing learned is transferred (for the FFMLP the fixed Fourier
   matrix ``B`` is kept from the cohort: it is part of the architecture, never trained);
 - ``finetune``: cohort encoder copied into every copy, every layer trained (STRAINER's recipe);
-- ``freeze``: cohort encoder copied, layers ``0 .. freeze_depth`` frozen; the layers above are fine-tuned
+- ``freeze``: cohort encoder copied, layers ``0 .. last_frozen_layer`` frozen; the layers above are fine-tuned
   from the cohort weights (``above: finetune``) or re-initialised (``above: reinit``);
 - ``auto``: like ``freeze`` with the depth decided by the ``StableRankFreeze`` callback from the stable
   ranks of the loaded encoder.
@@ -19,7 +19,7 @@ protocol: ``freeze``/``auto`` then freeze random layers — the control that sep
 
 Who freezes: this module, always, once, in ``setup("fit")`` — after every callback's ``setup`` and before the
 optimizers (and DDP) are built, so frozen parameters are excluded from the optimizer and no rank ever
-unfreezes mid-run.  The callback only *decides* the depth (``set_freeze_depth``) when ``protocol: auto``;
+unfreezes mid-run.  The callback only *decides* the depth (``set_last_frozen_layer``) when ``protocol: auto``;
 with another protocol it only reports the stable-rank profile.  ``auto`` without the callback is an error.
 
 **Frozen-prefix caching** (``cache_frozen_prefix: true``, the default).  Frozen layers see fixed inputs
@@ -64,7 +64,8 @@ class SignalFitModule(INRModule):
         cohort_ckpt: path to a cohort-stage checkpoint (``runs/<study>/cohort/<backbone>/checkpoints/last.ckpt``);
             the architecture is read from it.
         protocol: ``scratch``, ``finetune``, ``freeze`` or ``auto`` (see the module docstring).
-        freeze_depth: for ``freeze``: encoder layers ``0 .. freeze_depth`` are frozen, ``0 ≤ freeze_depth < L_s``.
+        last_frozen_layer: for ``freeze``: encoder layers ``0 .. last_frozen_layer`` are frozen,
+            ``0 ≤ last_frozen_layer < L_s`` (after a fit: −1 when nothing was frozen).
         above: ``finetune`` (layers above the freeze depth start from the cohort weights) or ``reinit``.
         encoder_weights: ``cohort`` (default) or ``random``: the random-weights control (module docstring).
         backbone: if given, the checkpoint's backbone must be this one (guards a config pointed at the
@@ -77,7 +78,7 @@ class SignalFitModule(INRModule):
         cache_frozen_prefix: compute the frozen layers' output on the grid once per fit (module docstring).
     """
 
-    def __init__(self, cohort_ckpt: str, protocol: str = "auto", freeze_depth: int | None = None,
+    def __init__(self, cohort_ckpt: str, protocol: str = "auto", last_frozen_layer: int | None = None,
                  above: str = "finetune", encoder_weights: str = "cohort", backbone: str | None = None,
                  num_signals: int = 1, out_channels: int = 1,
                  lr: float = 1e-4, record_steps: list[int] | None = None, loss_reduction: str = "sum",
@@ -97,11 +98,12 @@ class SignalFitModule(INRModule):
             raise InputError(f"above must be one of {', '.join(ABOVE)}, got {above!r}")
         if encoder_weights not in ENCODER_WEIGHTS:
             raise InputError(f"encoder_weights must be one of {', '.join(ENCODER_WEIGHTS)}, got {encoder_weights!r}")
-        if protocol == "freeze" and freeze_depth is None:
-            raise InputError("protocol: freeze needs freeze_depth (an encoder layer index); "
+        if protocol == "freeze" and last_frozen_layer is None:
+            raise InputError("protocol: freeze needs last_frozen_layer (an encoder layer index); "
                              "or use protocol: auto with the StableRankFreeze callback")
-        if protocol != "freeze" and freeze_depth is not None:
-            raise InputError(f"freeze_depth={freeze_depth} is only used with protocol: freeze, not {protocol!r} "
+        if protocol != "freeze" and last_frozen_layer is not None:
+            raise InputError(f"last_frozen_layer={last_frozen_layer} is only used with protocol: freeze, not "
+                             f"{protocol!r} "
                              f"(for auto, give StableRankFreeze(depth=…))")
         steps = list(DEFAULT_RECORD_STEPS if record_steps is None else record_steps)
         if any(not isinstance(s, int) or s < 0 for s in steps):
@@ -112,7 +114,7 @@ class SignalFitModule(INRModule):
             raise InputError(f"cohort_ckpt {cohort_ckpt!r} holds a {cfg.backbone} encoder, but backbone is "
                              f"{backbone!r}; point cohort_ckpt at the {backbone} cohort run")
         if protocol == "freeze":
-            self.check_depth(freeze_depth, cfg.shared_layers)
+            self.check_depth(last_frozen_layer, cfg.shared_layers)
         self.protocol, self.above, self.encoder_weights, self.cfg = protocol, above, encoder_weights, cfg
         self.record_steps = sorted(set(steps))
         self.save_hyperparameters()
@@ -126,7 +128,7 @@ class SignalFitModule(INRModule):
         self.init_encoder_weights = [self.net.encoder.linear(j).weight[0].detach().clone()
                                      for j in range(cfg.shared_layers)]
         self._load_encoder(encoder_state, transfer_weights=protocol != "scratch" and encoder_weights == "cohort")
-        self.freeze_depth: int | None = freeze_depth  # resolved depth; −1 = nothing frozen
+        self.last_frozen_layer: int | None = last_frozen_layer  # resolved; −1 = nothing frozen
         self._freeze_applied = False
         # Only init arguments go into hparams (``test --ckpt_path`` feeds them back); the architecture read
         # from the cohort checkpoint is reported here instead.
@@ -149,23 +151,23 @@ class SignalFitModule(INRModule):
             if key == "features.B" or transfer_weights:
                 own[key].copy_(value.expand_as(own[key]))
 
-    def set_freeze_depth(self, depth: int, source: str = "StableRankFreeze") -> None:
+    def set_last_frozen_layer(self, depth: int, source: str = "StableRankFreeze") -> None:
         """Called by ``StableRankFreeze.setup`` for ``protocol: auto``: layers ``0 .. depth`` will be frozen
         (``depth = −1``: none)."""
         if self._freeze_applied:
             raise RuntimeError("the freeze depth is set before setup('fit') freezes, never after")
         if depth != -1:
             self.check_depth(depth, len(self.net.encoder))
-        self.freeze_depth = depth
+        self.last_frozen_layer = depth
         self.summary_extra["fit/freeze_depth_source"] = source
 
     def setup(self, stage: str) -> None:
         if stage != "fit" or self._freeze_applied:
             return
-        if self.protocol == "auto" and self.freeze_depth is None:
+        if self.protocol == "auto" and self.last_frozen_layer is None:
             raise InputError("protocol: auto needs the StableRankFreeze callback in trainer.callbacks "
                              "(class_path: inr_lightning.callbacks.StableRankFreeze) to choose the depth")
-        depth = self.freeze_depth if self.protocol in ("freeze", "auto") else -1
+        depth = self.last_frozen_layer if self.protocol in ("freeze", "auto") else -1
         self.apply_freeze(depth)
 
     @torch.no_grad()
@@ -182,9 +184,9 @@ class SignalFitModule(INRModule):
         for j in range(depth + 1):
             for p in encoder.layers[j].parameters():
                 p.requires_grad_(False)
-        self.freeze_depth = depth
+        self.last_frozen_layer = depth
         self._freeze_applied = True
-        self.summary_extra["fit/freeze_depth"] = depth
+        self.summary_extra["fit/last_frozen_layer"] = depth
         self.summary_extra["fit/frozen_layers"] = list(range(depth + 1))
 
     # -- frozen-prefix cache ---------------------------------------------------------------------------
@@ -200,9 +202,9 @@ class SignalFitModule(INRModule):
 
     @torch.no_grad()
     def build_prefix_cache(self, coords: Tensor) -> Tensor:
-        """Layers ``0 .. freeze_depth`` on the full grid ``coords (P, 2)`` → ``(M, P, width)``, once."""
+        """Layers ``0 .. last_frozen_layer`` on the full grid ``coords (P, 2)`` → ``(M, P, width)``, once."""
         coords = coords.to(self.net.encoder.linear(0).weight.device)
-        self._prefix_cache = self.net.encoder(coords.unsqueeze(0), 0, self.freeze_depth + 1).contiguous()
+        self._prefix_cache = self.net.encoder(coords.unsqueeze(0), 0, self.last_frozen_layer + 1).contiguous()
         self._prefix_index = torch.arange(len(coords), device=coords.device)
         return self._prefix_cache
 
@@ -210,8 +212,8 @@ class SignalFitModule(INRModule):
         """Builds the cache at the first step (on the step's device) and decides whether this step uses it;
         outside ``train_forward`` so that a compiled forward sees no Python side effects."""
         self._step_full = False
-        if not (self.cache_frozen_prefix and self._freeze_applied and self.freeze_depth is not None
-                and self.freeze_depth >= 0 and "index" in batch):
+        if not (self.cache_frozen_prefix and self._freeze_applied and self.last_frozen_layer is not None
+                and self.last_frozen_layer >= 0 and "index" in batch):
             self._prefix_cache = None
             return
         index = batch["index"]
@@ -229,7 +231,7 @@ class SignalFitModule(INRModule):
             return self.net(batch["coords"])
         # the whole grid in order: the cache itself; a subset or a chunk of the step: its rows
         h = cache if self._step_full and batch["index"].shape[0] == cache.shape[1] else cache[:, batch["index"]]
-        return self.net.forward_from(h, self.freeze_depth)
+        return self.net.forward_from(h, self.last_frozen_layer)
 
     def teardown(self, stage: str) -> None:
         if stage == "fit":
@@ -239,7 +241,7 @@ class SignalFitModule(INRModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """The frozen depth and the recorded PSNR/SSIM history travel with the weights (plain values only, so
         the checkpoint still loads with ``weights_only=True``)."""
-        checkpoint["fit_state"] = {"freeze_depth": self.freeze_depth,
+        checkpoint["fit_state"] = {"last_frozen_layer": self.last_frozen_layer,
                                    "recorded": {int(s): (list(p), list(q)) for s, (p, q) in self._recorded.items()},
                                    "summary_extra": dict(self.summary_extra)}
 
@@ -249,10 +251,10 @@ class SignalFitModule(INRModule):
         state = checkpoint.get("fit_state")
         if not state:
             return
-        saved = state.get("freeze_depth")
-        if self._freeze_applied and saved is not None and saved != self.freeze_depth:
+        saved = state.get("last_frozen_layer", state.get("freeze_depth"))  # older checkpoints' key
+        if self._freeze_applied and saved is not None and saved != self.last_frozen_layer:
             raise InputError(f"the checkpoint was trained with encoder layers 0..{saved} frozen, this run freezes "
-                             f"0..{self.freeze_depth}; resume with the run's own config ({{run}}/config.yaml)")
+                             f"0..{self.last_frozen_layer}; resume with the run's own config ({{run}}/config.yaml)")
         self._recorded.update({int(s): (list(p), list(q)) for s, (p, q) in state.get("recorded", {}).items()})
         self.summary_extra.update(state.get("summary_extra", {}))
 

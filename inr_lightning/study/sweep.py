@@ -27,11 +27,11 @@ def protocols(layers: int, controls: bool = True) -> list[tuple[str, list[str]]]
     """(label, CLI overrides) of every run of one sweep."""
     m = "--model.init_args."
     runs = [("scratch", [f"{m}protocol=scratch"]), ("finetune", [f"{m}protocol=finetune"])]
-    runs += [(f"freeze_{k}", [f"{m}protocol=freeze", f"{m}freeze_depth={k}"]) for k in range(layers)]
+    runs += [(f"freeze_{k}", [f"{m}protocol=freeze", f"{m}last_frozen_layer={k}"]) for k in range(layers)]
     if controls:
-        runs += [(f"random_{k}", [f"{m}protocol=freeze", f"{m}freeze_depth={k}", f"{m}encoder_weights=random"])
+        runs += [(f"random_{k}", [f"{m}protocol=freeze", f"{m}last_frozen_layer={k}", f"{m}encoder_weights=random"])
                  for k in range(layers)]
-        runs += [(f"reinit_{k}", [f"{m}protocol=freeze", f"{m}freeze_depth={k}", f"{m}above=reinit"])
+        runs += [(f"reinit_{k}", [f"{m}protocol=freeze", f"{m}last_frozen_layer={k}", f"{m}above=reinit"])
                  for k in range(layers - 1)]
     runs.append(("auto", [f"{m}protocol=auto"]))
     return runs
@@ -63,7 +63,7 @@ def write_rows(path: Path, sweeps: dict[tuple, dict[str, dict]]) -> None:
             for step, values in steps:
                 for i, psnr in enumerate(values):
                     rows.append({"dataset": key[0], "view": key[1], "backbone": key[2], "seed": key[3],
-                                 "protocol": label, "freeze_depth": s.get("fit/freeze_depth"), "signal": i,
+                                 "protocol": label, "last_frozen_layer": s.get("fit/last_frozen_layer"), "signal": i,
                                  "step": step, "psnr": psnr})
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:

@@ -8,7 +8,7 @@ import torch
 
 from inr_lightning.analysis import stable_rank
 from inr_lightning.callbacks import StableRankFreeze
-from inr_lightning.callbacks.freeze import choose_freeze_depth
+from inr_lightning.callbacks.freeze import choose_last_frozen_layer
 from inr_lightning.checkpoints import save_cohort
 from inr_lightning.data import SignalDataModule, Synthetic
 from inr_lightning.errors import InputError
@@ -72,7 +72,7 @@ def test_auto_freezes_up_to_the_argmax_of_a_crafted_encoder(tmp_path, rule, froz
     before = torch.load(path, weights_only=True)["state_dict"]
     callback = StableRankFreeze(rule=rule)
     module = fit_auto(path, callback)
-    assert callback.layer == 2 and module.freeze_depth == frozen[-1]
+    assert callback.layer == 2 and module.last_frozen_layer == frozen[-1]
     assert frozen_layers(module) == frozen
     for j in range(LAYERS):  # frozen layers kept the cohort weights bit for bit; the others trained
         key = f"net.encoder.layers.{j}.linear.weight"
@@ -81,16 +81,16 @@ def test_auto_freezes_up_to_the_argmax_of_a_crafted_encoder(tmp_path, rule, froz
     extra = module.summary_extra
     assert extra["freeze/stable_rank"] == pytest.approx([1.5, 3.0, 9.0, 5.0], rel=1e-4)
     assert extra["freeze/argmax"] == 2 and extra["freeze/rule"] == rule and extra["freeze/applied"]
-    assert extra["fit/freeze_depth"] == extra["freeze/depth"] == frozen[-1]
+    assert extra["fit/last_frozen_layer"] == extra["freeze/last_frozen_layer"] == frozen[-1]
 
 
 def test_first_layer_may_win_only_when_allowed(tmp_path):
     path = crafted_ckpt(tmp_path / "c.ckpt", [12.0, 3.0, 9.0, 5.0], backbone="ffmlp")
-    assert fit_auto(path, StableRankFreeze(), steps=1).freeze_depth == 0
-    assert fit_auto(path, StableRankFreeze(allow_first_layer=False), steps=1).freeze_depth == 2
+    assert fit_auto(path, StableRankFreeze(), steps=1).last_frozen_layer == 0
+    assert fit_auto(path, StableRankFreeze(allow_first_layer=False), steps=1).last_frozen_layer == 2
     # below + argmax at layer 0: nothing frozen
     module = fit_auto(path, StableRankFreeze(rule="below"), steps=1)
-    assert module.freeze_depth == -1 and frozen_layers(module) == []
+    assert module.last_frozen_layer == -1 and frozen_layers(module) == []
 
 
 def test_explicit_depth_overrides_the_argmax(tmp_path):
@@ -104,10 +104,10 @@ def test_explicit_depth_overrides_the_argmax(tmp_path):
 def test_other_protocols_are_only_reported(tmp_path, capsys):
     path = crafted_ckpt(tmp_path / "c.ckpt", [1.5, 3.0, 9.0, 5.0])
     module = fit_auto(path, StableRankFreeze(), protocol="finetune", steps=1)
-    assert frozen_layers(module) == [] and module.freeze_depth == -1
+    assert frozen_layers(module) == [] and module.last_frozen_layer == -1
     assert module.summary_extra["freeze/argmax"] == 2 and not module.summary_extra["freeze/applied"]
-    # nothing was frozen by the rule: no freeze/depth in the record, no console line
-    assert "freeze/depth" not in module.summary_extra and "auto: froze" not in capsys.readouterr().err
+    # nothing was frozen by the rule: no freeze/last_frozen_layer in the record, no console line
+    assert "freeze/last_frozen_layer" not in module.summary_extra and "auto: froze" not in capsys.readouterr().err
 
 
 def test_auto_says_what_it_froze_and_why(tmp_path, capsys):
@@ -130,12 +130,12 @@ def test_relative_to_init_divides_by_the_same_layers_stable_rank_at_initialisati
 
 def test_choose_freeze_depth_rule():
     profile = [1.0, 4.0, 7.0, 2.0]
-    assert choose_freeze_depth(profile, "through") == (2, 2)
-    assert choose_freeze_depth(profile, "below") == (2, 1)
-    assert choose_freeze_depth([9.0, 4.0, 7.0], "through", allow_first_layer=False) == (2, 2)
-    assert choose_freeze_depth(profile, "below", depth=0) == (0, -1)
+    assert choose_last_frozen_layer(profile, "through") == (2, 2)
+    assert choose_last_frozen_layer(profile, "below") == (2, 1)
+    assert choose_last_frozen_layer([9.0, 4.0, 7.0], "through", allow_first_layer=False) == (2, 2)
+    assert choose_last_frozen_layer(profile, "below", depth=0) == (0, -1)
     with pytest.raises(InputError, match=r"valid depths are 0\.\.3"):
-        choose_freeze_depth(profile, depth=4)
+        choose_last_frozen_layer(profile, depth=4)
     with pytest.raises(InputError, match="rule must be one of through, below"):
         StableRankFreeze(rule="at")
     with pytest.raises(InputError, match="depth must be"):

@@ -28,7 +28,7 @@ def signals(split: str = "heldout", coords_per_step: int | None = None) -> Signa
 def fitted(ckpt, cache: bool, coords_per_step=None, depth: int = 1, above: str = "finetune", steps: int = 6,
            compile: bool = False, step_chunk: int | None = None):
     torch.manual_seed(3)
-    module = SignalFitModule(str(ckpt), protocol="freeze", freeze_depth=depth, above=above, num_signals=3, lr=1e-2,
+    module = SignalFitModule(str(ckpt), protocol="freeze", last_frozen_layer=depth, above=above, num_signals=3, lr=1e-2,
                              record_steps=[], cache_frozen_prefix=cache, compile=compile, step_chunk=step_chunk)
     dm = signals(coords_per_step=coords_per_step)
     calls = []
@@ -99,7 +99,7 @@ def test_no_cache_without_a_frozen_layer(ckpt):
     torch.manual_seed(0)
     module = SignalFitModule(str(ckpt), protocol="finetune", num_signals=3, record_steps=[])
     fit(module, signals(), steps=2)
-    assert module._prefix_cache is None and module.freeze_depth == -1
+    assert module._prefix_cache is None and module.last_frozen_layer == -1
 
 
 def compile_unavailable() -> str | None:

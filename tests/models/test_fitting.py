@@ -55,7 +55,7 @@ def cohort_weight(path, j) -> torch.Tensor:
 # -- protocols -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("above", ["finetune", "reinit"])
 def test_frozen_parameters_stay_bit_identical(ckpt, above):
-    module = SignalFitModule(str(ckpt), protocol="freeze", freeze_depth=1, above=above, num_signals=3, lr=1e-2,
+    module = SignalFitModule(str(ckpt), protocol="freeze", last_frozen_layer=1, above=above, num_signals=3, lr=1e-2,
                              record_steps=[1, 3])
     before = {k: v.clone() for k, v in module.state_dict().items()}
     trainer = fit(module, datamodule())
@@ -74,13 +74,13 @@ def test_frozen_parameters_stay_bit_identical(ckpt, above):
     frozen = [p for j in range(2) for p in module.net.encoder.layers[j].parameters()]
     assert frozen and not any(id(p) in in_optimizer for p in frozen)
     summary = module.summary_extra
-    assert summary["fit/freeze_depth"] == 1 and summary["fit/frozen_layers"] == [0, 1]
+    assert summary["fit/last_frozen_layer"] == 1 and summary["fit/frozen_layers"] == [0, 1]
     assert set(summary["fit/psnr_at_step"]) == {"1", "3"} and len(summary["fit/psnr_final"]) == 3
     assert summary["fit/psnr_final"] == summary["fit/psnr_at_step"]["3"]
 
 
 def test_reinit_redraws_the_layers_above_the_freeze_depth(ckpt):
-    module = SignalFitModule(str(ckpt), protocol="freeze", freeze_depth=0, above="reinit", num_signals=3)
+    module = SignalFitModule(str(ckpt), protocol="freeze", last_frozen_layer=0, above="reinit", num_signals=3)
     module.apply_freeze(0)
     assert torch.equal(module.net.encoder.linear(0).weight[0], cohort_weight(ckpt, 0)[0])
     for j in (1, 2):
@@ -118,7 +118,7 @@ def test_scratch_transfers_nothing_learned(tmp_path, backbone):
 def test_batched_fits_equal_single_fits(tmp_path, backbone, protocol):
     path = make_cohort_ckpt(tmp_path / "c.ckpt", backbone)
     depth = 0 if protocol == "freeze" else None
-    kwargs = dict(protocol=protocol, freeze_depth=depth, lr=1e-3, record_steps=[])
+    kwargs = dict(protocol=protocol, last_frozen_layer=depth, lr=1e-3, record_steps=[])
     torch.manual_seed(1)
     batched = SignalFitModule(str(path), num_signals=3, **kwargs)
     init = {k: v.clone() for k, v in batched.state_dict().items()}
@@ -143,10 +143,10 @@ def test_bad_inputs_are_one_line_errors(tmp_path, ckpt):
     cases = [
         (dict(protocol="half"), "protocol must be one of scratch, finetune, freeze, auto, got 'half'"),
         (dict(above="keep"), "above must be one of finetune, reinit"),
-        (dict(protocol="freeze", freeze_depth=3), "valid depths are 0..2"),
-        (dict(protocol="freeze", freeze_depth=-1), "valid depths are 0..2"),
-        (dict(protocol="freeze"), "protocol: freeze needs freeze_depth"),
-        (dict(protocol="finetune", freeze_depth=1), "only used with protocol: freeze"),
+        (dict(protocol="freeze", last_frozen_layer=3), "valid depths are 0..2"),
+        (dict(protocol="freeze", last_frozen_layer=-1), "valid depths are 0..2"),
+        (dict(protocol="freeze"), "protocol: freeze needs last_frozen_layer"),
+        (dict(protocol="finetune", last_frozen_layer=1), "only used with protocol: freeze"),
         (dict(backbone="ffmlp"), "holds a siren encoder"),
         (dict(record_steps=[-5]), "record_steps"),
     ]
@@ -195,7 +195,7 @@ def test_fit_config_runs_a_tiny_fit_from_a_cohort_run(tmp_path, backbone, capsys
     assert summary["fit/protocol"] == "auto" and summary["freeze/rule"] == "through"
     profile = summary["freeze/stable_rank"]
     assert len(profile) == 5 and summary["freeze/argmax"] == max(range(5), key=profile.__getitem__)
-    assert summary["fit/freeze_depth"] == summary["freeze/depth"] == summary["freeze/argmax"]
+    assert summary["fit/last_frozen_layer"] == summary["freeze/last_frozen_layer"] == summary["freeze/argmax"]
     assert set(summary["fit/psnr_at_step"]) == {"2", "4"}
     assert summary["fit/psnr_final"] == pytest.approx(summary["val/psnr_per_signal"], abs=1e-4)
     assert list((run / "wandb").glob("offline-run-*"))
@@ -213,7 +213,7 @@ def test_fit_config_runs_a_tiny_fit_from_a_cohort_run(tmp_path, backbone, capsys
         with pytest.raises(SystemExit) as info:
             run_cli(["fit", "--config", "configs/fit/siren.yaml", f"--trainer.default_root_dir={tmp_path / 'x'}",
                      f"--model.init_args.cohort_ckpt={ckpt}", "--model.init_args.protocol=freeze",
-                     "--model.init_args.freeze_depth=9", *FIT_TINY])
+                     "--model.init_args.last_frozen_layer=9", *FIT_TINY])
         assert info.value.code == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert err[-1] == ("error: freeze depth 9 is out of range: the encoder has 5 shared layers, "
@@ -227,7 +227,7 @@ def test_fit_stage_two_process_ddp_equals_one_process(tmp_path):
     args = ["--config", "configs/fit/siren.yaml", "--trainer.accelerator=cpu", "--trainer.max_steps=4",
             "--trainer.enable_progress_bar=false", "--trainer.logger=false", "--trainer.callbacks=[]",
             f"--model.init_args.cohort_ckpt={path}", "--model.init_args.protocol=freeze",
-            "--model.init_args.freeze_depth=0", "--model.init_args.record_steps=[2]",
+            "--model.init_args.last_frozen_layer=0", "--model.init_args.record_steps=[2]",
             "--data.init_args.coords_per_step=101", "--data.init_args.steps_per_epoch=4",
             "--model.init_args.step_chunk=16",  # chunked steps (uneven: 101 and ~50 per rank) under DDP too
             "--optimizer=torch.optim.SGD", "--optimizer.lr=0.01"]

@@ -30,7 +30,7 @@ def test_sweep_runs_every_protocol_with_paired_seeds(cohort, tmp_path, capsys):
     # the two seeds are two fits of the same signals: paired, and not identical
     assert runs.psnr[0]["finetune"][-1] != runs.psnr[1]["finetune"][-1]
     summary = json.loads((out / "ffmlp" / "seed1" / "freeze_1" / "summary.json").read_text())
-    assert summary["fit/freeze_depth"] == 1 and summary["data/resolution"] == [16, 16]
+    assert summary["fit/last_frozen_layer"] == 1 and summary["data/resolution"] == [16, 16]
     text = (out / "report.md").read_text()
     assert "| through | raw argmax |" in text and "| below | raw argmax |" in text and "(n=10)" in text
     assert "wins / ties / losses" in capsys.readouterr().out
