@@ -159,7 +159,7 @@ class SignalFitModule(INRModule):
         if depth != -1:
             self.check_depth(depth, len(self.net.encoder))
         self.last_frozen_layer = depth
-        self.summary_extra["fit/freeze_depth_source"] = source
+        self.summary_extra["fit/freeze_source"] = source
 
     def setup(self, stage: str) -> None:
         if stage != "fit" or self._freeze_applied:

@@ -128,7 +128,7 @@ def test_relative_to_init_divides_by_the_same_layers_stable_rank_at_initialisati
     assert init == pytest.approx([float(stable_rank(w)) for w in module.init_encoder_weights])
 
 
-def test_choose_freeze_depth_rule():
+def test_choose_last_frozen_layer_rule():
     profile = [1.0, 4.0, 7.0, 2.0]
     assert choose_last_frozen_layer(profile, "through") == (2, 2)
     assert choose_last_frozen_layer(profile, "below") == (2, 1)

@@ -79,7 +79,7 @@ def test_frozen_parameters_stay_bit_identical(ckpt, above):
     assert summary["fit/psnr_final"] == summary["fit/psnr_at_step"]["3"]
 
 
-def test_reinit_redraws_the_layers_above_the_freeze_depth(ckpt):
+def test_reinit_redraws_the_layers_above_the_last_frozen_one(ckpt):
     module = SignalFitModule(str(ckpt), protocol="freeze", last_frozen_layer=0, above="reinit", num_signals=3)
     module.apply_freeze(0)
     assert torch.equal(module.net.encoder.linear(0).weight[0], cohort_weight(ckpt, 0)[0])
