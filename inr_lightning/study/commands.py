@@ -1,7 +1,7 @@
 """``python -m inr_lightning study | sweep | sae-depths``: the study's stages as commands.
 
     python -m inr_lightning study --quick                 # ≤ 10 min on 2 CPU cores → runs/study_quick/report.md
-    python -m inr_lightning study --profile full          # the CPU study (64×64, 3 seeds, both datasets)
+    python -m inr_lightning study --profile small         # every dataset and view at the quick sizes
     python -m inr_lightning study --profile reference     # the paper's sizes, for a GPU
     python -m inr_lightning sweep --cohort_ckpt runs/mri/cohort/siren/checkpoints/last.ckpt --seeds 3
     python -m inr_lightning sae-depths --cohort_ckpt runs/mri/cohort/siren/checkpoints/last.ckpt
