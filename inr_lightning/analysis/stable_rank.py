@@ -1,7 +1,7 @@
 """Exact weight stable rank, srank(W) = ‖W‖²_F / ‖W‖²₂ = Σσᵢ² / σ₁² (between 1 and rank W).
 
-Exact on purpose: a few steps of power iteration underestimate σ₁ and overestimate the stable rank by
-35–60 %, enough to move the argmax that picks the freeze depth.
+Exact on purpose: a few steps of power iteration underestimate σ₁ and overestimate the stable rank,
+enough to move the argmax that picks the freeze depth.
 """
 
 from __future__ import annotations
