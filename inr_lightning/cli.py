@@ -313,14 +313,6 @@ def _wandb_error(ex: BaseException | None) -> BaseException | None:
     return None
 
 
-def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
-    """``[own args…] -- [overrides…]`` → (own args, overrides): how scripts pass CLI overrides to every run."""
-    if "--" not in argv:
-        return list(argv), []
-    i = argv.index("--")
-    return list(argv[:i]), list(argv[i + 1:])
-
-
 # Commands beside LightningCLI's fit/validate/test/predict: name → (module, function taking argv, one line).
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "study": ("inr_lightning.study.commands", "study", "the whole study: cohorts → sweep → SAEs → report.md"),

@@ -83,8 +83,7 @@ class SignalDataModule(L.LightningDataModule):
         # and a bad folder or image should fail at start-up, not after the first epoch.
         named = split_images(source, num_signals, num_heldout, split)
         self.signal_names = [name for name, _ in named]
-        self.raw_images = [image for _, image in named]
-        self.images = prepare(self.raw_images, self.resolution, self.channels, self.aspect)
+        self.images = prepare([image for _, image in named], self.resolution, self.channels, self.aspect)
         self.coords = make_grid(*self.resolution)
         # (N, H·W, C): every signal's values at every grid coordinate, the layout the loss uses.
         self.targets = self.images.flatten(2).transpose(1, 2).contiguous()
@@ -201,9 +200,11 @@ class CohortRunDataModule(SignalDataModule):
             return
         if not ({"num_signals", "num_heldout"} & set(self.overrides)):
             return  # the cohort run's own split: its held-out images are disjoint from its cohort by construction
+        # Compared as loaded, before resizing: loaded once more, only when the split sizes were overridden.
         trained = split_images(settings["source"], cohort.get("num_signals"), cohort.get("num_heldout") or 0,
                                "cohort")
-        for name, image in zip(self.signal_names, self.raw_images):
+        served = split_images(settings["source"], settings["num_signals"], settings["num_heldout"], self.split)
+        for name, image in served:
             if any(t.shape == image.shape and torch.equal(t, image) for _, t in trained):
                 raise InputError(f"signal {name!r} was in the training cohort of '{config.parent}' (num_signals="
                                  f"{cohort.get('num_signals')}, num_heldout={cohort.get('num_heldout')}): this split "
