@@ -43,6 +43,7 @@ SAE_TYPES = ("topk",)
 # train_*: one entry per training step; the others one per evaluation (seconds: wall-clock since the fit started)
 CURVE_KEYS = ("train_step", "train_fvu", "step", "seconds", "fvu", "dead_fraction")
 DECAYS = ("none", "linear", "cosine")
+DECODER_INITS = ("random", "data")
 
 
 def lr_factor(step: int, total: int, warmup: int, decay: str, decay_fraction: float) -> float:
@@ -73,6 +74,8 @@ class SAEModule(L.LightningModule):
         aux_weight: weight of the AuxK loss (1/32), normalised by the residual's spread; 0 turns it off.
         dead_window: samples without firing after which an atom counts as dead (for AuxK).
         b_pre_init: ``median`` (geometric), ``mean`` or ``zero``.
+        decoder_init: ``random`` unit rows, or ``data``: rows = centred, normalised activations drawn from the
+            ``init_samples`` (``TopKSAE.init_decoder_from_data``).
         init_samples: activations sampled for ``b_pre`` and the input scale (mean input norm).
         dense_threshold: an atom firing on more than this share of the grid is *dense*.
         eval_chunk: coordinates per pass during evaluation.
@@ -87,7 +90,8 @@ class SAEModule(L.LightningModule):
                  warmup_steps: int = 100,
                  decay: str = "linear", decay_fraction: float = 0.2,
                  k_aux: int | None = None, aux_weight: float = 1 / 32, dead_window: int = 1_000_000,
-                 b_pre_init: str = "median", init_samples: int = 16384, dense_threshold: float = 0.1,
+                 b_pre_init: str = "median", decoder_init: str = "random", init_samples: int = 16384,
+                 dense_threshold: float = 0.1,
                  eval_chunk: int = 16384, sae_type: str = "topk", init_seed: int = 0, d_in: int | None = None) -> None:
         super().__init__()
         if sae_type not in SAE_TYPES:
@@ -98,6 +102,8 @@ class SAEModule(L.LightningModule):
             raise InputError(f"b_pre_init must be one of {', '.join(B_PRE_INITS)}, got {b_pre_init!r}")
         if not aux_weight >= 0 or int(warmup_steps) < 0 or int(init_samples) < 1 or int(eval_chunk) < 1:
             raise InputError("aux_weight and warmup_steps must be ≥ 0, init_samples and eval_chunk ≥ 1")
+        if decoder_init not in DECODER_INITS:
+            raise InputError(f"decoder_init must be one of {', '.join(DECODER_INITS)}, got {decoder_init!r}")
         if decay not in DECAYS:
             raise InputError(f"decay must be one of {', '.join(DECAYS)}, got {decay!r}")
         if not 0 <= decay_fraction <= 1:
@@ -134,6 +140,9 @@ class SAEModule(L.LightningModule):
             sample = self.trainer.datamodule.init_sample(self.hparams.init_samples, self.device)
             self.sae.init_input_scale(sample)
             self.sae.init_b_pre(sample, self.hparams.b_pre_init)
+            if self.hparams.decoder_init == "data":
+                gen = torch.Generator().manual_seed(int(self.hparams.init_seed))
+                self.sae.init_decoder_from_data(sample, gen)
         self.summary_extra["sae/input_scale"] = float(self.sae.input_scale)
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
@@ -195,6 +204,8 @@ class SAEModule(L.LightningModule):
         checkpoint["sae_curves"] = {key: list(values) for key, values in self.curves.items()}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # SAEs saved before the code scale existed had c = 1
+        checkpoint.get("state_dict", {}).setdefault("sae.code_scale", torch.ones(()))
         saved = checkpoint.get("sae_curves") or {}
         self.curves = {key: list(saved.get(key, [])) for key in CURVE_KEYS}
 

@@ -1,6 +1,6 @@
 """TopK sparse autoencoder (Gao et al. 2024) for INR activations.
 
-    z = TopK_k(ReLU(W_enc (x/s − b_pre) + b_enc)),   x̂ = s · (W_dec z + b_pre)
+    z = c · TopK_k(ReLU(W_enc (x/s − b_pre) + b_enc)),   x̂ = s · (W_dec z + b_pre)
 
 ``s`` (the buffer ``input_scale``) is the mean input norm of a sample, set once before training
 (``init_input_scale``): the SAE works on inputs of unit mean norm whatever the layer's scale, so one learning
@@ -106,6 +106,25 @@ def geometric_median(x: Tensor, iters: int = 200, eps: float = 1e-8) -> Tensor:
     return y
 
 
+@torch.no_grad()
+def farthest_points(x: Tensor, n: int, first: int = 0) -> Tensor:
+    """Indices of ``n`` rows of ``x (B, d)`` chosen greedily, each the farthest (Euclidean) from those chosen
+    before (k-centre): an even cover of the data, ``n`` matrix-vector products of ``x``."""
+    n = min(int(n), len(x))
+    chosen = torch.empty(n, dtype=torch.long, device=x.device)
+    if n == 0:
+        return chosen
+    sq = (x * x).sum(1)
+    nearest = torch.full((len(x),), float("inf"), dtype=x.dtype, device=x.device)
+    chosen[0] = first
+    for i in range(1, n + 1):
+        c = chosen[i - 1]
+        nearest = torch.minimum(nearest, sq - 2 * (x @ x[c]) + sq[c])
+        if i < n:
+            chosen[i] = nearest.argmax()
+    return chosen
+
+
 class TopKSAE(nn.Module):
     """TopK SAE with tied initialisation, unit-norm decoder rows and an AuxK loss on dead atoms.
 
@@ -141,6 +160,7 @@ class TopKSAE(nn.Module):
         self.b_pre = nn.UninitializedParameter()
         self.register_buffer("samples_since_fired", torch.zeros(n_atoms, dtype=torch.long))
         self.register_buffer("input_scale", torch.ones(()))  # s: mean input norm (init_input_scale)
+        self.register_buffer("code_scale", torch.ones(()))   # c: codes = c · ReLU(…) (init_decoder_from_data)
         self.register_buffer("initialized", torch.tensor(False))
         if d_in is not None:
             self.materialize(int(d_in))
@@ -166,7 +186,8 @@ class TopKSAE(nn.Module):
     # -- encode / decode --------------------------------------------------------------------------
     def codes_before_topk(self, x: Tensor) -> Tensor:
         """``(B, n_atoms)``: s · ReLU(W_enc (x/s − b_pre) + b_enc), every atom's code before the top-k (dense)."""
-        return F.relu(F.linear(x / self.input_scale - self.b_pre, self.W_enc, self.b_enc)) * self.input_scale
+        return F.relu(F.linear(x / self.input_scale - self.b_pre, self.W_enc, self.b_enc)) * self.input_scale * \
+            self.code_scale
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(vals, idx)``, each ``(B, k)``; ``vals`` in the input's units."""
@@ -194,7 +215,7 @@ class TopKSAE(nn.Module):
             ones = torch.ones(xc.shape[0], 1, dtype=xc.dtype, device=xc.device)
             pre = torch.cat([xc, ones], 1) @ torch.cat([self.W_enc, self.b_enc[:, None]], 1).T
             idx = pre.topk(self.k, dim=-1).indices
-        vals = SelectedCodes.apply(xc, self.W_enc, self.b_enc, pre, idx, None) * self.input_scale
+        vals = SelectedCodes.apply(xc, self.W_enc, self.b_enc, pre, idx, None) * (self.input_scale * self.code_scale)
         return SAEOutput(self.decode(vals, idx), vals, idx, pre)
 
     # -- dead atoms and AuxK ----------------------------------------------------------------------
@@ -220,7 +241,8 @@ class TopKSAE(nn.Module):
         with torch.no_grad():
             idx = (pre * mask).topk(min(self.k_aux, n_dead), dim=-1).indices
         # Gradients reach W_enc, b_enc, b_pre through the selected dead atoms only (as through ``pre * dead``).
-        vals = SelectedCodes.apply(x / self.input_scale - self.b_pre, self.W_enc, self.b_enc, pre, idx, mask)
+        vals = SelectedCodes.apply(x / self.input_scale - self.b_pre, self.W_enc, self.b_enc, pre, idx, mask) * \
+            self.code_scale
         residual = (x - x_hat).detach() / self.input_scale
         return ((self.decode(vals, idx, bias=False) - residual) ** 2).sum()
 
@@ -267,6 +289,36 @@ class TopKSAE(nn.Module):
             value = torch.zeros(self.d_in, dtype=torch.float64)
         self.b_pre.copy_(value.to(self.b_pre))
         self.initialized.fill_(True)
+
+    @torch.no_grad()
+    def init_decoder_from_data(self, sample: Tensor, generator: torch.Generator | None = None) -> None:
+        """Decoder rows (and W_enc = W_decᵀ) = samples of ``(B, d_in)``, centred by ``b_pre`` and normalised,
+        chosen to be spread out (``farthest_points``); call after ``init_b_pre``.  Rows beyond ``B`` keep their
+        random initialisation.
+
+        Why: every atom starts on the data, so none starts dead, and on an INR layer (a 2-D manifold of
+        coordinates) atom a's code is then a kernel between the input and one point of the grid, which TopK
+        turns into a local reconstruction from the start; training refines it instead of finding it.  Spread
+        out, because atoms drawn at random include near-duplicates, one of which loses everywhere and dies."""
+        centred = sample.to(self.W_dec) / self.input_scale - self.b_pre
+        norms = centred.norm(dim=1)
+        keep = centred[norms > 1e-6 * float(norms.max().clamp_min(1e-30))]
+        keep = keep / keep.norm(dim=1, keepdim=True)
+        n = min(len(keep), self.n_atoms)
+        first = int(torch.randint(len(keep), (1,), generator=generator)) if len(keep) else 0
+        rows = keep[farthest_points(keep, n, first)]
+        self.W_dec[:n] = rows
+        self.W_enc[:n] = rows
+        self.b_enc.zero_()
+        # The k selected codes each start near ‖x‖, so x̂ starts ~k× too long: one least-squares factor c puts
+        # the initial reconstruction at the right scale.  It multiplies the codes (a buffer) instead of shrinking
+        # W_enc, so that the encoder rows keep unit norm and Adam's per-coordinate steps stay as small relative to
+        # them as with a random initialisation (shrunk rows moved ~k× faster and atoms died).
+        self.code_scale.fill_(1.0)
+        vals, idx = self.encode(sample.to(self.W_dec))
+        x_hat = self.decode(vals, idx, bias=False) / self.input_scale
+        c = float((x_hat * centred).sum() / (x_hat ** 2).sum().clamp_min(1e-30))
+        self.code_scale.fill_(c if math.isfinite(c) and c > 0 else 1.0)
 
     def extra_repr(self) -> str:
         return f"d_in={self.d_in}, n_atoms={self.n_atoms}, k={self.k}, k_aux={self.k_aux}, dead_window={self.dead_window}"

@@ -139,7 +139,10 @@ def run_study(profile: Profile, out: Path, backbones: list[str], datasets: list[
                         data_overrides=data_overrides, logger=logger, overwrite=overwrite)
         write_rows(root / "sweep.csv", sweeps)
         sae_rows = run_sae_depths({b: cohorts[b, 0][0] for b in backbones}, root, layers=profile.sae_layers,
-                                  sae_seeds=profile.sae_seeds, control_layers=profile.control_layers,
+                                  # seeds and dictionary sizes on the first dataset only (the profile says so)
+                                  sae_seeds=profile.sae_seeds if ds == datasets[0] else 1,
+                                  control_layers=profile.control_layers,
+                                  dict_sizes=profile.dict_sizes if ds == datasets[0] else (),
                                   overrides=profile.sae, study=study, logger=logger, overwrite=overwrite)
         results[ds] = {"cohorts": cohorts, "matching": matching, "ffmlp_lr": ffmlp_lr, "sweeps": sweeps,
                        "sae": sae_rows}
@@ -148,19 +151,31 @@ def run_study(profile: Profile, out: Path, backbones: list[str], datasets: list[
 
 
 def run_sae_depths(cohorts: dict[str, Path], root: Path, *, layers: tuple[int, ...] | None, sae_seeds: int = 1,
-                   control_layers: tuple[int, ...] | None = None, overrides: list[str] = (), study: str = "sae",
-                   logger: str = "disabled", overwrite: bool = False) -> list[dict]:
-    """An SAE at every depth of each cohort (``layers``; None: all), ``sae_seeds`` seeds at the middle layer,
-    and the untrained-encoder control (a cohort whose layers 0..j stay random and frozen, everything above
-    trained on the same data) at ``control_layers`` (None: every SAE layer)."""
+                   control_layers: tuple[int, ...] | None = None, dict_sizes: tuple[int, ...] = (),
+                   overrides: list[str] = (), study: str = "sae", logger: str = "disabled",
+                   overwrite: bool = False) -> list[dict]:
+    """An SAE at every depth of each cohort (``layers``; None: all); at the middle layer ``sae_seeds`` seeds
+    (the SAE's initialisation and batch order) and one SAE per dictionary size in ``dict_sizes``; and the
+    untrained-encoder control (a cohort whose layers 0..j stay random and frozen, everything above trained on
+    the same data) at ``control_layers`` (None: every SAE layer).  Each row: the run's ``summary.json`` plus
+    ``backbone``, ``layer``, ``seed``, ``encoder`` (cohort | untrained), ``n_atoms``, ``kind`` (depth | seed | size
+    | control) and ``run``."""
+    import yaml
+
     rows = []
     for backbone, ckpt in cohorts.items():
         depth = _backbone_of(ckpt)[1]
+        middle = depth // 2
         chosen = layers if layers is not None else tuple(range(depth))
-        runs = [(j, 0, "cohort") for j in chosen] + [(depth // 2, s, "cohort") for s in range(1, sae_seeds)]
-        runs += [(j, 0, "untrained") for j in (control_layers if control_layers is not None else chosen)]
-        for layer, seed, encoder in runs:
+        runs = [(j, 0, "cohort", None, "depth") for j in chosen]
+        runs += [(middle, s, "cohort", None, "seed") for s in range(1, sae_seeds)]
+        runs += [(middle, 0, "cohort", n, "size") for n in dict_sizes]
+        runs += [(j, 0, "untrained", None, "control") for j in (control_layers if control_layers is not None else chosen)]
+        for layer, seed, encoder, n_atoms, kind in runs:
             source, name = ckpt, f"layer{layer}" + (f"_seed{seed}" if seed else "")
+            extra = [] if n_atoms is None else [f"--model.init_args.n_atoms={n_atoms}"]
+            if n_atoms is not None:
+                name += f"_atoms{n_atoms}"
             if encoder == "untrained":
                 source = run_cohort_control(ckpt, layer, root / "control" / backbone / f"cohort_layer{layer}",
                                             logger, overwrite)
@@ -168,11 +183,13 @@ def run_sae_depths(cohorts: dict[str, Path], root: Path, *, layers: tuple[int, .
             print(f"[sae] {root}: {backbone} {name}", flush=True)
             run = root / "sae" / backbone / name
             summary = run_stage(config_path("sae", backbone), run,
-                                [*overrides, f"--study={study}", f"--data.init_args.cohort_ckpt={source}",
-                                 f"--data.init_args.layer={layer}", f"--seed_everything={seed}"],
+                                [*overrides, *extra, f"--study={study}", f"--data.init_args.cohort_ckpt={source}",
+                                 f"--data.init_args.layer={layer}", f"--seed_everything={seed}",
+                                 f"--model.init_args.init_seed={seed}"],
                                 logger=logger, overwrite=overwrite)
+            atoms = yaml.safe_load((run / "config.yaml").read_text())["model"]["init_args"]["n_atoms"]
             rows.append({"backbone": backbone, "layer": layer, "seed": seed, "encoder": encoder, "run": str(run),
-                         **summary})
+                         "n_atoms": int(atoms), "kind": kind, **summary})
     return rows
 
 
@@ -285,6 +302,9 @@ def sae_depths(argv: list[str]) -> list[dict]:
     parser.add_argument("--out", required=True)
     parser.add_argument("--layers", nargs="*", type=int, default=None, help="default: every encoder layer")
     parser.add_argument("--control_layers", nargs="*", type=int, default=None, help="default: the middle layer")
+    parser.add_argument("--sae_seeds", type=int, default=1, help="SAE seeds at the middle layer")
+    parser.add_argument("--dict_sizes", nargs="*", type=int, default=(),
+                        help="extra dictionary sizes at the middle layer (e.g. 1024 16384)")
     parser.add_argument("--wandb", choices=["offline", "online", "disabled"], default="disabled")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(own)
@@ -292,7 +312,7 @@ def sae_depths(argv: list[str]) -> list[dict]:
     middle = _backbone_of(args.cohort_ckpt[0])[1] // 2
     rows = run_sae_depths(cohorts, Path(args.out), layers=None if args.layers is None else tuple(args.layers),
                           control_layers=(middle,) if args.control_layers is None else tuple(args.control_layers),
-                          overrides=extra, logger=args.wandb, overwrite=args.overwrite)
+                          sae_seeds=args.sae_seeds, dict_sizes=tuple(args.dict_sizes), overrides=extra, logger=args.wandb, overwrite=args.overwrite)
     table = reporting.sae_table(rows, Path(args.out))
     (Path(args.out) / "sae_depths.md").write_text("\n".join(table) + "\n")
     print("\n".join(table))

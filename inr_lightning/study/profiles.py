@@ -48,6 +48,7 @@ class Profile:
     sae: list[str]                     # overrides of every SAE run
     sae_seeds: int = 1                 # extra SAE seeds at the middle layer
     control_layers: tuple[int, ...] | None = None  # untrained-encoder controls; None: every SAE layer
+    dict_sizes: tuple[int, ...] = ()   # extra dictionary sizes at the middle layer
     views: bool = True                 # also fit each dataset's other views (e.g. coronal MRI slices)
     coords_per_step: int | None = None  # None: the full grid every fit step
     frequencies: int = 256
@@ -78,7 +79,7 @@ PROFILES = {
                      "--model.init_args.init_samples=64", "--data.init_args.batch_size=64",
                      "--data.init_args.steps_per_epoch=2", "--trainer.max_steps=2",
                      "--trainer.callbacks.init_args.top_atoms=2"],
-                    control_layers=(1,), frequencies=8, steps_per_epoch=2,
+                    control_layers=(1,), frequencies=8, steps_per_epoch=2, sae_seeds=2, dict_sizes=(16,),
                     cuts=("16×16, width 16, 2 layers, 3 fit steps, one seed: a test of the pipeline, not a measurement",)),
     # ≤ 10 minutes on 2 CPU cores: every stage and control on the MRI cohort, two seeds, at 32×32.
     "quick": Profile("quick", 32, 64, 5, 1000, 100, (25, 50, 100), 2, ("mri",), (1e-4, 1e-3), (1, 3),
@@ -101,18 +102,24 @@ PROFILES = {
                      cuts=("32×32 and width 64: fast, but at this size protocols differ less than at 128×128",
                            "200 fit steps, 1000 cohort steps, 2 seeds; SAEs of 512 atoms (k = 16), 300 steps, "
                            "at layers 1 and 3 only")),
-    # The CPU study: 64×64, width 128, full grid, three seeds, both datasets and the coronal view.
-    "full": Profile("full", 64, 128, 5, 2000, 300, (25, 50, 100, 200, 300), 3, ("mri", "skimage"),
-                    (1e-4, 3e-4, 1e-3),
+    # The CPU study (≤ 150 min on 2 cores): 48×48, width 64, full grid, three seeds, both datasets and the
+    # coronal view; SAEs of the paper's size at every depth with a control at every depth, and (first dataset)
+    # SAE seeds and dictionary sizes at the middle layer.
+    "full": Profile("full", 48, 64, 5, 2000, 200, (25, 50, 100, 200), 3, ("mri", "skimage"), (1e-4, 3e-4, 1e-3),
                     None,
-                    ["--model.init_args.n_atoms=4096", "--model.init_args.k=32", "--trainer.max_steps=2000",
-                     "--data.init_args.steps_per_epoch=500"],
-                    sae_seeds=3, control_layers=(2,),
-                    cuts=("64×64 and width 128 instead of 128×128 and 256: the CPU budget (the reference profile "
-                          "runs the paper's sizes on a GPU)", "300 fit steps instead of 2000")),
+                    ["--model.init_args.n_atoms=4096", "--model.init_args.k=32", "--trainer.max_steps=300",
+                     "--data.init_args.batch_size=2304", "--data.init_args.steps_per_epoch=100",
+                     "--model.init_args.warmup_steps=30", "--model.init_args.dead_window=18432"],
+                    sae_seeds=3, control_layers=None, dict_sizes=(1024, 16384), frequencies=64,
+                    cuts=("48×48 and width 64 instead of 128×128 and 256, 200 fit steps instead of 2000: 3 seeds × "
+                          "3 held-out sets × 2 backbones × 17 protocols = 306 full-grid fits and 48 SAEs must fit "
+                          "the 150-minute budget of 2 CPU cores (the reference profile runs the paper's sizes on a "
+                          "GPU)",
+                          "SAEs: 4096 atoms, k = 32, 300 steps of the whole 48×48 grid (2304 activations) each; SAE "
+                          "seeds and dictionary sizes on the first dataset (MRI) only")),
     # The paper-length protocol: 128×128, width 256, 2000 full-grid fit steps, converged SAEs — for a GPU.
     "reference": Profile("reference", 128, 256, 5, 5000, 2000, (50, 100, 250, 500, 1000, 2000), 3,
                          ("mri", "skimage"), (1e-4, 3e-4, 1e-3), None,
                          ["--model.init_args.n_atoms=4096", "--model.init_args.k=32", "--trainer.max_steps=10000"],
-                         sae_seeds=3, control_layers=None),
+                         sae_seeds=3, control_layers=None, dict_sizes=(1024, 16384)),
 }

@@ -177,41 +177,115 @@ def sweep_figure(runs_by_backbone: dict[str, Runs], path: Path, title: str) -> N
 
 
 # -- finding 2 ---------------------------------------------------------------------------------------------
-SAE_COLUMNS = [("sae/fvu", "FVU", ".5f"), ("sae/dead_fraction", "dead", ".3f"), ("sae/psnr", "PSNR via SAE", ".2f"),
-               ("sae/inr_psnr", "INR PSNR", ".2f"), ("atoms/spread_median", "spread (median)", ".3f"),
+SAE_COLUMNS = [("sae/fvu", "FVU", ".5f"), ("sae/dead_fraction", "dead", ".3f"), ("sae/psnr_drop", "PSNR drop via SAE", ".2f"),
                ("atoms/mass_radius90_median", "r90 (median)", ".3f"),
                ("atoms/components_median", "components (median)", ".1f"),
                ("atoms/tiling_ratio", "tiling ratio", ".2f"),
                ("atoms/content_alignment_median", "content alignment", ".3f"),
+               ("atoms/align_edges_median", "edge alignment", ".3f"),
                ("ablation/max_drop_db", "max atom drop [dB]", ".2f"),
-               ("ablation/max_drop_support_fraction", "its support", ".4f")]
+               ("ablation/max_drop_ep_db", "max drop, error-preserving [dB]", ".2f"),
+               ("ablation/damage_per_support_median", "damage / support (median)", ".1f"),
+               ("worst_r90", "r90 of the 5 worst atoms", ".3f")]
+
+
+def _cell(v, spec: str) -> str:
+    return "—" if not isinstance(v, (int, float)) or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
 
 
 def sae_table(rows: list[dict], out: Path) -> list[str]:
     cols = [c for c in SAE_COLUMNS if any(r.get(c[0]) is not None for r in rows)]
-    lines = ["| backbone | layer | encoder | seed | " + " | ".join(c[1] for c in cols) + " | run |",
-             "|---|---|---|---|" + "---|" * len(cols) + "---|"]
+    lines = ["| backbone | layer | encoder | atoms | seed | " + " | ".join(c[1] for c in cols) + " | run |",
+             "|---|---|---|---|---|" + "---|" * len(cols) + "---|"]
     for r in rows:
-        cells = []
-        for key, _, spec in cols:
-            v = r.get(key)
-            cells.append("—" if not isinstance(v, (int, float)) or (isinstance(v, float) and math.isnan(v))
-                         else format(v, spec))
-        lines.append(f"| {r['backbone']} | {r['layer']} | {r['encoder']} | {r['seed']} | " + " | ".join(cells)
-                     + f" | `{rel(r['run'], out)}` |")
+        cells = [_cell(r.get(key), spec) for key, _, spec in cols]
+        lines.append(f"| {r['backbone']} | {r['layer']} | {r['encoder']} | {r.get('n_atoms', '—')} | {r['seed']} | "
+                     + " | ".join(cells) + f" | `{rel(r['run'], out)}` |")
     return lines
 
 
+def worst_atoms_r90(run: str | Path, atoms: list[int]) -> float:
+    """Median 90 %-mass radius of ``atoms`` (a run's most damaging ones) from its ``atoms/atoms.csv``."""
+    import csv
+    from statistics import median
+
+    path = Path(run) / "atoms" / "atoms.csv"
+    if not atoms or not path.is_file():
+        return math.nan
+    wanted = set(atoms)
+    with open(path) as f:
+        radii = [float(r["mass_radius90"]) for r in csv.DictReader(f) if int(r["atom"]) in wanted]
+    return median(radii) if radii else math.nan
+
+
+def _seed_lines(rows: list[dict]) -> list[str]:
+    """Mean ± 95 % interval over SAE seeds (initialisation and batch order) at the middle layer."""
+    lines = []
+    for backbone in sorted({r["backbone"] for r in rows}):
+        seeds = [r for r in rows if r["backbone"] == backbone and r.get("kind") in ("depth", "seed")]
+        by_seed = {r["seed"] for r in seeds if r.get("kind") == "seed"}
+        if not by_seed:
+            continue
+        layer = next(r["layer"] for r in seeds if r.get("kind") == "seed")
+        group = [r for r in seeds if r["layer"] == layer]
+        if not lines:
+            cols = [c for c in SAE_COLUMNS if any(r.get(c[0]) is not None for r in group)]
+            lines += ["| backbone | layer | " + " | ".join(c[1] for c in cols) + " |",
+                      "|---|---|" + "---|" * len(cols)]
+        cells = [fmt(interval([r.get(key) if isinstance(r.get(key), (int, float)) else math.nan for r in group]),
+                     spec.lstrip("+")) for key, _, spec in cols]
+        lines.append(f"| {backbone} | {layer} | " + " | ".join(cells) + " |")
+    if lines:
+        lines = ["SAE seeds (each its own initialisation and batch order) at the middle layer, mean ± 95 % interval "
+                 "(n = seeds):", ""] + lines + [""]
+    return lines
+
+
+def _size_lines(rows: list[dict], out: Path) -> list[str]:
+    """Dictionary size at the middle layer: do the locality numbers depend on it?"""
+    sizes = [r for r in rows if r.get("kind") == "size"]
+    if not sizes:
+        return []
+    keys = [("sae/fvu", "FVU", ".5f"), ("sae/dead_fraction", "dead", ".3f"),
+            ("atoms/mass_radius90_median", "r90 (median)", ".3f"), ("atoms/tiling_ratio", "tiling ratio", ".2f"),
+            ("atoms/content_alignment_median", "content alignment", ".3f"),
+            ("ablation/max_drop_db", "max atom drop [dB]", ".2f")]
+    lines = ["Dictionary size at the middle layer (seed 0):", "",
+             "| backbone | layer | atoms | " + " | ".join(k[1] for k in keys) + " | run |",
+             "|---|---|---|" + "---|" * len(keys) + "---|"]
+    for backbone in sorted({r["backbone"] for r in sizes}):
+        layer = next(r["layer"] for r in sizes if r["backbone"] == backbone)
+        group = [r for r in rows if r["backbone"] == backbone and r["layer"] == layer and r["seed"] == 0
+                 and r.get("kind") in ("depth", "size")]
+        for r in sorted(group, key=lambda r: r.get("n_atoms", 0)):
+            lines.append(f"| {backbone} | {layer} | {r.get('n_atoms', '—')} | "
+                         + " | ".join(_cell(r.get(k), spec) for k, _, spec in keys) + f" | `{rel(r['run'], out)}` |")
+        radii = [r.get("atoms/mass_radius90_median") for r in group if isinstance(r.get("atoms/mass_radius90_median"), float)]
+        if len(radii) > 1 and min(radii) > 0:
+            lines.append(f"| {backbone} | {layer} | largest / smallest r90 | {max(radii) / min(radii):.2f} × |"
+                         + " |" * len(keys))
+    return lines + [""]
+
+
 def finding2_lines(rows: list[dict], out: Path) -> list[str]:
-    lines = ["SAE on the encoder activations of the seed-0 cohorts at each depth (the untrained control: a cohort "
-             "whose layers 0..j kept their random initialisation, frozen, with everything above trained on the same "
-             "images). Metrics on the full grid; see `docs/sae.md` for their definitions.", ""]
-    lines += sae_table(rows, out) + [""]
-    for r in rows:
-        for name in ("gallery.png", "worst_atoms.png"):
-            image = Path(r["run"]) / "atoms" / name
-            if r["seed"] == 0 and image.is_file():
-                lines.append(f"![{r['backbone']} layer {r['layer']} ({r['encoder']}): {name}]({rel(image, out)})")
+    from inr_lightning.study.claims import judge
+
+    rows = [dict(r, worst_r90=worst_atoms_r90(r["run"], r.get("ablation/worst_atoms") or [])) for r in rows]
+    lines = ["SAEs on the encoder activations of the seed-0 cohorts at each depth; the untrained control at each "
+             "control depth is a cohort whose layers 0..j kept their random initialisation, frozen, with everything "
+             "above trained on the same images (so its PSNR and ablations are comparable). Metrics on the full grid; "
+             "definitions in `docs/sae.md`.", "", "#### Claim by claim", "",
+             "| claim | deciding numbers | verdict |", "|---|---|---|"]
+    lines += [f"| {c['claim']} | {c['numbers']} | {c['verdict']} |" for c in judge(rows)]
+    lines += ["", "#### Every SAE", ""]
+    depth = [r for r in rows if r.get("kind", "depth") in ("depth", "control")]
+    lines += sae_table(depth, out) + [""]
+    lines += _seed_lines(rows) + _size_lines(rows, out)
+    for r in depth:
+        for name in ("atoms/gallery.png", "atoms/worst_atoms.png", "sae_curves.png"):
+            image = Path(r["run"]) / name
+            if image.is_file():
+                lines.append(f"![{r['backbone']} layer {r['layer']} ({r['encoder']}): {image.name}]({rel(image, out)})")
     return lines + [""]
 
 
@@ -223,9 +297,17 @@ def write_study_report(out: Path, profile, results: dict, backbones: list[str], 
     figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     threads = os.environ.get("OMP_NUM_THREADS") or str(os.cpu_count())
+    import json
+
+    stages = [json.loads(p.read_text()) for p in out.glob("**/stage.json")]
+    run_minutes = sum(float(s.get("seconds", 0)) for s in stages) / 60
+    resumed = sum(bool(s.get("resumed")) for s in stages)
     lines = [f"# Cohort INR study: `{profile.name}` profile", "",
              f"Made by `{command}` at commit `{git_commit()}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
-             f"wall-clock {elapsed / 60:.1f} min on {platform.machine()} ({threads} CPU threads). "
+             f"wall-clock {elapsed / 60:.1f} min for this command on {platform.machine()} ({threads} CPU threads); "
+             f"its {len(stages)} runs took {run_minutes:.1f} min in all"
+             + (f" ({resumed} resumed after an interruption: only their last part is counted)" if resumed else "")
+             + ". "
              f"Encoders: {profile.layers} shared layers of width {profile.width} + a linear head per image, "
              f"{profile.resolution}×{profile.resolution} px; {seeds} seed(s) — each seed is a cohort seed and a fit "
              "seed. Every number is a mean ± its 95 % t-interval with n (signals × seeds); protocol differences "

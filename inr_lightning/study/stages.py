@@ -5,7 +5,8 @@ runs, the requested config is resolved (``--print_config``: every file, override
 and compared with the ``config.yaml`` an earlier run left in the same directory:
 
 - no earlier run → run it;
-- same config, finished (``stage.json`` written after a successful fit) → reuse its ``summary.json``;
+- same config, finished (``stage.json`` written after a successful fit, with its wall-clock) → reuse its
+  ``summary.json``;
 - same config, interrupted → resume from ``checkpoints/last.ckpt``;
 - another config → one line naming what differs; ``overwrite=True`` deletes that run and starts anew.
 """
@@ -16,6 +17,7 @@ import contextlib
 import io
 import json
 import shutil
+import time
 from pathlib import Path
 
 import yaml
@@ -97,7 +99,10 @@ def run_stage(config: str | Path, run_dir: str | Path, overrides: list[str] = ()
             raise InputError(f"'{run_dir}' holds files but no config.yaml of a run; pass --overwrite to replace "
                              "it, or choose another --out")
         shutil.rmtree(run_dir)
+    start = time.perf_counter()
     _cli([*args, *resume])
+    seconds = round(time.perf_counter() - start, 2)  # of this call only: a resumed run's earlier part is lost
     summary = json.loads((run_dir / "summary.json").read_text())
-    marker.write_text(json.dumps({"finished": True, "resumed": bool(resume), "args": args[1:]}, indent=1))
+    marker.write_text(json.dumps({"finished": True, "resumed": bool(resume), "seconds": seconds, "args": args[1:]},
+                                 indent=1))
     return summary

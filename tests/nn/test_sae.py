@@ -125,3 +125,34 @@ def test_spread_from_sums_is_the_centred_sum_of_squares_over_chunks():
     sums = sae.normalized_sums(t[:40]) + sae.normalized_sums(t[40:])
     expected = ((t.double() / 2 - (t.double() / 2).mean(0)) ** 2).sum()
     torch.testing.assert_close(spread_from_sums(sums, 90), expected, rtol=1e-9, atol=1e-9)
+
+
+def test_farthest_points_cover_the_data_evenly():
+    from inr_lightning.nn.sae import farthest_points
+
+    # 400 points on a 20×20 grid: 16 farthest points leave no grid point farther than the 4×4 spacing allows,
+    # 16 random ones (seed 0) do
+    g = torch.stack(torch.meshgrid(torch.arange(20.0), torch.arange(20.0), indexing="ij"), -1).reshape(-1, 2)
+    chosen = farthest_points(g, 16)
+    assert len(set(chosen.tolist())) == 16
+    cover = lambda idx: torch.cdist(g, g[idx]).min(1).values.max()  # noqa: E731
+    assert cover(chosen) <= 5.0 < cover(torch.randperm(400, generator=torch.Generator().manual_seed(0))[:16])
+
+
+def test_data_init_puts_every_atom_on_the_data_and_reconstructs_at_the_right_scale():
+    torch.manual_seed(0)
+    sae = TopKSAE(d_in=16, n_atoms=32, k=4)
+    x = torch.randn(200, 2) @ torch.randn(2, 16) * 5 + 3      # a 2-D plane in 16-D, off the origin
+    sae.init_input_scale(x)
+    sae.init_b_pre(x, "mean")
+    before = ((sae(x).x_hat - x) ** 2).sum()
+    sae.init_decoder_from_data(x, torch.Generator().manual_seed(0))
+    centred = x / sae.input_scale - sae.b_pre
+    unit = centred / centred.norm(dim=1, keepdim=True)
+    # every decoder row is one of the normalised, centred inputs; the encoder starts on the same directions
+    assert (sae.W_dec @ unit.T).max(1).values.min() > 1 - 1e-5
+    torch.testing.assert_close(sae.W_enc / sae.W_enc.norm(dim=1, keepdim=True), sae.W_dec)
+    out = sae(x)
+    fires = torch.bincount(out.idx[out.vals > 0], minlength=32)
+    assert (fires > 0).all()                                    # no atom starts dead
+    assert ((out.x_hat - x) ** 2).sum() < 0.2 * before          # the scale fit: far better than random atoms

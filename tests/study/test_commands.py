@@ -2,8 +2,10 @@
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
+import yaml
 from conftest import TINY, run_cli, run_subprocess
 
 from inr_lightning.study.commands import match_learning_rate, sae_depths, sweep
@@ -38,16 +40,22 @@ def test_sweep_runs_every_protocol_with_paired_seeds(cohort, tmp_path, capsys):
 
 def test_sae_depths_trains_every_depth_and_the_control(cohort, tmp_path):
     out = tmp_path / "sae"
-    rows = sae_depths(["--cohort_ckpt", str(cohort), "--out", str(out), "--control_layers", "1", "--",
+    rows = sae_depths(["--cohort_ckpt", str(cohort), "--out", str(out), "--control_layers", "1", "--sae_seeds", "2",
+                       "--dict_sizes", "16", "--",
                        "--model.init_args.n_atoms=32", "--model.init_args.k=4", "--model.init_args.warmup_steps=1",
                        "--data.init_args.batch_size=64", "--data.init_args.steps_per_epoch=2",
                        "--trainer.max_steps=2", "--trainer.callbacks.init_args.top_atoms=2"])
-    assert [(r["layer"], r["encoder"]) for r in rows] == [(0, "cohort"), (1, "cohort"), (1, "untrained")]
+    assert [(r["layer"], r["encoder"], r["seed"], r["n_atoms"], r["kind"]) for r in rows] == [
+        (0, "cohort", 0, 32, "depth"), (1, "cohort", 0, 32, "depth"), (1, "cohort", 1, 32, "seed"),
+        (1, "cohort", 0, 16, "size"), (1, "untrained", 0, 32, "control")]
+    seeded = [yaml.safe_load((Path(r["run"]) / "config.yaml").read_text())["model"]["init_args"]["init_seed"]
+              for r in rows[1:3]]
+    assert seeded == [0, 1]   # an SAE seed is its own initialisation, not only another batch order
     control = json.loads((out / "control" / "ffmlp" / "cohort_layer1" / "config.yaml").with_name("summary.json")
                          .read_text())
     assert control["trainer/global_step"] == 4   # the control's cohort trained above its random layers
     table = (out / "sae_depths.md").read_text()
-    assert "| ffmlp | 1 | untrained | 0 |" in table and all(0 <= r["sae/fvu"] for r in rows)
+    assert "| ffmlp | 1 | untrained | 32 | 0 |" in table and all(0 <= r["sae/fvu"] for r in rows)
 
 
 @pytest.mark.parametrize("args, message", [
