@@ -32,7 +32,7 @@ from inr_lightning.nn import CohortINR, INRConfig
 
 FULL = dict(width=256, layers=5, signals=10, coords=4096, depth=2, fit_signals=5, fit_res=64, batched=16,
             batched_res=(64, 32), batched_steps=12, sae_atoms=4096, sae_k=32, sae_d=256, sae_batch=8192,
-            abl_atoms=4096, abl_images=10, abl_res=64, abl_layer=2, abl_sample=6, ttq_res=32, ttq_cohort_steps=250,
+            sae_init_res=64, sae_init_atoms=1024, sae_init_k=32, sae_init_steps=300, abl_atoms=4096, abl_images=10, abl_res=64, abl_layer=2, abl_sample=6, ttq_res=32, ttq_cohort_steps=250,
             ttq_max_steps=300, ttq_every=5, ttq_db=30.0, scale_coords=(4096, 16384, 65536),
             scale_signals=(10, 30, 100), repeats=5, step_repeats=40, fit_repeats=5,
             scale_repeats=3)
@@ -40,7 +40,8 @@ FULL = dict(width=256, layers=5, signals=10, coords=4096, depth=2, fit_signals=5
 # ``fit_repeats`` for row c's whole Trainer fits; ``scale_repeats`` for row g (at full size one sample is up to
 # a second, at quick size a millisecond, where only many samples make a median that load cannot tip).
 QUICK = dict(width=32, layers=3, signals=4, coords=256, depth=1, fit_signals=3, fit_res=16, batched=4,
-             batched_res=(16, 8), batched_steps=8, sae_atoms=256, sae_k=8, sae_d=32, sae_batch=512, abl_atoms=256,
+             batched_res=(16, 8), batched_steps=8, sae_atoms=256, sae_k=8, sae_d=32, sae_batch=512, sae_init_res=16,
+             sae_init_atoms=64, sae_init_k=4, sae_init_steps=40, abl_atoms=256,
              abl_images=3, abl_res=16, abl_layer=1, abl_sample=3, ttq_res=16, ttq_cohort_steps=20, ttq_max_steps=20,
              ttq_every=10, ttq_db=30.0, scale_coords=(256, 1024), scale_signals=(4, 16), repeats=3, step_repeats=5,
              fit_repeats=3, scale_repeats=15)

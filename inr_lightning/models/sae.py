@@ -204,8 +204,6 @@ class SAEModule(L.LightningModule):
         checkpoint["sae_curves"] = {key: list(values) for key, values in self.curves.items()}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        # SAEs saved before the code scale existed had c = 1
-        checkpoint.get("state_dict", {}).setdefault("sae.code_scale", torch.ones(()))
         saved = checkpoint.get("sae_curves") or {}
         self.curves = {key: list(saved.get(key, [])) for key in CURVE_KEYS}
 

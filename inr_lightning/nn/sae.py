@@ -1,6 +1,6 @@
 """TopK sparse autoencoder (Gao et al. 2024) for INR activations.
 
-    z = c · TopK_k(ReLU(W_enc (x/s − b_pre) + b_enc)),   x̂ = s · (W_dec z + b_pre)
+    z = TopK_k(ReLU(W_enc (x/s − b_pre) + b_enc)),   x̂ = s · (W_dec z + b_pre)
 
 ``s`` (the buffer ``input_scale``) is the mean input norm of a sample, set once before training
 (``init_input_scale``): the SAE works on inputs of unit mean norm whatever the layer's scale, so one learning
@@ -160,7 +160,6 @@ class TopKSAE(nn.Module):
         self.b_pre = nn.UninitializedParameter()
         self.register_buffer("samples_since_fired", torch.zeros(n_atoms, dtype=torch.long))
         self.register_buffer("input_scale", torch.ones(()))  # s: mean input norm (init_input_scale)
-        self.register_buffer("code_scale", torch.ones(()))   # c: codes = c · ReLU(…) (init_decoder_from_data)
         self.register_buffer("initialized", torch.tensor(False))
         if d_in is not None:
             self.materialize(int(d_in))
@@ -186,8 +185,7 @@ class TopKSAE(nn.Module):
     # -- encode / decode --------------------------------------------------------------------------
     def codes_before_topk(self, x: Tensor) -> Tensor:
         """``(B, n_atoms)``: s · ReLU(W_enc (x/s − b_pre) + b_enc), every atom's code before the top-k (dense)."""
-        return F.relu(F.linear(x / self.input_scale - self.b_pre, self.W_enc, self.b_enc)) * self.input_scale * \
-            self.code_scale
+        return F.relu(F.linear(x / self.input_scale - self.b_pre, self.W_enc, self.b_enc)) * self.input_scale
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(vals, idx)``, each ``(B, k)``; ``vals`` in the input's units."""
@@ -215,7 +213,7 @@ class TopKSAE(nn.Module):
             ones = torch.ones(xc.shape[0], 1, dtype=xc.dtype, device=xc.device)
             pre = torch.cat([xc, ones], 1) @ torch.cat([self.W_enc, self.b_enc[:, None]], 1).T
             idx = pre.topk(self.k, dim=-1).indices
-        vals = SelectedCodes.apply(xc, self.W_enc, self.b_enc, pre, idx, None) * (self.input_scale * self.code_scale)
+        vals = SelectedCodes.apply(xc, self.W_enc, self.b_enc, pre, idx, None) * self.input_scale
         return SAEOutput(self.decode(vals, idx), vals, idx, pre)
 
     # -- dead atoms and AuxK ----------------------------------------------------------------------
@@ -241,8 +239,7 @@ class TopKSAE(nn.Module):
         with torch.no_grad():
             idx = (pre * mask).topk(min(self.k_aux, n_dead), dim=-1).indices
         # Gradients reach W_enc, b_enc, b_pre through the selected dead atoms only (as through ``pre * dead``).
-        vals = SelectedCodes.apply(x / self.input_scale - self.b_pre, self.W_enc, self.b_enc, pre, idx, mask) * \
-            self.code_scale
+        vals = SelectedCodes.apply(x / self.input_scale - self.b_pre, self.W_enc, self.b_enc, pre, idx, mask)
         residual = (x - x_hat).detach() / self.input_scale
         return ((self.decode(vals, idx, bias=False) - residual) ** 2).sum()
 
@@ -310,15 +307,12 @@ class TopKSAE(nn.Module):
         self.W_dec[:n] = rows
         self.W_enc[:n] = rows
         self.b_enc.zero_()
-        # The k selected codes each start near ‖x‖, so x̂ starts ~k× too long: one least-squares factor c puts
-        # the initial reconstruction at the right scale.  It multiplies the codes (a buffer) instead of shrinking
-        # W_enc, so that the encoder rows keep unit norm and Adam's per-coordinate steps stay as small relative to
-        # them as with a random initialisation (shrunk rows moved ~k× faster and atoms died).
-        self.code_scale.fill_(1.0)
+        # The k selected codes each start near ‖x‖, so x̂ starts ~k× too long: one least-squares factor on the
+        # encoder puts the initial reconstruction at the right scale.
         vals, idx = self.encode(sample.to(self.W_dec))
         x_hat = self.decode(vals, idx, bias=False) / self.input_scale
         c = float((x_hat * centred).sum() / (x_hat ** 2).sum().clamp_min(1e-30))
-        self.code_scale.fill_(c if math.isfinite(c) and c > 0 else 1.0)
+        self.W_enc.mul_(c if math.isfinite(c) and c > 0 else 1.0)
 
     def extra_repr(self) -> str:
         return f"d_in={self.d_in}, n_atoms={self.n_atoms}, k={self.k}, k_aux={self.k_aux}, dead_window={self.dead_window}"
