@@ -15,7 +15,7 @@ import sys
 
 from conftest import ROOT
 
-EXPECTED = ("a1", "b1", "b2", "b3", "c1", "c2", "c3", "c4", "d1", "d2", "e1", "e2", "f1", "f2", "g1",
+EXPECTED = ("a1", "b1", "b2", "b3", "c1", "c2", "c3", "c4", "d1", "d2", "d3", "d4", "e1", "e2", "f1", "f2", "g1",
             "g1b", "g2", "g3", "g4", "g5", "g6", "g7")
 
 
