@@ -51,6 +51,13 @@ def _per_layer(values: dict[int, float], spec: str = ".2f") -> str:
     return ", ".join(f"L{j} {format(v, spec)}" for j, v in sorted(values.items()))
 
 
+def _versus_control(trained: dict[int, dict], control: dict[int, dict], key: str, layers: list[int]) -> str:
+    """``trained L0 …; control L0 … (upper ends L0 …)`` of ``key`` at ``layers``."""
+    return (f"trained {_per_layer({j: _v(trained[j], key) for j in layers}, '.3f')}; control "
+            f"{_per_layer({j: _v(control[j], key) for j in layers}, '.3f')} (upper ends "
+            f"{_per_layer({j: _ci(control[j], key)[1] for j in layers}, '.3f')})")
+
+
 def judge(rows: list[dict]) -> list[dict]:
     """``[{claim, numbers, verdict}]`` for the study's claims (see the module docstring)."""
     siren, ffmlp = depth_rows(rows, "siren"), depth_rows(rows, "ffmlp")
@@ -76,26 +83,20 @@ def judge(rows: list[dict]) -> list[dict]:
     layers = sorted(set(siren) & set(siren_ctl))
     out.append({"claim": "SIREN atoms are independent of content (alignment no higher than the untrained control's "
                          "95 % interval)",
-                "numbers": f"trained {_per_layer({j: _v(siren[j], key) for j in layers}, '.3f')}; control "
-                           f"{_per_layer({j: _v(siren_ctl[j], key) for j in layers}, '.3f')} "
-                           f"(upper ends {_per_layer({j: _ci(siren_ctl[j], key)[1] for j in layers}, '.3f')})",
+                "numbers": _versus_control(siren, siren_ctl, key, layers),
                 "verdict": _verdict([_v(siren[j], key) <= _ci(siren_ctl[j], key)[1] for j in layers])})
 
     layers = sorted(set(ffmlp) & set(ffmlp_ctl))
     out.append({"claim": "FFMLP atoms span the image because of training (radius above SIREN's at every depth and "
                          "above the untrained FFMLP control's interval)",
-                "numbers": f"trained {_per_layer({j: _v(ffmlp[j], r90) for j in layers}, '.3f')}; control "
-                           f"{_per_layer({j: _v(ffmlp_ctl[j], r90) for j in layers}, '.3f')} (upper ends "
-                           f"{_per_layer({j: _ci(ffmlp_ctl[j], r90)[1] for j in layers}, '.3f')})",
+                "numbers": _versus_control(ffmlp, ffmlp_ctl, r90, layers),
                 "verdict": _verdict([f_r.get(j, math.nan) > s_r.get(j, math.nan) and
                                      _v(ffmlp[j], r90) > _ci(ffmlp_ctl[j], r90)[1] for j in layers])})
 
     key = "atoms/align_edges_median"
     out.append({"claim": "FFMLP atoms trace the memorized contours (edge alignment above the untrained control's "
                          "95 % interval)",
-                "numbers": f"trained {_per_layer({j: _v(ffmlp[j], key) for j in layers}, '.3f')}; control "
-                           f"{_per_layer({j: _v(ffmlp_ctl[j], key) for j in layers}, '.3f')} (upper ends "
-                           f"{_per_layer({j: _ci(ffmlp_ctl[j], key)[1] for j in layers}, '.3f')})",
+                "numbers": _versus_control(ffmlp, ffmlp_ctl, key, layers),
                 "verdict": _verdict([_v(ffmlp[j], key) > _ci(ffmlp_ctl[j], key)[1] for j in layers])})
 
     drop = "ablation/max_drop_db"
