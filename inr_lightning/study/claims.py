@@ -107,8 +107,9 @@ def judge(rows: list[dict]) -> list[dict]:
         "**holds**" if worst_f >= PAPER_MAX_DROP_DB else
         f"smaller here (≥ {PAPER_MAX_DROP_DB / 2:g} dB: same order)" if worst_f >= PAPER_MAX_DROP_DB / 2 else "fails")
     out.append({"claim": f"One FFMLP atom can cost up to {PAPER_MAX_DROP_DB} dB",
-                "numbers": f"worst FFMLP atom {worst_f:.2f} dB (per depth {_per_layer({j: _v(r, drop) for j, r in ffmlp.items()})}); "
-                           f"worst SIREN atom {worst_s:.2f} dB; untrained FFMLP control {worst_c:.2f} dB",
+                "numbers": f"worst FFMLP atom {worst_f:.2f} dB (per depth "
+                           f"{_per_layer({j: _v(r, drop) for j, r in ffmlp.items()})}); worst SIREN atom "
+                           f"{worst_s:.2f} dB; untrained FFMLP control {worst_c:.2f} dB",
                 "verdict": verdict})
 
     s_w = {j: _v(siren[j], "worst_r90") for j in both}

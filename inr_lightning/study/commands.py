@@ -170,7 +170,8 @@ def run_sae_depths(cohorts: dict[str, Path], root: Path, *, layers: tuple[int, .
         runs = [(j, 0, "cohort", None, "depth") for j in chosen]
         runs += [(middle, s, "cohort", None, "seed") for s in range(1, sae_seeds)]
         runs += [(middle, 0, "cohort", n, "size") for n in dict_sizes]
-        runs += [(j, 0, "untrained", None, "control") for j in (control_layers if control_layers is not None else chosen)]
+        controls = control_layers if control_layers is not None else chosen
+        runs += [(j, 0, "untrained", None, "control") for j in controls]
         for layer, seed, encoder, n_atoms, kind in runs:
             source, name = ckpt, f"layer{layer}" + (f"_seed{seed}" if seed else "")
             extra = [] if n_atoms is None else [f"--model.init_args.n_atoms={n_atoms}"]
@@ -313,7 +314,8 @@ def sae_depths(argv: list[str]) -> list[dict]:
     middle = _backbone_of(args.cohort_ckpt[0])[1] // 2
     rows = run_sae_depths(cohorts, Path(args.out), layers=None if args.layers is None else tuple(args.layers),
                           control_layers=(middle,) if args.control_layers is None else tuple(args.control_layers),
-                          sae_seeds=args.sae_seeds, dict_sizes=tuple(args.dict_sizes), overrides=extra, logger=args.wandb, overwrite=args.overwrite)
+                          sae_seeds=args.sae_seeds, dict_sizes=tuple(args.dict_sizes), overrides=extra,
+                          logger=args.wandb, overwrite=args.overwrite)
     table = reporting.sae_table(rows, Path(args.out))
     (Path(args.out) / "sae_depths.md").write_text("\n".join(table) + "\n")
     print("\n".join(table))

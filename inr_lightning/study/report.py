@@ -177,7 +177,8 @@ def sweep_figure(runs_by_backbone: dict[str, Runs], path: Path, title: str) -> N
 
 
 # -- finding 2 ---------------------------------------------------------------------------------------------
-SAE_COLUMNS = [("sae/fvu", "FVU", ".5f"), ("sae/dead_fraction", "dead", ".3f"), ("sae/psnr_drop", "PSNR drop via SAE", ".2f"),
+SAE_COLUMNS = [("sae/fvu", "FVU", ".5f"), ("sae/dead_fraction", "dead", ".3f"),
+               ("sae/psnr_drop", "PSNR drop via SAE", ".2f"),
                ("atoms/mass_radius90_median", "r90 (median)", ".3f"),
                ("atoms/components_median", "components (median)", ".1f"),
                ("atoms/tiling_ratio", "tiling ratio", ".2f"),
@@ -260,7 +261,8 @@ def _size_lines(rows: list[dict], out: Path) -> list[str]:
         for r in sorted(group, key=lambda r: r.get("n_atoms", 0)):
             lines.append(f"| {backbone} | {layer} | {r.get('n_atoms', '—')} | "
                          + " | ".join(_cell(r.get(k), spec) for k, _, spec in keys) + f" | `{rel(r['run'], out)}` |")
-        radii = [r.get("atoms/mass_radius90_median") for r in group if isinstance(r.get("atoms/mass_radius90_median"), float)]
+        radii = [r["atoms/mass_radius90_median"] for r in group
+                 if isinstance(r.get("atoms/mass_radius90_median"), float)]
         if len(radii) > 1 and min(radii) > 0:
             lines.append(f"| {backbone} | {layer} | largest / smallest r90 | {max(radii) / min(radii):.2f} × |"
                          + " |" * len(keys))

@@ -21,7 +21,8 @@ def study_rows(ffmlp_r90=0.4, control_r90=0.2, ffmlp_drop=12.0, siren_tiling_low
         rows.append(row("ffmlp", j, **{"atoms/mass_radius90_median": ffmlp_r90, "atoms/align_edges_median": 0.5,
                                        "ablation/max_drop_db": ffmlp_drop if j else 3.0, "worst_r90": 0.5}))
         rows.append(row("ffmlp", j, "control", **{"atoms/mass_radius90_median": control_r90,
-                                                  "atoms/mass_radius90_median_ci95": [control_r90 - 0.02, control_r90 + 0.02],
+                                                  "atoms/mass_radius90_median_ci95": [control_r90 - 0.02,
+                                                                                      control_r90 + 0.02],
                                                   "atoms/align_edges_median": 0.1,
                                                   "atoms/align_edges_median_ci95": [0.08, 0.12],
                                                   "ablation/max_drop_db": 0.3}))
