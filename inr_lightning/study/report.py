@@ -35,7 +35,7 @@ def fmt(d: dict | float | None, spec: str = "+.2f") -> str:
     if isinstance(d, dict):
         if d["n"] == 0 or math.isnan(d["mean"]):
             return "—"
-        ci = "" if math.isnan(d["ci"]) else f" ± {d['ci']:.2f}"
+        ci = "" if math.isnan(d["ci"]) else f" ± {format(d['ci'], spec.lstrip('+'))}"
         return f"{format(d['mean'], spec)}{ci} (n={d['n']})"
     return "—" if isinstance(d, float) and math.isnan(d) else format(d, spec)
 
