@@ -8,7 +8,7 @@ Target ≥ 2× faster, and equal loss and gradients (relative difference ≤ 1e-
 Row d3 is time to quality, not time per step: the FVU a TopK SAE reaches in a fixed number of steps on a
 SIREN first layer's activations over a pixel grid (a 2-D sheet in a wide space, as every INR layer is), with
 its decoder initialised on the data (``decoder_init: data``, the shipped default) against random unit rows
-(the reference's), the same loss, schedule and steps (``SAEModule``'s, in a plain loop).  Target: FVU ≥ 2×
+(the reference's), the same ``SAEModule``, loss, schedule and steps.  Target: FVU ≥ 2×
 lower.  Row d4 reports both dead fractions.
 """
 
@@ -19,9 +19,8 @@ import torch.nn.functional as F
 
 from benchmarks.harness import Ctx, Row, interleaved
 from inr_lightning.data.grid import make_grid
-from inr_lightning.models.sae import lr_factor
 from inr_lightning.nn import CohortINR, INRConfig
-from inr_lightning.nn.sae import TopKSAE, spread_from_sums
+from inr_lightning.nn.sae import TopKSAE
 
 
 QUICK_REASON = "with 256 atoms a dense decode costs no more than a sparse one"
@@ -57,39 +56,34 @@ def sae_stepper(ctx: Ctx, sae: TopKSAE, x: torch.Tensor, dense: bool, aux_weight
 
 
 def fvu_after_training(ctx: Ctx, x: torch.Tensor, init: str) -> tuple[float, float]:
-    """(grid FVU, dead fraction) of a TopK SAE trained on all of ``x`` per step for ``sae_init_steps`` steps with
-    ``SAEModule``'s loss (batch FVU + AuxK / 32 over the residual's spread), warm-up, linear decay over the last
-    30 %, decoder projection and renormalisation, learning rate 2e-3."""
-    s = ctx.s
-    sae = TopKSAE(x.shape[1], s["sae_init_atoms"], s["sae_init_k"], dead_window=4 * len(x), seed=0).to(ctx.device)
-    sae.init_input_scale(x)
-    sae.init_b_pre(x, "median")
-    if init == "data":
-        sae.init_decoder_from_data(x, torch.Generator().manual_seed(0))
-    opt = torch.optim.Adam(sae.parameters(), lr=2e-3)
-    steps = s["sae_init_steps"]
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: lr_factor(i, steps, steps // 10, "linear", 0.3))
-    n, d = x.shape
-    for _ in range(steps):
-        out = sae(x)
-        sse = (((out.x_hat - x) / sae.input_scale) ** 2).sum()
-        spread_x = spread_from_sums(sae.normalized_sums(x), n)
-        spread_e = spread_from_sums(sae.normalized_sums(x - out.x_hat), n).clamp_min(1e-30)
-        loss = sse / spread_x.to(sse.dtype) + sae.aux_sse(x, out.x_hat, out.pre) / 32 / spread_e.to(sse.dtype)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        sae.project_decoder_grad()
-        torch.nn.utils.clip_grad_norm_(sae.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        sae.normalize_decoder()
-        with torch.no_grad():
-            sae.update_dead(torch.bincount(out.idx[out.vals > 0], minlength=sae.n_atoms), n)
+    """(grid FVU, dead fraction) of ``SAEModule`` itself, trained by a Trainer on all of ``x`` per step for
+    ``sae_init_steps`` steps (its loss, warm-up, decay and decoder constraints; lr 2e-3, clipping 1.0)."""
+    import lightning as L
+
+    from inr_lightning.analysis import sae_metrics
+    from inr_lightning.models import SAEModule
+
+    s, steps = ctx.s, ctx.s["sae_init_steps"]
+
+    class GridActivations(L.LightningDataModule):   # what SAEModule reads (contracts.ActivationBatches)
+        d_in = x.shape[1]
+
+        def init_sample(self, n, device="cpu"):
+            return x[:n].to(device)
+
+        def train_dataloader(self):
+            return torch.utils.data.DataLoader([{"x": x, "num_samples": len(x)}] * steps, batch_size=None)
+
+    L.seed_everything(0, verbose=False)
+    module = SAEModule(n_atoms=s["sae_init_atoms"], k=s["sae_init_k"], lr=2e-3, warmup_steps=steps // 10,
+                       decay_fraction=0.3, dead_window=4 * len(x), decoder_init=init, init_samples=len(x))
+    L.Trainer(max_steps=steps, accelerator=ctx.device.type, devices=1, logger=False, enable_checkpointing=False,
+              enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, gradient_clip_val=1.0,
+              default_root_dir=ctx.tmp / f"sae_{init}").fit(module, GridActivations())
     with torch.no_grad():
-        out = sae(x)
-        fvu = float(((out.x_hat - x) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
-        dead = float((torch.bincount(out.idx[out.vals > 0], minlength=sae.n_atoms) == 0).double().mean())
-    return fvu, dead
+        out = module.sae.to(x.device)(x)
+    counts = sae_metrics.fire_counts(out.vals, out.idx, module.sae.n_atoms)
+    return sae_metrics.fvu(x, out.x_hat), sae_metrics.dead_fraction(counts)
 
 
 def run(ctx: Ctx) -> list[Row]:

@@ -32,7 +32,8 @@ from inr_lightning.nn import CohortINR, INRConfig
 
 FULL = dict(width=256, layers=5, signals=10, coords=4096, depth=2, fit_signals=5, fit_res=64, batched=16,
             batched_res=(64, 32), batched_steps=12, sae_atoms=4096, sae_k=32, sae_d=256, sae_batch=8192,
-            sae_init_res=64, sae_init_atoms=1024, sae_init_k=32, sae_init_steps=300, abl_atoms=4096, abl_images=10, abl_res=64, abl_layer=2, abl_sample=6, ttq_res=32, ttq_cohort_steps=250,
+            sae_init_res=64, sae_init_atoms=1024, sae_init_k=32, sae_init_steps=300, abl_atoms=4096, abl_images=10,
+            abl_res=64, abl_layer=2, abl_sample=6, ttq_res=32, ttq_cohort_steps=250,
             ttq_max_steps=300, ttq_every=5, ttq_db=30.0, scale_coords=(4096, 16384, 65536),
             scale_signals=(10, 30, 100), repeats=5, step_repeats=40, fit_repeats=5,
             scale_repeats=3)

@@ -224,10 +224,9 @@ def _seed_lines(rows: list[dict]) -> list[str]:
     lines = []
     for backbone in sorted({r["backbone"] for r in rows}):
         seeds = [r for r in rows if r["backbone"] == backbone and r.get("kind") in ("depth", "seed")]
-        by_seed = {r["seed"] for r in seeds if r.get("kind") == "seed"}
-        if not by_seed:
+        layer = next((r["layer"] for r in seeds if r.get("kind") == "seed"), None)
+        if layer is None:
             continue
-        layer = next(r["layer"] for r in seeds if r.get("kind") == "seed")
         group = [r for r in seeds if r["layer"] == layer]
         if not lines:
             cols = [c for c in SAE_COLUMNS if any(r.get(c[0]) is not None for r in group)]
