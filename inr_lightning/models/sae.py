@@ -37,7 +37,7 @@ from inr_lightning.analysis import sae_metrics
 from inr_lightning.contracts import ActivationBatches, ActivationData
 from inr_lightning.errors import InputError
 from inr_lightning.models.base import check_lr
-from inr_lightning.nn.sae import B_PRE_INITS, TopKSAE, spread_from_sums
+from inr_lightning.nn.sae import B_PRE_INITS, ENCODER_INPUTS, TopKSAE, spread_from_sums
 
 SAE_TYPES = ("topk",)
 # train_*: one entry per training step; the others one per evaluation (seconds: wall-clock since the fit started)
@@ -76,6 +76,9 @@ class SAEModule(L.LightningModule):
         b_pre_init: ``median`` (geometric), ``mean`` or ``zero``.
         decoder_init: ``random`` unit rows, or ``data``: rows = centred, normalised activations drawn from the
             ``init_samples`` (``TopKSAE.init_decoder_from_data``).
+        encoder_input: ``centred`` (x/s − b_pre, the reference) or ``whitened``: the encoder reads the inputs
+            ZCA-whitened on the ``init_samples`` (``TopKSAE.init_encoder_whitener``); decoder and loss unchanged.
+        whiten_eps: the whitening's regulariser, relative to the largest variance.
         init_samples: activations sampled for ``b_pre`` and the input scale (mean input norm).
         dense_threshold: an atom firing on more than this share of the grid is *dense*.
         eval_chunk: coordinates per pass during evaluation.
@@ -90,7 +93,8 @@ class SAEModule(L.LightningModule):
                  warmup_steps: int = 100,
                  decay: str = "linear", decay_fraction: float = 0.2,
                  k_aux: int | None = None, aux_weight: float = 1 / 32, dead_window: int = 1_000_000,
-                 b_pre_init: str = "median", decoder_init: str = "random", init_samples: int = 16384,
+                 b_pre_init: str = "median", decoder_init: str = "random", encoder_input: str = "centred",
+                 whiten_eps: float = 1e-4, init_samples: int = 16384,
                  dense_threshold: float = 0.1,
                  eval_chunk: int = 16384, sae_type: str = "topk", init_seed: int = 0, d_in: int | None = None) -> None:
         super().__init__()
@@ -104,6 +108,10 @@ class SAEModule(L.LightningModule):
             raise InputError("aux_weight and warmup_steps must be ≥ 0, init_samples and eval_chunk ≥ 1")
         if decoder_init not in DECODER_INITS:
             raise InputError(f"decoder_init must be one of {', '.join(DECODER_INITS)}, got {decoder_init!r}")
+        if encoder_input not in ENCODER_INPUTS:
+            raise InputError(f"encoder_input must be one of {', '.join(ENCODER_INPUTS)}, got {encoder_input!r}")
+        if not whiten_eps > 0:
+            raise InputError(f"whiten_eps must be > 0, got {whiten_eps!r}")
         if decay not in DECAYS:
             raise InputError(f"decay must be one of {', '.join(DECAYS)}, got {decay!r}")
         if not 0 <= decay_fraction <= 1:
@@ -114,7 +122,7 @@ class SAEModule(L.LightningModule):
         self.save_hyperparameters()
         # With d_in unknown the SAE's parameters stay uninitialised until ``setup`` reads the width from the
         # data; they exist from here on, so an optimizer the CLI builds before ``setup`` can hold them.
-        self.sae = TopKSAE(d_in, n_atoms, k, k_aux, dead_window, seed=init_seed)
+        self.sae = TopKSAE(d_in, n_atoms, k, k_aux, dead_window, seed=init_seed, encoder_input=encoder_input)
         self.summary_extra: dict = {"sae/lr": self.lr}
         self.curves: dict[str, list] = {key: [] for key in CURVE_KEYS}
         self._sums: dict | None = None
@@ -140,6 +148,7 @@ class SAEModule(L.LightningModule):
             sample = self.trainer.datamodule.init_sample(self.hparams.init_samples, self.device)
             self.sae.init_input_scale(sample)
             self.sae.init_b_pre(sample, self.hparams.b_pre_init)
+            self.sae.init_encoder_whitener(sample, self.hparams.whiten_eps)
             if self.hparams.decoder_init == "data":
                 gen = torch.Generator().manual_seed(int(self.hparams.init_seed))
                 self.sae.init_decoder_from_data(sample, gen)

@@ -1,6 +1,13 @@
 """TopK sparse autoencoder (Gao et al. 2024) for INR activations.
 
-    z = TopK_k(ReLU(W_enc (x/s − b_pre) + b_enc)),   x̂ = s · (W_dec z + b_pre)
+    z = TopK_k(ReLU(W_enc u(x) + b_enc)),   x̂ = s · (W_dec z + b_pre),   u(x) = x/s − b_pre
+
+or, with ``encoder_input="whitened"``, u(x) = (x/s − m) P: the encoder reads the inputs whitened (``m`` and the
+ZCA matrix ``P`` fixed from a sample by ``init_encoder_whitener``, scaled to unit mean norm), while the decoder,
+the loss and every metric stay in the input's units.  Why: on a layer whose activations fill a few directions
+(the deep FFMLP layers: nearly all the variance in a handful of the 256), raw pre-activations W_enc (x/s − b_pre) are
+ruled by those few directions, so TopK keeps choosing the same few atoms and the rest never fire; whitened,
+every direction of the data counts the same in the choice (classical sparse coding whitens for this reason).
 
 ``s`` (the buffer ``input_scale``) is the mean input norm of a sample, set once before training
 (``init_input_scale``): the SAE works on inputs of unit mean norm whatever the layer's scale, so one learning
@@ -20,7 +27,8 @@ autograd path; gradients equal it within fp32 rounding (tested).
 Training-time rules the owner (a LightningModule or a plain loop) applies through methods of this class:
 
 - ``init_input_scale(sample)`` then ``init_b_pre(sample)`` once before training: s = mean ‖x‖, b_pre = mean
-  or geometric median of the normalised sample.
+  or geometric median of the normalised sample; then ``init_encoder_whitener(sample)`` (whitened encoder input)
+  and optionally ``init_decoder_from_data(sample)``.
 - ``project_decoder_grad()`` after backward, before the optimizer step: removes the gradient component
   parallel to each decoder row; ``normalize_decoder()`` after the step: rows back to unit norm.
 - ``update_dead(fire_counts, num_samples)`` after each step, with fire counts summed over all processes:
@@ -44,6 +52,7 @@ from torch import Tensor, nn
 from inr_lightning.errors import InputError
 
 B_PRE_INITS = ("mean", "median", "zero")
+ENCODER_INPUTS = ("centred", "whitened")
 
 
 class SAEOutput(NamedTuple):
@@ -135,10 +144,11 @@ class TopKSAE(nn.Module):
         k_aux: dead atoms used by AuxK; ``None`` = ``d_in // 2``.
         dead_window: an atom that has not fired for this many samples is dead.
         seed: seed of the decoder's random initialisation; ``None`` = the global RNG.
+        encoder_input: ``centred`` (x/s − b_pre) or ``whitened`` ((x/s − m) P, set by ``init_encoder_whitener``).
     """
 
     def __init__(self, d_in: int | None, n_atoms: int = 4096, k: int = 32, k_aux: int | None = None,
-                 dead_window: int = 1_000_000, seed: int | None = None) -> None:
+                 dead_window: int = 1_000_000, seed: int | None = None, encoder_input: str = "centred") -> None:
         super().__init__()
         if int(n_atoms) < 1 or (d_in is not None and int(d_in) < 1):
             raise InputError(f"d_in and n_atoms must be ≥ 1, got d_in={d_in!r}, n_atoms={n_atoms!r}")
@@ -148,6 +158,9 @@ class TopKSAE(nn.Module):
             raise InputError(f"k_aux={k_aux!r} must be between 1 and n_atoms={n_atoms}")
         if int(dead_window) < 1:
             raise InputError(f"dead_window must be ≥ 1 sample, got {dead_window!r}")
+        if encoder_input not in ENCODER_INPUTS:
+            raise InputError(f"encoder_input must be one of {', '.join(ENCODER_INPUTS)}, got {encoder_input!r}")
+        self.whiten = encoder_input == "whitened"
         self.n_atoms, self.k, self.dead_window, self._k_aux = int(n_atoms), int(k), int(dead_window), k_aux
         self.seed = seed
         self.d_in: int | None = None
@@ -158,6 +171,8 @@ class TopKSAE(nn.Module):
         self.W_dec = nn.UninitializedParameter()
         self.W_enc = nn.UninitializedParameter()
         self.b_pre = nn.UninitializedParameter()
+        self.register_buffer("enc_mean", nn.UninitializedBuffer())      # m and P of the whitened encoder input
+        self.register_buffer("enc_whitener", nn.UninitializedBuffer())
         self.register_buffer("samples_since_fired", torch.zeros(n_atoms, dtype=torch.long))
         self.register_buffer("input_scale", torch.ones(()))  # s: mean input norm (init_input_scale)
         self.register_buffer("initialized", torch.tensor(False))
@@ -178,14 +193,22 @@ class TopKSAE(nn.Module):
         gen = None if self.seed is None else torch.Generator().manual_seed(int(self.seed))
         w = torch.randn(self.n_atoms, d_in, generator=gen).to(device)
         w = w / w.norm(dim=1, keepdim=True)
-        for param, value in ((self.W_dec, w), (self.W_enc, w.clone()), (self.b_pre, torch.zeros(d_in, device=device))):
+        for param, value in ((self.W_dec, w), (self.W_enc, w.clone()), (self.b_pre, torch.zeros(d_in, device=device)),
+                             (self.enc_mean, torch.zeros(d_in, device=device)),
+                             (self.enc_whitener, torch.eye(d_in, device=device))):
             param.materialize(value.shape, device=device)
             param.copy_(value)
 
     # -- encode / decode --------------------------------------------------------------------------
+    def encoder_input(self, x: Tensor) -> Tensor:
+        """u(x): what W_enc multiplies — x/s − b_pre, or (x/s − m) P with ``encoder_input="whitened"``."""
+        if self.whiten:
+            return (x / self.input_scale - self.enc_mean) @ self.enc_whitener
+        return x / self.input_scale - self.b_pre
+
     def codes_before_topk(self, x: Tensor) -> Tensor:
-        """``(B, n_atoms)``: s · ReLU(W_enc (x/s − b_pre) + b_enc), every atom's code before the top-k (dense)."""
-        return F.relu(F.linear(x / self.input_scale - self.b_pre, self.W_enc, self.b_enc)) * self.input_scale
+        """``(B, n_atoms)``: s · ReLU(W_enc u(x) + b_enc), every atom's code before the top-k (dense)."""
+        return F.relu(F.linear(self.encoder_input(x), self.W_enc, self.b_enc)) * self.input_scale
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(vals, idx)``, each ``(B, k)``; ``vals`` in the input's units."""
@@ -205,7 +228,7 @@ class TopKSAE(nn.Module):
         return z @ self.W_dec + self.b_pre * self.input_scale
 
     def forward(self, x: Tensor) -> SAEOutput:
-        xc = x / self.input_scale - self.b_pre
+        xc = self.encoder_input(x)
         with torch.no_grad():  # dense only where it must be: the top-k selection
             # [xc, 1] · [W_enc, b_enc]ᵀ: the bias inside the GEMM, no (B, n_atoms) bias copy.  The ReLU is
             # monotone, so the top-k of the raw pre-activations selects the same codes (ties at 0 aside, whose
@@ -239,7 +262,7 @@ class TopKSAE(nn.Module):
         with torch.no_grad():
             idx = (pre * mask).topk(min(self.k_aux, n_dead), dim=-1).indices
         # Gradients reach W_enc, b_enc, b_pre through the selected dead atoms only (as through ``pre * dead``).
-        vals = SelectedCodes.apply(x / self.input_scale - self.b_pre, self.W_enc, self.b_enc, pre, idx, mask)
+        vals = SelectedCodes.apply(self.encoder_input(x), self.W_enc, self.b_enc, pre, idx, mask)
         residual = (x - x_hat).detach() / self.input_scale
         return ((self.decode(vals, idx, bias=False) - residual) ** 2).sum()
 
@@ -288,34 +311,57 @@ class TopKSAE(nn.Module):
         self.initialized.fill_(True)
 
     @torch.no_grad()
+    def init_encoder_whitener(self, sample: Tensor, eps: float = 1e-4) -> None:
+        """m = mean of ``sample / s`` ``(B, d_in)``, P = its ZCA whitening V (Λ + eps·λ_max)^(−1/2) Vᵀ, scaled so
+        that u(x) = (x/s − m) P has unit mean norm on the sample (the scale the learning rate is set for);
+        ``eps`` keeps directions the data never moves in from being blown up.  Call after
+        ``init_input_scale``; no effect unless ``encoder_input="whitened"``."""
+        if not self.whiten:
+            return
+        if not eps > 0:
+            raise InputError(f"whiten_eps must be > 0, got {eps!r}")
+        t = sample.double() / float(self.input_scale)
+        mean = t.mean(0)
+        lam, vec = torch.linalg.eigh((t - mean).T @ (t - mean) / max(len(t), 1))
+        lam = lam.clamp_min(0) + eps * float(lam.max().clamp_min(1e-30))
+        p = (vec * lam.rsqrt()) @ vec.T
+        norm = float(((t - mean) @ p).norm(dim=1).mean())
+        self.enc_mean.copy_(mean.to(self.enc_mean))
+        self.enc_whitener.copy_((p / (norm if norm > 0 else 1.0)).to(self.enc_whitener))
+
+    @torch.no_grad()
     def init_decoder_from_data(self, sample: Tensor, generator: torch.Generator | None = None) -> None:
         """Decoder rows (and W_enc = W_decᵀ) = samples of ``(B, d_in)``, centred by ``b_pre`` and normalised,
-        chosen to be spread out (``farthest_points``); call after ``init_b_pre``.  Rows beyond ``B`` keep their
-        random initialisation.
+        chosen to be spread out (``farthest_points``); call after ``init_b_pre`` (and ``init_encoder_whitener``).
+        With a whitened encoder input, encoder row a is the same sample's u(x), normalised, and the samples are
+        spread out as the encoder sees them.  Rows beyond ``B`` keep their random initialisation.
 
         Why: every atom starts on the data, so none starts dead, and on an INR layer (a 2-D manifold of
         coordinates) atom a's code is then a kernel between the input and one point of the grid, which TopK
         turns into a local reconstruction from the start; training refines it instead of finding it.  Spread
         out, because atoms drawn at random include near-duplicates, one of which loses everywhere and dies."""
-        centred = sample.to(self.W_dec) / self.input_scale - self.b_pre
-        norms = centred.norm(dim=1)
-        keep = centred[norms > 1e-6 * float(norms.max().clamp_min(1e-30))]
-        keep = keep / keep.norm(dim=1, keepdim=True)
-        n = min(len(keep), self.n_atoms)
-        first = int(torch.randint(len(keep), (1,), generator=generator)) if len(keep) else 0
-        rows = keep[farthest_points(keep, n, first)]
-        self.W_dec[:n] = rows
-        self.W_enc[:n] = rows
+        sample = sample.to(self.W_dec)
+        centred = sample / self.input_scale - self.b_pre
+        enc = self.encoder_input(sample)   # = centred unless the encoder input is whitened
+        norms, enc_norms = centred.norm(dim=1), enc.norm(dim=1)
+        ok = (norms > 1e-6 * float(norms.max().clamp_min(1e-30))) & (enc_norms > 1e-6 * float(enc_norms.max().clamp_min(1e-30)))
+        dec, enc = centred[ok] / norms[ok, None], enc[ok] / enc_norms[ok, None]
+        n = min(len(enc), self.n_atoms)
+        first = int(torch.randint(len(enc), (1,), generator=generator)) if len(enc) else 0
+        chosen = farthest_points(enc, n, first)   # spread out as the encoder sees them
+        self.W_dec[:n] = dec[chosen]
+        self.W_enc[:n] = enc[chosen]
         self.b_enc.zero_()
         # The k selected codes each start near ‖x‖, so x̂ starts ~k× too long: one least-squares factor on the
         # encoder puts the initial reconstruction at the right scale.
-        vals, idx = self.encode(sample.to(self.W_dec))
+        vals, idx = self.encode(sample)
         x_hat = self.decode(vals, idx, bias=False) / self.input_scale
         c = float((x_hat * centred).sum() / (x_hat ** 2).sum().clamp_min(1e-30))
         self.W_enc.mul_(c if math.isfinite(c) and c > 0 else 1.0)
 
     def extra_repr(self) -> str:
-        return f"d_in={self.d_in}, n_atoms={self.n_atoms}, k={self.k}, k_aux={self.k_aux}, dead_window={self.dead_window}"
+        return (f"d_in={self.d_in}, n_atoms={self.n_atoms}, k={self.k}, k_aux={self.k_aux}, "
+                f"dead_window={self.dead_window}, encoder_input={'whitened' if self.whiten else 'centred'}")
 
 
 def spread_from_sums(sums: Tensor, n: int | float) -> Tensor:

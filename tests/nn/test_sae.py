@@ -156,3 +156,29 @@ def test_data_init_puts_every_atom_on_the_data_and_reconstructs_at_the_right_sca
     fires = torch.bincount(out.idx[out.vals > 0], minlength=32)
     assert (fires > 0).all()                                    # no atom starts dead
     assert ((out.x_hat - x) ** 2).sum() < 0.2 * before          # the scale fit: far better than random atoms
+
+
+def test_whitened_encoder_input_is_white_at_unit_mean_norm_and_the_decoder_keeps_the_units():
+    torch.manual_seed(0)
+    x = torch.randn(2000, 16) @ torch.diag(torch.logspace(2, -1, 16)) @ torch.linalg.qr(torch.randn(16, 16))[0] + 5
+    sae = TopKSAE(d_in=16, n_atoms=32, k=4, encoder_input="whitened")
+    sae.init_input_scale(x)
+    sae.init_b_pre(x, "mean")
+    sae.init_encoder_whitener(x, eps=1e-10)
+    u = sae.encoder_input(x).double()
+    assert u.norm(dim=1).mean() == pytest.approx(1.0, rel=1e-4)
+    cond = lambda t: (lambda e: e.max() / e.min())(torch.linalg.eigvalsh(torch.cov(t.T)))  # noqa: E731
+    assert cond(x.double()) > 1e5 and cond(u) < 1.01          # every direction of the data counts the same
+    sae.init_decoder_from_data(x, torch.Generator().manual_seed(0))
+    centred = x / sae.input_scale - sae.b_pre
+    assert (sae.W_dec @ (centred / centred.norm(dim=1, keepdim=True)).T).max(1).values.min() > 1 - 1e-5
+    out = sae(x)                                               # codes, decode: as with the centred input
+    torch.testing.assert_close(out.vals, sae.codes_before_topk(x).gather(1, out.idx), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(out.x_hat, sae.decode_dense(sae.dense_codes(out.vals, out.idx)), rtol=1e-5, atol=1e-3)
+    again = TopKSAE(d_in=16, n_atoms=32, k=4, encoder_input="whitened")
+    again.load_state_dict(sae.state_dict())                    # m and P travel with the SAE's state
+    assert torch.equal(again(x).idx, out.idx)
+    with pytest.raises(InputError, match="encoder_input must be one of centred, whitened, got 'pca'"):
+        TopKSAE(d_in=16, encoder_input="pca")
+    with pytest.raises(InputError, match="whiten_eps must be > 0, got 0"):
+        sae.init_encoder_whitener(x, eps=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -10,7 +11,7 @@ from inr_lightning.nn.sae import TopKSAE
 
 def dense_reference(sae: TopKSAE, x: torch.Tensor, aux_weight: float) -> torch.Tensor:
     """The loss with every step in dense autograd (the pre-change formulation)."""
-    pre = F.relu(F.linear(x - sae.b_pre, sae.W_enc, sae.b_enc))
+    pre = F.relu(F.linear(sae.encoder_input(x), sae.W_enc, sae.b_enc))
     vals, idx = pre.topk(sae.k, dim=-1)
     x_hat = sae.decode_dense(sae.dense_codes(vals, idx))
     loss = ((x_hat - x) ** 2).sum()
@@ -28,11 +29,13 @@ def sparse_loss(sae: TopKSAE, x: torch.Tensor, aux_weight: float) -> torch.Tenso
     return ((out.x_hat - x) ** 2).sum() + aux_weight * sae.aux_sse(x, out.x_hat, out.pre)
 
 
-def test_sparse_backward_equals_dense_autograd_with_and_without_dead_atoms():
+@pytest.mark.parametrize("encoder_input", ["centred", "whitened"])
+def test_sparse_backward_equals_dense_autograd_with_and_without_dead_atoms(encoder_input):
     torch.manual_seed(0)
-    sae = TopKSAE(24, 96, 6, k_aux=12, dead_window=10, seed=0)
-    x = torch.randn(300, 24)
+    sae = TopKSAE(24, 96, 6, k_aux=12, dead_window=10, seed=0, encoder_input=encoder_input)
+    x = torch.randn(300, 24) * torch.logspace(1, -1, 24)
     sae.init_b_pre(x, "mean")
+    sae.init_encoder_whitener(x)
     with torch.no_grad():
         sae.b_enc.uniform_(-0.2, 0.2)
     params = [sae.W_enc, sae.b_enc, sae.b_pre, sae.W_dec]
