@@ -224,6 +224,8 @@ def study(argv: list[str]) -> Path:
     if seeds < 1:
         raise InputError(f"--seeds must be ≥ 1, got {seeds}")
     out = Path(args.out or f"runs/study_{profile.name}")
+    if args.export:
+        _check_export(Path(args.export))   # before the study runs, not after it
     command = "python -m inr_lightning study " + " ".join(shlex.quote(a) for a in argv)
     report = run_study(profile, out, args.backbones, args.datasets or list(profile.datasets), seeds, args.wandb,
                        args.overwrite, command)
@@ -240,13 +242,17 @@ EXPORTED = ("report.md", "*.csv", "*/sweep.csv", "figures/*.png", "**/config.yam
             "**/signals.csv", "**/stage.json")
 
 
+def _check_export(dest: Path) -> None:
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise InputError(f"--export folder '{dest}' is not empty; give a new folder")
+
+
 def export(out: Path, dest: Path) -> Path:
     """Copies the report and every run's records from ``out`` to ``dest`` (paths kept, so its links work)."""
     import re
     import shutil
 
-    if dest.exists() and any(dest.iterdir()):
-        raise InputError(f"--export folder '{dest}' is not empty; give a new folder")
+    _check_export(dest)
     linked = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (out / "report.md").read_text())
     paths = [p for pattern in EXPORTED for p in out.glob(pattern)] + [out / link for link in linked]
     for path in paths:
