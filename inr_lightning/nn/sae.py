@@ -261,7 +261,8 @@ class TopKSAE(nn.Module):
         pre, mask = pre.detach(), dead.to(pre.dtype)
         with torch.no_grad():
             idx = (pre * mask).topk(min(self.k_aux, n_dead), dim=-1).indices
-        # Gradients reach W_enc, b_enc, b_pre through the selected dead atoms only (as through ``pre * dead``).
+        # Gradients reach W_enc, b_enc (and b_pre, centred input) through the selected dead atoms only (as through
+        # ``pre * dead``).
         vals = SelectedCodes.apply(self.encoder_input(x), self.W_enc, self.b_enc, pre, idx, mask)
         residual = (x - x_hat).detach() / self.input_scale
         return ((self.decode(vals, idx, bias=False) - residual) ** 2).sum()
@@ -344,7 +345,8 @@ class TopKSAE(nn.Module):
         centred = sample / self.input_scale - self.b_pre
         enc = self.encoder_input(sample)   # = centred unless the encoder input is whitened
         norms, enc_norms = centred.norm(dim=1), enc.norm(dim=1)
-        ok = (norms > 1e-6 * float(norms.max().clamp_min(1e-30))) & (enc_norms > 1e-6 * float(enc_norms.max().clamp_min(1e-30)))
+        ok = (norms > 1e-6 * float(norms.max().clamp_min(1e-30))) & \
+            (enc_norms > 1e-6 * float(enc_norms.max().clamp_min(1e-30)))
         dec, enc = centred[ok] / norms[ok, None], enc[ok] / enc_norms[ok, None]
         n = min(len(enc), self.n_atoms)
         first = int(torch.randint(len(enc), (1,), generator=generator)) if len(enc) else 0
@@ -358,6 +360,14 @@ class TopKSAE(nn.Module):
         x_hat = self.decode(vals, idx, bias=False) / self.input_scale
         c = float((x_hat * centred).sum() / (x_hat ** 2).sum().clamp_min(1e-30))
         self.W_enc.mul_(c if math.isfinite(c) and c > 0 else 1.0)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # An SAE saved before the whitened encoder input existed has no m and P: it used the centred input, for
+        # which they are unused; give it the identity values instead of refusing the checkpoint.
+        if self.d_in is not None:
+            for name in ("enc_mean", "enc_whitener"):
+                state_dict.setdefault(prefix + name, getattr(self, name).detach().clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
         return (f"d_in={self.d_in}, n_atoms={self.n_atoms}, k={self.k}, k_aux={self.k_aux}, "
