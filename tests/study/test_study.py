@@ -100,6 +100,6 @@ def test_export_keeps_every_record_the_report_names_and_no_checkpoint(tiny, tmp_
     with pytest.raises(InputError, match="is not empty"):
         export(out, tmp_path / "docs")
     fresh = tmp_path / "fresh"   # a study whose export folder is taken is refused before it runs anything
-    with pytest.raises(InputError, match=f"--export folder '{tmp_path / 'docs'}' is not empty"):
+    with pytest.raises(InputError, match=re.escape(f"--export folder '{tmp_path / 'docs'}' is not empty")):
         study(["--profile", "tiny", "--out", str(fresh), "--wandb", "disabled", "--export", str(tmp_path / "docs")])
     assert not fresh.exists()
