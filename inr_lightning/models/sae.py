@@ -37,7 +37,7 @@ from inr_lightning.analysis import sae_metrics
 from inr_lightning.contracts import ActivationBatches, ActivationData
 from inr_lightning.errors import InputError
 from inr_lightning.models.base import check_lr
-from inr_lightning.nn.sae import B_PRE_INITS, ENCODER_INPUTS, TopKSAE, spread_from_sums
+from inr_lightning.nn.sae import B_PRE_INITS, TopKSAE, spread_from_sums
 
 SAE_TYPES = ("topk",)
 # train_*: one entry per training step; the others one per evaluation (seconds: wall-clock since the fit started)
@@ -108,8 +108,6 @@ class SAEModule(L.LightningModule):
             raise InputError("aux_weight and warmup_steps must be ≥ 0, init_samples and eval_chunk ≥ 1")
         if decoder_init not in DECODER_INITS:
             raise InputError(f"decoder_init must be one of {', '.join(DECODER_INITS)}, got {decoder_init!r}")
-        if encoder_input not in ENCODER_INPUTS:
-            raise InputError(f"encoder_input must be one of {', '.join(ENCODER_INPUTS)}, got {encoder_input!r}")
         if not whiten_eps > 0:
             raise InputError(f"whiten_eps must be > 0, got {whiten_eps!r}")
         if decay not in DECAYS:
@@ -160,7 +158,7 @@ class SAEModule(L.LightningModule):
         scale = self.sae.input_scale
         sse = (((out.x_hat - x) / scale) ** 2).sum()            # in the normalised units
         use_aux = self.hparams.aux_weight > 0 and bool(self.sae.dead_mask().any())
-        aux = self.sae.aux_sse(x, out.x_hat, out.pre) if use_aux else sse.new_zeros(())
+        aux = self.sae.aux_sse(x, out.x_hat, out.pre, out.u) if use_aux else sse.new_zeros(())
         world = self.trainer.world_size
         with torch.no_grad():
             counts = sae_metrics.fire_counts(out.vals, out.idx, self.sae.n_atoms)

@@ -59,7 +59,8 @@ class SAEOutput(NamedTuple):
     x_hat: Tensor  # (B, d_in) in the input's units
     vals: Tensor   # (B, k) code values of the selected atoms (≥ 0), in the input's units (s · z)
     idx: Tensor    # (B, k) indices of the selected atoms
-    pre: Tensor    # (B, n_atoms) W_enc (x/s − b_pre) + b_enc before the ReLU, no autograd (AuxK selects from it)
+    pre: Tensor    # (B, n_atoms) W_enc u(x) + b_enc before the ReLU, no autograd (AuxK selects from it)
+    u: Tensor      # (B, d_in) the encoder's input u(x), for AuxK to reuse
 
 
 class SelectedCodes(torch.autograd.Function):
@@ -237,7 +238,7 @@ class TopKSAE(nn.Module):
             pre = torch.cat([xc, ones], 1) @ torch.cat([self.W_enc, self.b_enc[:, None]], 1).T
             idx = pre.topk(self.k, dim=-1).indices
         vals = SelectedCodes.apply(xc, self.W_enc, self.b_enc, pre, idx, None) * self.input_scale
-        return SAEOutput(self.decode(vals, idx), vals, idx, pre)
+        return SAEOutput(self.decode(vals, idx), vals, idx, pre, xc)
 
     # -- dead atoms and AuxK ----------------------------------------------------------------------
     def dead_mask(self) -> Tensor:
@@ -249,7 +250,7 @@ class TopKSAE(nn.Module):
         self.samples_since_fired += int(num_samples)
         self.samples_since_fired[fire_counts.to(self.samples_since_fired.device) > 0] = 0
 
-    def aux_sse(self, x: Tensor, x_hat: Tensor, pre: Tensor) -> Tensor:
+    def aux_sse(self, x: Tensor, x_hat: Tensor, pre: Tensor, u: Tensor | None = None) -> Tensor:
         """AuxK: sum of squared errors of the top-``k_aux`` *dead* atoms' reconstruction of the residual
         (no decoder bias, residual detached), in the normalised units (divided by s²).  0 when no atom is
         dead.  ``pre``: ``forward``'s dense pre-activations, read for the selection only (gradients go
@@ -263,7 +264,8 @@ class TopKSAE(nn.Module):
             idx = (pre * mask).topk(min(self.k_aux, n_dead), dim=-1).indices
         # Gradients reach W_enc, b_enc (and b_pre, centred input) through the selected dead atoms only (as through
         # ``pre * dead``).
-        vals = SelectedCodes.apply(self.encoder_input(x), self.W_enc, self.b_enc, pre, idx, mask)
+        u = self.encoder_input(x) if u is None else u   # ``forward``'s, when given: no second product
+        vals = SelectedCodes.apply(u, self.W_enc, self.b_enc, pre, idx, mask)
         residual = (x - x_hat).detach() / self.input_scale
         return ((self.decode(vals, idx, bias=False) - residual) ** 2).sum()
 

@@ -26,7 +26,7 @@ def dense_reference(sae: TopKSAE, x: torch.Tensor, aux_weight: float) -> torch.T
 
 def sparse_loss(sae: TopKSAE, x: torch.Tensor, aux_weight: float) -> torch.Tensor:
     out = sae(x)
-    return ((out.x_hat - x) ** 2).sum() + aux_weight * sae.aux_sse(x, out.x_hat, out.pre)
+    return ((out.x_hat - x) ** 2).sum() + aux_weight * sae.aux_sse(x, out.x_hat, out.pre, out.u)
 
 
 @pytest.mark.parametrize("encoder_input", ["centred", "whitened"])
