@@ -38,7 +38,7 @@ def sae_stepper(ctx: Ctx, sae: TopKSAE, x: torch.Tensor, dense: bool, aux_weight
             with torch.no_grad():  # the pre-activations AuxK selects from, as the sparse forward returns them
                 pre = F.linear(x / sae.input_scale - sae.b_pre, sae.W_enc, sae.b_enc)
         else:
-            x_hat, vals, idx, pre = sae(x)
+            x_hat, vals, idx, pre, _ = sae(x)
         sse = ((x_hat - x) ** 2).sum()
         aux = sae.aux_sse(x, x_hat, pre)
         return (sse + aux_weight * aux) / (x.shape[0] * x.shape[1])
