@@ -6,8 +6,11 @@ SAE only (its checkpoint holds nothing else).  The SAE's input width is read fro
 
 Loss (as in Gao et al. 2024), on inputs divided by the SAE's ``input_scale`` (their mean norm):
 Σ‖x − x̂‖² / Σ‖x − x̄‖² + aux_weight · AuxK / Σ‖e − ē‖², each sum over the global batch, e the residual the
-dead atoms reconstruct.  The denominators are all-reduced and the loss is scaled by the world size, so
-DDP's gradient average equals the single-process gradient on the union of the shards exactly.
+dead atoms reconstruct; with ``downstream_weight`` w > 0, plus w · Σ‖f(x̂) − f(x)‖² / Σ‖f(x) − f̄‖², f the frozen
+INR from the layer on (remaining layers and every head): the error of the outputs the SAE is spliced into
+(end-to-end SAE training, Braun et al. 2024, here beside the local loss).  The denominators are all-reduced and
+the loss is scaled by the world size, so DDP's gradient average equals the single-process gradient on the union
+of the shards exactly.
 
 Learning rate: linear warm-up over ``warmup_steps``, then constant, then a decay to 0 (``decay``: linear or
 cosine) over the last ``decay_fraction`` of ``trainer.max_steps``.
@@ -79,6 +82,9 @@ class SAEModule(L.LightningModule):
         encoder_input: ``centred`` (x/s − b_pre, the reference) or ``whitened``: the encoder reads the inputs
             ZCA-whitened on the ``init_samples`` (``TopKSAE.init_encoder_whitener``); decoder and loss unchanged.
         whiten_eps: the whitening's regulariser, relative to the largest variance.
+        downstream_weight: weight of the downstream term (the INR's outputs from x̂ against those from x, as an
+            FVU); 0 = the local loss alone (the reference).
+        bias_lr_scale: the encoder bias b_enc learns at ``lr`` × this, every other parameter at ``lr``.
         init_samples: activations sampled for ``b_pre`` and the input scale (mean input norm).
         dense_threshold: an atom firing on more than this share of the grid is *dense*.
         eval_chunk: coordinates per pass during evaluation.
@@ -94,7 +100,8 @@ class SAEModule(L.LightningModule):
                  decay: str = "linear", decay_fraction: float = 0.2,
                  k_aux: int | None = None, aux_weight: float = 1 / 32, dead_window: int = 1_000_000,
                  b_pre_init: str = "median", decoder_init: str = "random", encoder_input: str = "centred",
-                 whiten_eps: float = 1e-4, init_samples: int = 16384,
+                 whiten_eps: float = 1e-4, downstream_weight: float = 0.0, bias_lr_scale: float = 1.0,
+                 init_samples: int = 16384,
                  dense_threshold: float = 0.1,
                  eval_chunk: int = 16384, sae_type: str = "topk", init_seed: int = 0, d_in: int | None = None) -> None:
         super().__init__()
@@ -110,6 +117,10 @@ class SAEModule(L.LightningModule):
             raise InputError(f"decoder_init must be one of {', '.join(DECODER_INITS)}, got {decoder_init!r}")
         if not whiten_eps > 0:
             raise InputError(f"whiten_eps must be > 0, got {whiten_eps!r}")
+        if not downstream_weight >= 0:
+            raise InputError(f"downstream_weight must be ≥ 0, got {downstream_weight!r}")
+        if not bias_lr_scale > 0:
+            raise InputError(f"bias_lr_scale must be > 0, got {bias_lr_scale!r}")
         if decay not in DECAYS:
             raise InputError(f"decay must be one of {', '.join(DECAYS)}, got {decay!r}")
         if not 0 <= decay_fraction <= 1:
@@ -134,6 +145,10 @@ class SAEModule(L.LightningModule):
         if not isinstance(dm, ActivationBatches):
             raise InputError(f"SAEModule needs activation data (contracts.ActivationBatches, e.g. data.class_path: "
                              f"inr_lightning.data.ActivationDataModule), got {type(dm).__name__}")
+        if self.hparams.downstream_weight > 0 and not isinstance(dm, ActivationData):
+            raise InputError(f"downstream_weight={self.hparams.downstream_weight!r} needs the frozen INR beside the "
+                             f"activations (contracts.ActivationData, e.g. ActivationDataModule); "
+                             f"{type(dm).__name__} has none: set downstream_weight: 0")
         self.sae.materialize(int(dm.d_in))
         self.hparams["d_in"] = int(dm.d_in)  # saved with the checkpoint: the SAE can be rebuilt without the data
         where = dm.describe() if isinstance(dm, ActivationData) else "SAE"
@@ -160,20 +175,36 @@ class SAEModule(L.LightningModule):
         use_aux = self.hparams.aux_weight > 0 and bool(self.sae.dead_mask().any())
         aux = self.sae.aux_sse(x, out.x_hat, out.pre, out.u) if use_aux else sse.new_zeros(())
         world = self.trainer.world_size
+        use_down = self.hparams.downstream_weight > 0
+        if use_down:   # the INR's outputs from x̂ against those from x: every head, every channel
+            dm = self.trainer.datamodule
+            net, layer = dm.net.to(x.device), dm.layer
+            with torch.no_grad():
+                y = net.forward_from(x.unsqueeze(0), layer).permute(1, 0, 2).flatten(1)
+            y_hat = net.forward_from(out.x_hat.unsqueeze(0), layer).permute(1, 0, 2).flatten(1)
+            dsse = ((y_hat - y) ** 2).sum()
         with torch.no_grad():
             counts = sae_metrics.fire_counts(out.vals, out.idx, self.sae.n_atoms)
+            down = [y.double().pow(2).sum().reshape(1), y.double().sum(0), dsse.detach().double().reshape(1)] \
+                if use_down else []
             sums = torch.cat([self.sae.normalized_sums(x), self.sae.normalized_sums(x - out.x_hat),
                               torch.stack([sse.detach().double(), aux.detach().double(),
-                                           (out.vals > 0).sum().double()])])
+                                           (out.vals > 0).sum().double()]), *down])
             if world > 1:
                 counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
                 sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
             d = x.shape[-1]
             spread_x = spread_from_sums(sums[:d + 1], total).clamp_min(1e-30)
             spread_e = spread_from_sums(sums[d + 1:2 * d + 2], total).clamp_min(1e-30)
-            sse_all, aux_all, active = sums[2 * d + 2:]
+            sse_all, aux_all, active = sums[2 * d + 2:2 * d + 5]
+            if use_down:
+                spread_y = spread_from_sums(sums[2 * d + 5:-1], total).clamp_min(1e-30)
+                self.log("train/downstream_fvu", sums[-1] / spread_y)
             self.sae.update_dead(counts, total)
-        loss = (sse / spread_x.to(sse.dtype) + self.hparams.aux_weight * aux / spread_e.to(sse.dtype)) * world
+        loss = sse / spread_x.to(sse.dtype) + self.hparams.aux_weight * aux / spread_e.to(sse.dtype)
+        if use_down:
+            loss = loss + self.hparams.downstream_weight * dsse / spread_y.to(sse.dtype)
+        loss = loss * world
         scale2 = float(scale) ** 2
         fvu = sse_all / spread_x
         self.log("train/mse", sse_all * scale2 / (total * d), prog_bar=True)   # in the original units
@@ -194,7 +225,9 @@ class SAEModule(L.LightningModule):
         self.sae.normalize_decoder()
 
     def configure_optimizers(self):
-        opt = torch.optim.Adam(self.sae.parameters(), lr=self.lr)
+        others = [p for p in self.sae.parameters() if p is not self.sae.b_enc]
+        bias = {"params": [self.sae.b_enc], "lr": self.lr * self.hparams.bias_lr_scale}
+        opt = torch.optim.Adam([{"params": others}, bias], lr=self.lr)
         hp = self.hparams
         total = int(self.trainer.max_steps) if self._trainer is not None and self.trainer.max_steps > 0 else 0
         if total <= 0 and self._trainer is not None:
