@@ -221,7 +221,7 @@ def test_downstream_term_cuts_the_psnr_cost_of_splicing_the_sae_in(fitted_siren,
         result[weight] = read_summary(run)
     plain, down = result[0.0], result[1.0]
     assert plain["sae/inr_psnr"] >= 25 and "train/downstream_fvu" in down and "train/downstream_fvu" not in plain
-    # Measured: 1.81 dB without the term, 0.94 dB with it; FVU 0.072 and 0.081.
+    # Measured: 1.94 dB without the term, 1.08 dB with it; FVU 0.075 and 0.084.
     assert down["sae/psnr_drop"] <= 0.7 * plain["sae/psnr_drop"] and plain["sae/psnr_drop"] >= 0.5, result
     assert down["sae/fvu"] <= 1.5 * plain["sae/fvu"], result
 
