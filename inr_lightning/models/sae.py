@@ -40,7 +40,7 @@ from inr_lightning.analysis import sae_metrics
 from inr_lightning.contracts import ActivationBatches, ActivationData
 from inr_lightning.errors import InputError
 from inr_lightning.models.base import check_lr
-from inr_lightning.nn.sae import B_PRE_INITS, TopKSAE, spread_from_sums
+from inr_lightning.nn.sae import B_PRE_INITS, TopKSAE, spread_from_sums, spread_sums
 
 SAE_TYPES = ("topk",)
 # train_*: one entry per training step; the others one per evaluation (seconds: wall-clock since the fit started)
@@ -185,8 +185,7 @@ class SAEModule(L.LightningModule):
             dsse = ((y_hat - y) ** 2).sum()
         with torch.no_grad():
             counts = sae_metrics.fire_counts(out.vals, out.idx, self.sae.n_atoms)
-            down = [y.double().pow(2).sum().reshape(1), y.double().sum(0), dsse.detach().double().reshape(1)] \
-                if use_down else []
+            down = [spread_sums(y), dsse.detach().double().reshape(1)] if use_down else []
             sums = torch.cat([self.sae.normalized_sums(x), self.sae.normalized_sums(x - out.x_hat),
                               torch.stack([sse.detach().double(), aux.detach().double(),
                                            (out.vals > 0).sum().double()]), *down])

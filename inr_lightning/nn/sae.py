@@ -273,8 +273,7 @@ class TopKSAE(nn.Module):
     def normalized_sums(self, target: Tensor) -> Tensor:
         """``[Σ‖t‖², Σ t (d,)]`` of ``target / s`` in float64, flattened: what a caller all-reduces to get the
         spread Σ‖t − mean t‖² of a (global) batch in the normalised units (``spread_from_sums``)."""
-        t = target.detach().double() / self.input_scale.double()
-        return torch.cat([(t ** 2).sum().reshape(1), t.sum(0)])
+        return spread_sums(target.detach().double() / self.input_scale.double())
 
     # -- constraints and initialisation -----------------------------------------------------------
     @torch.no_grad()
@@ -376,6 +375,12 @@ class TopKSAE(nn.Module):
                 f"dead_window={self.dead_window}, encoder_input={'whitened' if self.whiten else 'centred'}")
 
 
+def spread_sums(t: Tensor) -> Tensor:
+    """``[Σ‖t‖², Σ t (d,)]`` of rows ``t (B, d)`` in float64: summable over chunks or ranks (``spread_from_sums``)."""
+    t = t.detach().double()
+    return torch.cat([(t ** 2).sum().reshape(1), t.sum(0)])
+
+
 def spread_from_sums(sums: Tensor, n: int | float) -> Tensor:
-    """Σ‖t − mean t‖² from ``normalized_sums`` (summed over chunks or ranks) of ``n`` rows."""
+    """Σ‖t − mean t‖² from ``spread_sums`` or ``normalized_sums`` (summed over chunks or ranks) of ``n`` rows."""
     return (sums[0] - (sums[1:] ** 2).sum() / max(float(n), 1.0)).clamp_min(0)
