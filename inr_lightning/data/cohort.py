@@ -1,8 +1,10 @@
-"""DataModules for cohort signals and held-out signals.
+"""DataModules for cohort signals, held-out signals and validation signals.
 
 The source's images are split deterministically: ``num_heldout`` of them, spread evenly through the
-source's order (for MRI: through the brain), are held out for fitting new signals; the other
-``num_signals`` form the cohort.  ``split`` picks which of the two a module serves.
+source's order (for MRI: through the brain), are held out for fitting new signals; ``num_validation`` more,
+spread evenly through the rest, are kept for choosing a fit's settings (its learning rate) on signals that
+are neither cohort nor held out; the other ``num_signals`` form the cohort.  ``split`` picks which of the
+three a module serves.
 
 ``SignalDataModule`` is configured in full (the cohort stage).  ``CohortRunDataModule`` serves the data of
 a cohort *run*: every data setting comes from that run's ``config.yaml`` unless given explicitly, and an
@@ -21,12 +23,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from inr_lightning.data.grid import CoordinateSteps, make_grid
-from inr_lightning.data.provenance import DATA_KEYS, describe_source, instantiate, run_data_config, same_source
+from inr_lightning.data.provenance import (DATA_DEFAULTS, DATA_KEYS, describe_source, instantiate, run_data_config,
+                                           same_source)
 from inr_lightning.data.sources import SignalSource
 from inr_lightning.data.transforms import prepare
 from inr_lightning.errors import InputError
 
-SPLITS = ("cohort", "heldout")
+SPLITS = ("cohort", "heldout", "validation")
 
 
 def heldout_positions(total: int, num_heldout: int) -> list[int]:
@@ -36,13 +39,29 @@ def heldout_positions(total: int, num_heldout: int) -> list[int]:
     return [int(round(x)) for x in np.linspace(0, total - 1, num_heldout + 2)[1:-1]]
 
 
-def split_images(source: SignalSource, num_signals: int | None, num_heldout: int, split: str) -> list[tuple]:
-    """The (name, raw image) pairs of one split: ``num_signals`` cohort images and ``num_heldout`` held out."""
-    named = source.load_named(None if num_signals is None else num_signals + num_heldout)
-    if num_heldout >= len(named):
-        raise InputError(f"num_heldout={num_heldout} leaves no cohort among {len(named)} images")
-    held = set(heldout_positions(len(named), num_heldout))
-    return [item for i, item in enumerate(named) if (i in held) == (split == "heldout")]
+def validation_positions(total: int, num_heldout: int, num_validation: int) -> list[int]:
+    """Indices of the validation images among ``total``: evenly spaced among the images not held out, never
+    the first or the last of those (``heldout_positions`` over what the held-out ones leave)."""
+    held = set(heldout_positions(total, num_heldout))
+    rest = [i for i in range(total) if i not in held]
+    return [rest[j] for j in heldout_positions(len(rest), num_validation)]
+
+
+def split_images(source: SignalSource, num_signals: int | None, num_heldout: int, split: str,
+                 num_validation: int = 0) -> list[tuple]:
+    """The (name, raw image) pairs of one split: ``num_signals`` cohort images, ``num_heldout`` held out and
+    ``num_validation`` for validation, from the source's first ``num_signals + num_heldout + num_validation``."""
+    named = source.load_named(None if num_signals is None else num_signals + num_heldout + num_validation)
+    if num_heldout + num_validation >= len(named):
+        if num_validation == 0:
+            raise InputError(f"num_heldout={num_heldout} leaves no cohort among {len(named)} images")
+        raise InputError(f"num_heldout={num_heldout} and num_validation={num_validation} leave no cohort among "
+                         f"{len(named)} images")
+    positions = {"heldout": set(heldout_positions(len(named), num_heldout)),
+                 "validation": set(validation_positions(len(named), num_heldout, num_validation))}
+    if split != "cohort":
+        return [item for i, item in enumerate(named) if i in positions[split]]
+    return [item for i, item in enumerate(named) if i not in positions["heldout"] | positions["validation"]]
 
 
 class SignalDataModule(L.LightningDataModule):
@@ -53,17 +72,19 @@ class SignalDataModule(L.LightningDataModule):
         resolution: output size, ``H`` or ``[H, W]``.
         channels: 1 (grayscale) or 3 (RGB).
         aspect: ``crop``, ``pad`` or ``stretch`` (see ``transforms``).
-        num_signals: cohort size; ``None`` takes every image the source has, minus the held-out ones.
+        num_signals: cohort size; ``None`` takes every image the source has, minus the held-out and validation ones.
         num_heldout: images held out for the fitting stage.
-        split: ``cohort`` or ``heldout``: which of the two sets this module serves.
+        num_validation: images kept for choosing the fitting stage's settings (neither cohort nor held out).
+        split: ``cohort``, ``heldout`` or ``validation``: which of the three sets this module serves.
         coords_per_step: coordinates per training step (shared by all signals); ``None`` = full grid.
         steps_per_epoch: training steps between two validations.
         seed: seed of the coordinate draws.
     """
 
     def __init__(self, source: SignalSource, resolution: int | list[int] = 64, channels: int = 1,
-                 aspect: str = "crop", num_signals: int | None = 10, num_heldout: int = 0, split: str = "cohort",
-                 coords_per_step: int | None = None, steps_per_epoch: int = 100, seed: int = 0) -> None:
+                 aspect: str = "crop", num_signals: int | None = 10, num_heldout: int = 0, num_validation: int = 0,
+                 split: str = "cohort", coords_per_step: int | None = None, steps_per_epoch: int = 100,
+                 seed: int = 0) -> None:
         super().__init__()
         if split not in SPLITS:
             raise InputError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -71,17 +92,21 @@ class SignalDataModule(L.LightningDataModule):
         if len(res) != 2 or min(res) < 2:
             raise InputError(f"resolution must be an integer ≥ 2 or [height, width], got {resolution!r}")
         for name, value, low in (("num_signals", num_signals, 1), ("num_heldout", num_heldout, 0),
-                                 ("coords_per_step", coords_per_step, 1), ("steps_per_epoch", steps_per_epoch, 1)):
+                                 ("num_validation", num_validation, 0), ("coords_per_step", coords_per_step, 1),
+                                 ("steps_per_epoch", steps_per_epoch, 1)):
             if value is not None and value < low:
                 raise InputError(f"{name} must be ≥ {low}, got {value!r}")
         if split == "heldout" and num_heldout == 0:
             raise InputError("split: heldout needs num_heldout ≥ 1")
+        if split == "validation" and num_validation == 0:
+            raise InputError("split: validation needs num_validation ≥ 1")
         self.source, self.resolution, self.channels, self.aspect = source, (res[0], res[1]), channels, aspect
-        self.num_cohort, self.num_heldout, self.split = num_signals, num_heldout, split
+        self.num_cohort, self.num_heldout, self.num_validation = num_signals, num_heldout, num_validation
+        self.split = split
         self.coords_per_step, self.steps_per_epoch, self.seed = coords_per_step, steps_per_epoch, seed
         # Loaded eagerly: the model's head count is linked to ``num_signals`` before training starts,
         # and a bad folder or image should fail at start-up, not after the first epoch.
-        named = split_images(source, num_signals, num_heldout, split)
+        named = split_images(source, num_signals, num_heldout, split, num_validation)
         self.signal_names = [name for name, _ in named]
         self.images = prepare([image for _, image in named], self.resolution, self.channels, self.aspect)
         self.coords = make_grid(*self.resolution)
@@ -90,8 +115,8 @@ class SignalDataModule(L.LightningDataModule):
         self.summary_extra: dict = {
             "data/source": describe_source(source), "data/resolution": list(self.resolution),
             "data/channels": channels, "data/aspect": aspect, "data/split": split,
-            "data/num_signals": num_signals, "data/num_heldout": num_heldout, "data/served": self.num_signals,
-            "data/seed": seed}
+            "data/num_signals": num_signals, "data/num_heldout": num_heldout, "data/num_validation": num_validation,
+            "data/served": self.num_signals, "data/seed": seed}
 
     def signal_table(self) -> list[dict]:
         """One row per served signal: which image it is, its split and its preprocessing (``signals.csv``)."""
@@ -139,28 +164,35 @@ class CohortRunDataModule(SignalDataModule):
     """The data of a cohort run — by default its held-out signals — for the stages that start from it.
 
     Every data setting (``source``, ``resolution``, ``channels``, ``aspect``, ``num_signals``, ``num_heldout``,
-    ``seed``) is read from the cohort run's resolved ``config.yaml`` (``<run>/config.yaml`` beside
-    ``<run>/checkpoints/``).  A setting given here overrides it: each one that differs is printed and recorded
+    ``num_validation``, ``seed``) is read from the cohort run's resolved ``config.yaml`` (``<run>/config.yaml``
+    beside ``<run>/checkpoints/``); a setting the config lacks (written before it existed) is its default
+    (``DATA_DEFAULTS``).  A setting given here overrides it: each one that differs is printed and recorded
     in ``summary.json`` (``data/overrides``).  Fitting images the cohort was trained on is refused unless
     ``allow_cohort_signals`` is true.
 
     Args:
         cohort_ckpt: a checkpoint of the cohort run (the shipped fit configs interpolate the model's).
-        split: ``heldout`` (default) or ``cohort`` (needs ``allow_cohort_signals: true``).
-        source, resolution, channels, aspect, num_signals, num_heldout, seed: ``null`` = the cohort run's.
+        split: ``heldout`` (default), ``validation`` (needs a cohort run with ``num_validation ≥ 1``) or
+            ``cohort`` (needs ``allow_cohort_signals: true``).
+        source, resolution, channels, aspect, num_signals, num_heldout, num_validation, seed: ``null`` = the
+            cohort run's.
         coords_per_step, steps_per_epoch: this stage's own (see ``SignalDataModule``).
         allow_cohort_signals: allow a split or override that serves images the cohort was trained on.
     """
 
     def __init__(self, cohort_ckpt: str, split: str = "heldout", source: SignalSource | None = None,
                  resolution: int | list[int] | None = None, channels: int | None = None, aspect: str | None = None,
-                 num_signals: int | None = None, num_heldout: int | None = None, seed: int | None = None,
-                 coords_per_step: int | None = None, steps_per_epoch: int = 100,
+                 num_signals: int | None = None, num_heldout: int | None = None, num_validation: int | None = None,
+                 seed: int | None = None, coords_per_step: int | None = None, steps_per_epoch: int = 100,
                  allow_cohort_signals: bool = False) -> None:
         config, spec = run_data_config(cohort_ckpt)
-        cohort = spec["init_args"]
+        cohort = dict(spec["init_args"])
+        for key, default in DATA_DEFAULTS.items():  # absent from configs written before the key existed
+            if cohort.get(key) is None:
+                cohort[key] = default
         given = {"source": source, "resolution": resolution, "channels": channels, "aspect": aspect,
-                 "num_signals": num_signals, "num_heldout": num_heldout, "seed": seed}
+                 "num_signals": num_signals, "num_heldout": num_heldout, "num_validation": num_validation,
+                 "seed": seed}
         overrides = {}
         for key in DATA_KEYS:
             value = given[key]
@@ -174,15 +206,12 @@ class CohortRunDataModule(SignalDataModule):
         settings = {k: cohort.get(k) if given[k] is None else given[k] for k in DATA_KEYS}
         if source is None:
             settings["source"] = instantiate(cohort["source"])
-        for key in ("channels", "aspect", "num_heldout", "seed"):  # absent from very old configs: the defaults
-            if settings[key] is None:
-                settings[key] = {"channels": 1, "aspect": "crop", "num_heldout": 0, "seed": 0}[key]
         self.cohort_run, self.overrides = config.parent, overrides
         for key, o in overrides.items():
             print(f"data: {key} = {o['value']} overrides the cohort run's {o['cohort']} ({config})", file=sys.stderr)
         super().__init__(settings["source"], settings["resolution"] or 64, settings["channels"], settings["aspect"],
-                         settings["num_signals"], settings["num_heldout"], split, coords_per_step, steps_per_epoch,
-                         settings["seed"])
+                         settings["num_signals"], settings["num_heldout"], settings["num_validation"], split,
+                         coords_per_step, steps_per_epoch, settings["seed"])
         if not allow_cohort_signals:
             self._refuse_cohort_images(settings, cohort, config)
         self.summary_extra.update({"data/cohort_run": str(config.parent), "data/overrides": overrides,
@@ -198,15 +227,16 @@ class CohortRunDataModule(SignalDataModule):
             print(f"data: source differs from the cohort run's; its images are not checked against the cohort's "
                   f"({config})", file=sys.stderr)
             return
-        if not ({"num_signals", "num_heldout"} & set(self.overrides)):
-            return  # the cohort run's own split: its held-out images are disjoint from its cohort by construction
+        if not ({"num_signals", "num_heldout", "num_validation"} & set(self.overrides)):
+            return  # the cohort run's own split: its held-out and validation images are not in its cohort
         # Compared as loaded, before resizing: loaded once more, only when the split sizes were overridden.
-        trained = split_images(settings["source"], cohort.get("num_signals"), cohort.get("num_heldout") or 0,
-                               "cohort")
-        served = split_images(settings["source"], settings["num_signals"], settings["num_heldout"], self.split)
+        trained = split_images(settings["source"], cohort.get("num_signals"), cohort["num_heldout"], "cohort",
+                               cohort["num_validation"])
+        served = split_images(settings["source"], settings["num_signals"], settings["num_heldout"], self.split,
+                              settings["num_validation"])
         for name, image in served:
             if any(t.shape == image.shape and torch.equal(t, image) for _, t in trained):
                 raise InputError(f"signal {name!r} was in the training cohort of '{config.parent}' (num_signals="
-                                 f"{cohort.get('num_signals')}, num_heldout={cohort.get('num_heldout')}): this split "
-                                 f"would fit a signal the cohort was trained on; keep the cohort run's num_signals "
-                                 f"and num_heldout, or {how}")
+                                 f"{cohort.get('num_signals')}, num_heldout={cohort['num_heldout']}, num_validation="
+                                 f"{cohort['num_validation']}): this split would fit a signal the cohort was trained "
+                                 f"on; keep the cohort run's num_signals, num_heldout and num_validation, or {how}")

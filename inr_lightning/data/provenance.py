@@ -1,7 +1,7 @@
 """Where a later stage's data comes from: the cohort run it starts from.
 
 A fit or SAE is only meaningful on the data its cohort was trained on — same source, resolution, channels,
-aspect and held-out split.  These helpers read a cohort run's resolved ``config.yaml`` (beside its
+aspect and held-out and validation splits.  These helpers read a cohort run's resolved ``config.yaml`` (beside its
 ``checkpoints/`` folder) so that later stages take those settings from the run itself, never from a second
 copy in their own config.
 """
@@ -17,7 +17,9 @@ import yaml
 from inr_lightning.errors import InputError
 
 # The settings that decide which images a run sees and how: a later stage inherits them from its cohort run.
-DATA_KEYS = ("source", "resolution", "channels", "aspect", "num_signals", "num_heldout", "seed")
+DATA_KEYS = ("source", "resolution", "channels", "aspect", "num_signals", "num_heldout", "num_validation", "seed")
+# What a setting means where a cohort run's config.yaml lacks it (written before the setting existed).
+DATA_DEFAULTS = {"channels": 1, "aspect": "crop", "num_heldout": 0, "num_validation": 0, "seed": 0}
 
 
 def run_dir_of(ckpt: str | Path) -> Path:

@@ -48,7 +48,8 @@ def _array_to_tensor(arr: np.ndarray) -> Tensor:
 
 def _take(images: list, count: int | None, what: str) -> list:
     if count is not None and count > len(images):
-        raise InputError(f"{what} holds {len(images)} images but {count} were asked for (num_signals + num_heldout)")
+        raise InputError(f"{what} holds {len(images)} images but {count} were asked for "
+                         "(num_signals + num_heldout + num_validation)")
     return images if count is None else images[:count]
 
 
@@ -163,7 +164,13 @@ class MRISlices(SignalSource):
 
 
 class SkimageImages(SignalSource):
-    """Standard test images bundled with ``scikit-image`` (``skimage.data``), by name."""
+    """Standard test images bundled with ``scikit-image`` (``skimage.data``), by name.
+
+    A name is a ``skimage.data`` function returning one image, or one of ``PARTS``: an image taken from a
+    function that returns several (``motorcycle``: the left photo of ``stereo_motorcycle()``).
+    """
+
+    PARTS = {"motorcycle": ("stereo_motorcycle", 0)}
 
     def __init__(self, names: list[str] = ["camera", "astronaut", "coffee", "chelsea", "rocket"]) -> None:  # noqa: B006
         self.names = list(names)
@@ -173,6 +180,11 @@ class SkimageImages(SignalSource):
 
         images = []
         for name in self.names:
+            if name in self.PARTS:
+                fn_name, part = self.PARTS[name]
+                image = getattr(skimage.data, fn_name)()[part]
+                images.append((f"skimage.data.{fn_name}[{part}]", _array_to_tensor(image)))
+                continue
             fn = getattr(skimage.data, name, None)
             if fn is None or not callable(fn) or name.startswith("_") or name in ("download_all", "lfw_subset"):
                 raise InputError(f"skimage.data has no image {name!r}; try camera, astronaut, coffee, chelsea")

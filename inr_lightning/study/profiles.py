@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 
 SKIMAGE_NAMES = ["astronaut", "camera", "cat", "chelsea", "coffee", "coins", "moon", "rocket", "brick", "grass",
                  "gravel", "clock", "page", "immunohistochemistry", "hubble_deep_field"]
+# Every photograph bundled with scikit-image that loads offline (``SkimageImages`` names), in a fixed order.
+NATURAL_NAMES = ["astronaut", "camera", "cat", "chelsea", "coffee", "coins", "moon", "rocket", "brick", "grass",
+                 "gravel", "clock", "page", "immunohistochemistry", "hubble_deep_field", "cell", "retina", "text",
+                 "microaneurysms", "horse", "motorcycle"]
 
 
 @dataclass(frozen=True)

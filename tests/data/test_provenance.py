@@ -4,7 +4,9 @@ the override is printed and recorded; fitting the cohort's own images is refused
 import csv
 
 import pytest
-from conftest import TINY, read_summary, run_cli
+from conftest import SYNTHETIC_DATA, TINY, cohort_run, read_summary, run_cli
+
+from inr_lightning.errors import InputError
 
 FIT = ["--config", "configs/fit/siren.yaml", "--trainer.max_steps=2", "--data.init_args.steps_per_epoch=2",
        "--trainer.logger=false", "--trainer.enable_progress_bar=false", "--model.init_args.record_steps=[2]"]
@@ -90,3 +92,52 @@ def test_the_sae_data_meets_its_contract_and_inherits_the_cohorts_data(cohort):
     assert isinstance(dm, ActivationData) and isinstance(dm, ActivationBatches)
     assert dm.resolution == (16, 16) and dm.summary_extra["data/cohort_run"] == str(cohort)
     assert [row["name"] for row in dm.signal_table()] == names(cohort)   # the cohort's own images, in order
+
+
+def synthetic_cohort_run(run_dir, **data):
+    """A crafted cohort run (``conftest.cohort_run``) on 16×16 synthetic images: ``data`` over ``SYNTHETIC_DATA``."""
+    from inr_lightning.nn import CohortINR, INRConfig
+
+    net = CohortINR(INRConfig(width=8, shared_layers=2, num_frequencies=8), 3, 1)
+    return str(cohort_run(run_dir, net, {**SYNTHETIC_DATA, **data}))
+
+
+def test_the_validation_split_comes_from_the_cohort_runs_num_validation(tmp_path):
+    from inr_lightning.data import CohortRunDataModule
+
+    # 4 + 2 + 2 of 8 images: held out 2, 5; validation 3, 4 (positions 2, 3 of the six left); cohort 0, 1, 6, 7.
+    ckpt = synthetic_cohort_run(tmp_path / "cohort", source={"class_path": "inr_lightning.data.Synthetic",
+                                                             "init_args": {"size": 16, "num_images": 8}},
+                                num_signals=4, num_heldout=2, num_validation=2)
+    val = CohortRunDataModule(ckpt, split="validation")
+    assert val.signal_names == ["synthetic seed 0 #3", "synthetic seed 0 #4"] and val.overrides == {}
+    assert val.summary_extra["data/num_validation"] == 2 and val.resolution == (16, 16)
+    assert {row["split"] for row in val.signal_table()} == {"validation"}
+    held = CohortRunDataModule(ckpt).signal_names
+    trained = CohortRunDataModule(ckpt, split="cohort", allow_cohort_signals=True).signal_names
+    assert held == ["synthetic seed 0 #2", "synthetic seed 0 #5"]
+    assert not set(val.signal_names) & (set(held) | set(trained)) and len(set(val.signal_names + held + trained)) == 8
+
+
+def test_a_cohort_run_written_before_num_validation_means_zero(tmp_path):
+    from inr_lightning.data import CohortRunDataModule
+
+    ckpt = synthetic_cohort_run(tmp_path / "cohort")   # SYNTHETIC_DATA has no num_validation key
+    held = CohortRunDataModule(ckpt, num_validation=0)
+    assert held.num_validation == 0 and held.overrides == {} and held.num_signals == 2
+    with pytest.raises(InputError) as err:
+        CohortRunDataModule(ckpt, split="validation")
+    assert "split: validation" in str(err.value) and "num_validation" in str(err.value)
+
+
+def test_validation_signals_are_never_cohort_signals(tmp_path):
+    from inr_lightning.data import CohortRunDataModule
+
+    # The run trained on 3 of 5 images (held out 1, 3: cohort 0, 2, 4).  Asking for one validation image
+    # loads 6 (held out 2, 3; validation: the middle of 0, 1, 4, 5 → 4), which the cohort was trained on.
+    ckpt = synthetic_cohort_run(tmp_path / "cohort")
+    with pytest.raises(InputError, match="signal 'synthetic seed 0 #4' was in the training cohort"):
+        CohortRunDataModule(ckpt, split="validation", num_validation=1)
+    served = CohortRunDataModule(ckpt, split="validation", num_validation=1, allow_cohort_signals=True)
+    assert served.signal_names == ["synthetic seed 0 #4"]
+    assert served.overrides == {"num_validation": {"value": 1, "cohort": 0}}

@@ -12,7 +12,7 @@ from inr_lightning.data import (
     SkimageImages,
     Synthetic,
 )
-from inr_lightning.data.cohort import heldout_positions
+from inr_lightning.data.cohort import heldout_positions, split_images, validation_positions
 from inr_lightning.errors import InputError
 
 
@@ -101,3 +101,68 @@ def test_mixed_sizes_and_channels_follow_the_policy(tmp_path):
             assert dm.images.shape == (2, channels, 8, 12)
     with pytest.raises(InputError, match="aspect must be one of crop, pad, stretch, got 'squash'"):
         SignalDataModule(ImageFolder(str(folder)), aspect="squash", num_signals=None)
+
+
+def split_names(source, **sizes):
+    """The signal names each split serves, one ``SignalDataModule`` per split (16×16)."""
+    splits = ["cohort"] + [s for s in ("heldout", "validation") if sizes.get(f"num_{s}")]
+    return {split: SignalDataModule(source, resolution=16, split=split, **sizes).signal_names for split in splits}
+
+
+def test_validation_split_is_disjoint_from_cohort_and_heldout_and_the_three_cover_the_images():
+    source = Synthetic(size=16, num_images=25)
+    names = split_names(source, num_signals=10, num_heldout=10, num_validation=5)
+    everything = [name for name, _ in source.load_named()]
+    assert [len(names[s]) for s in ("cohort", "heldout", "validation")] == [10, 10, 5]
+    assert sorted(names["cohort"] + names["heldout"] + names["validation"]) == sorted(everything)
+    # Held out as without validation: 24/11·k rounded for k = 1..10.  The 15 images they leave are
+    # [0, 1, 3, 5, 6, 8, 10, 12, 14, 16, 18, 19, 21, 23, 24]; validation takes their positions 14/6·k
+    # rounded for k = 1..5, i.e. 2, 5, 7, 9, 12 → images 3, 8, 12, 16, 21.
+    assert heldout_positions(25, 10) == [2, 4, 7, 9, 11, 13, 15, 17, 20, 22]
+    assert validation_positions(25, 10, 5) == [3, 8, 12, 16, 21]
+    assert names["heldout"] == [everything[i] for i in [2, 4, 7, 9, 11, 13, 15, 17, 20, 22]]
+    assert names["validation"] == [everything[i] for i in [3, 8, 12, 16, 21]]
+    assert names["cohort"] == [everything[i] for i in [0, 1, 5, 6, 10, 14, 18, 19, 23, 24]]
+
+
+def test_validation_split_is_recorded_and_served_like_the_others():
+    dm = SignalDataModule(Synthetic(size=16, num_images=8), resolution=16, num_signals=4, num_heldout=2,
+                          num_validation=2, split="validation")
+    everything = SignalDataModule(Synthetic(size=16, num_images=8), resolution=16, num_signals=8).images
+    torch.testing.assert_close(dm.images, everything[validation_positions(8, 2, 2)])
+    assert dm.summary_extra["data/num_validation"] == 2 and dm.summary_extra["data/split"] == "validation"
+    assert [row["split"] for row in dm.signal_table()] == ["validation", "validation"]
+    assert dm.targets.shape == (2, 256, 1)
+
+
+@pytest.mark.parametrize("total, num_heldout", [(15, 5), (6, 3), (25, 10), (4, 0)])
+def test_without_validation_cohort_and_heldout_are_unchanged(total, num_heldout):
+    source = Synthetic(size=16, num_images=total)
+    everything = [name for name, _ in source.load_named()]
+    held = heldout_positions(total, num_heldout)
+    for split, expected in (("heldout", held), ("cohort", [i for i in range(total) if i not in held])):
+        served = [name for name, _ in split_images(source, total - num_heldout, num_heldout, split, 0)]
+        assert served == [everything[i] for i in expected]
+    assert validation_positions(total, num_heldout, 0) == []
+    names = split_names(source, num_signals=total - num_heldout, num_heldout=num_heldout, num_validation=0)
+    assert names["cohort"] == [everything[i] for i in range(total) if i not in held]
+
+
+def test_split_validation_without_num_validation_is_an_input_error():
+    source = Synthetic(size=16, num_images=5)
+    with pytest.raises(InputError) as err:
+        SignalDataModule(source, resolution=16, num_signals=3, num_heldout=2, split="validation")
+    assert "split: validation" in str(err.value) and "num_validation" in str(err.value)
+    with pytest.raises(InputError, match="num_validation=3 leave no cohort among 5 images"):
+        SignalDataModule(source, resolution=16, num_signals=None, num_heldout=2, num_validation=3)
+    with pytest.raises(InputError, match="num_validation must be ≥ 0, got -1"):
+        SignalDataModule(source, resolution=16, num_signals=3, num_validation=-1)
+
+
+def test_skimage_motorcycle_is_the_left_photo_of_the_stereo_pair():
+    (name, image), = SkimageImages(["motorcycle"]).load_named()
+    assert name == "skimage.data.stereo_motorcycle[0]" and image.shape == (3, 500, 741)
+    gray = SignalDataModule(SkimageImages(["motorcycle"]), resolution=16, channels=1, num_signals=1)
+    assert gray.images.shape == (1, 1, 16, 16) and float(gray.images.std()) > 0
+    with pytest.raises(InputError, match="skimage.data has no image 'motorbike'"):
+        SkimageImages(["motorbike"]).load()
