@@ -23,8 +23,8 @@ from inr_lightning.checkpoints import load_cohort
 from inr_lightning.errors import InputError
 from inr_lightning.study import report as reporting
 from inr_lightning.study.profiles import DATASETS, PROFILES, Profile
-from inr_lightning.study.stages import run_stage
-from inr_lightning.study.sweep import run_sweep, write_rows
+from inr_lightning.study.stages import PROGRESS, run_stage
+from inr_lightning.study.sweep import protocols, run_sweep, write_rows
 from inr_lightning.study.verdicts import Runs
 
 BACKBONES = ("siren", "ffmlp")
@@ -96,6 +96,7 @@ def run_study(profile: Profile, out: Path, backbones: list[str], datasets: list[
               overwrite: bool, command: str) -> Path:
     start = time.perf_counter()
     study = f"study_{profile.name}"
+    PROGRESS.plan(planned_runs(profile, backbones, datasets, seeds))
     results: dict = {}
     for ds in datasets:
         root = out / ds
@@ -106,7 +107,7 @@ def run_study(profile: Profile, out: Path, backbones: list[str], datasets: list[
             for backbone in backbones:
                 if backbone == "siren":
                     cohorts["siren", seed] = run_cohort("siren", root / f"seed{seed}" / "cohort" / "siren", profile, ds,
-                                                        seed, study, None, logger, overwrite)
+                                                        seed, study, profile.siren_cohort_lr, logger, overwrite)
                     continue
                 if ffmlp_lr is not None:
                     cohorts["ffmlp", seed] = run_cohort("ffmlp", root / f"seed{seed}" / "cohort" / f"ffmlp_lr{ffmlp_lr:g}",
@@ -126,6 +127,13 @@ def run_study(profile: Profile, out: Path, backbones: list[str], datasets: list[
                     matching = [{"lr": lr, "psnr": s["val/psnr"], "siren": target, "run": str(c.parent.parent),
                                  "chosen": lr == ffmlp_lr} for lr, (c, s) in sorted(tried.items())]
                 cohorts["ffmlp", seed] = tried[ffmlp_lr]
+        fit_lr = {}
+        searches = {}
+        for backbone in backbones:
+            if profile.fit_lr_grid(backbone):
+                searches[backbone] = search_fit_lr(backbone, cohorts[backbone, 0][0], root / "lr_search" / backbone,
+                                                   profile, study, logger, overwrite)
+                fit_lr[backbone] = next(r["lr"] for r in searches[backbone] if r["chosen"])
         sweeps: dict[tuple, dict] = {}
         views = DATASETS[ds].views.items() if profile.views else ()
         for view, data_overrides in [("heldout", []), *views]:
@@ -133,10 +141,11 @@ def run_study(profile: Profile, out: Path, backbones: list[str], datasets: list[
                 for seed in range(seeds):
                     ckpt = cohorts[backbone, seed][0]
                     name = "sweep" if view == "heldout" else f"sweep_{view}"
+                    lr = [f"--model.init_args.lr={fit_lr[backbone]}"] if backbone in fit_lr else []
                     sweeps[ds, view, backbone, seed] = run_sweep(
                         config_path("fit", backbone), ckpt, root / f"seed{seed}" / name / backbone, profile.layers,
-                        seed=seed, overrides=[*profile.fit_args(), f"--study={study}"],
-                        data_overrides=data_overrides, logger=logger, overwrite=overwrite)
+                        seed=seed, overrides=[*profile.fit_args(), f"--study={study}", *lr],
+                        data_overrides=data_overrides, controls=profile.controls, logger=logger, overwrite=overwrite)
         write_rows(root / "sweep.csv", sweeps)
         sae_rows = run_sae_depths({b: cohorts[b, 0][0] for b in backbones}, root, layers=profile.sae_layers,
                                   # seeds and dictionary sizes on the first dataset only (the profile says so)
@@ -145,9 +154,54 @@ def run_study(profile: Profile, out: Path, backbones: list[str], datasets: list[
                                   dict_sizes=profile.dict_sizes if ds == datasets[0] else (),
                                   overrides=profile.sae, study=study, logger=logger, overwrite=overwrite)
         results[ds] = {"cohorts": cohorts, "matching": matching, "ffmlp_lr": ffmlp_lr, "sweeps": sweeps,
-                       "sae": sae_rows}
+                       "sae": sae_rows, "lr_search": searches}
     elapsed = time.perf_counter() - start
     return reporting.write_study_report(out, profile, results, backbones, seeds, elapsed, command)
+
+
+def planned_runs(profile: Profile, backbones: list[str], datasets: list[str], seeds: int) -> int:
+    """How many stages ``run_study`` runs (for the ETA; the FFMLP learning-rate refinements may add up to two)."""
+    sweep = len(protocols(profile.layers, profile.controls))
+    total = 0
+    for ds in datasets:
+        views = 1 + (len(DATASETS[ds].views) if profile.views else 0)
+        total += seeds * len(backbones) + ("ffmlp" in backbones) * (len(profile.ffmlp_lrs) - 1)
+        total += sum(2 * len(profile.fit_lr_grid(b)) for b in backbones)
+        total += views * len(backbones) * seeds * sweep
+        if profile.sae_layers != ():
+            layers = profile.layers if profile.sae_layers is None else len(profile.sae_layers)
+            controls = layers if profile.control_layers is None else len(profile.control_layers)
+            first = ds == datasets[0]
+            total += len(backbones) * (layers + 2 * controls
+                                       + first * (profile.sae_seeds - 1 + len(profile.dict_sizes)))
+    return total
+
+
+def search_fit_lr(backbone: str, cohort_ckpt: Path, root: Path, profile: Profile, study: str, logger: str,
+                  overwrite: bool) -> list[dict]:
+    """The fit learning rate of one backbone: ``scratch`` and ``finetune`` fits of the cohort run's
+    *validation* signals (neither cohort nor held-out) at every rate of the profile's grid, for the profile's
+    fit budget; the rate with the highest mean capped final PSNR of the two is used by every fit.  One row
+    per rate: ``lr``, ``scratch``, ``finetune``, ``score``, ``chosen``, ``run``."""
+    from statistics import mean
+
+    from inr_lightning.study.verdicts import capped
+
+    rows = []
+    for lr in profile.fit_lr_grid(backbone):
+        row = {"lr": lr, "run": str(root / f"lr{lr:g}")}
+        for protocol in ("scratch", "finetune"):
+            print(f"[lr search] {root}: lr {lr:g} {protocol}", flush=True)
+            summary = run_stage(config_path("fit", backbone), root / f"lr{lr:g}" / protocol,
+                                [f"--model.init_args.cohort_ckpt={cohort_ckpt}", "--seed_everything=0",
+                                 f"--model.init_args.protocol={protocol}", f"--model.init_args.lr={lr}",
+                                 "--data.init_args.split=validation", "--trainer.callbacks=[]",
+                                 *profile.fit_args(), f"--study={study}"], logger=logger, overwrite=overwrite)
+            row[protocol] = mean(capped(v) for v in summary["fit/psnr_final"])
+        row["score"] = (row["scratch"] + row["finetune"]) / 2
+        rows.append(row)
+    best = max(rows, key=lambda r: r["score"])
+    return [dict(r, chosen=r is best) for r in rows]
 
 
 def run_sae_depths(cohorts: dict[str, Path], root: Path, *, layers: tuple[int, ...] | None, sae_seeds: int = 1,
@@ -295,8 +349,10 @@ def sweep(argv: list[str]) -> list[dict]:
                 runs.add(seed, label, s)
         verdicts.append({"backbone": backbone, "runs": runs})
     write_rows(out / "sweep.csv", sweeps)
-    text = "\n".join(line for v in verdicts for line in reporting.finding1_lines(v["backbone"], v["runs"], out))
-    (out / "report.md").write_text(f"# Freeze-depth sweep\n\n{text}\n")
+    text = "\n".join(line for v in verdicts for line in reporting.finding1_lines(v["backbone"], v["runs"], out)[0])
+    note = ("Here the replicates are fit seeds of one cohort: every interval (and n) below is over fit seeds and "
+            "says nothing about other cohorts; `study` replicates over cohort seeds.")
+    (out / "report.md").write_text(f"# Freeze-depth sweep\n\n{note}\n\n{text}\n")
     print(text)
     print(f"\n{out / 'sweep.csv'}\n{out / 'report.md'}")
     return verdicts

@@ -33,7 +33,18 @@ DATASETS = {
         "15 natural images bundled with scikit-image, grayscale, centre-cropped: 10 in the cohort, 5 held out",
         ["--data.init_args.source=inr_lightning.data.SkimageImages",
          f"--data.init_args.source.init_args.names=[{', '.join(SKIMAGE_NAMES)}]", "--data.init_args.aspect=crop"]),
+    # every bundled photograph: enough for 10 held-out images and a validation split (the cohort takes the rest)
+    "natural": Dataset(
+        f"the {len(NATURAL_NAMES)} photographs bundled with scikit-image, grayscale, centre-cropped; the cohort is "
+        "what the held-out and validation images leave",
+        ["--data.init_args.source=inr_lightning.data.SkimageImages",
+         f"--data.init_args.source.init_args.names=[{', '.join(NATURAL_NAMES)}]", "--data.init_args.aspect=crop",
+         "--data.init_args.num_signals=null"]),
 }
+
+
+# Our GPU-sized protocol (the paper's sizes are not public): what ``generated_cuts`` compares every profile with.
+REFERENCE = {"resolution": 128, "width": 256, "cohort_steps": 5000, "fit_steps": 2000, "seeds": 5, "num_heldout": 10}
 
 
 @dataclass(frozen=True)
@@ -58,16 +69,53 @@ class Profile:
     frequencies: int = 256
     steps_per_epoch: int = 100
     cuts: tuple[str, ...] = ()         # what this profile shortens, printed in the report
+    num_heldout: int | None = None     # held-out signals per cohort (None: the config's 5)
+    num_validation: int = 0            # validation signals for the fit learning-rate search (0: no search)
+    fit_lrs: tuple[tuple[str, tuple[float, ...]], ...] = ()  # (backbone, learning rates the search tries)
+    siren_cohort_lr: float | None = None  # None: the cohort config's
+    controls: bool = True              # the random_k / reinit_k controls in every sweep
+    transfer_level: float = 40.0       # the PSNR [dB] whose steps-to-reach the transfer gate compares
 
     @property
     def claims(self) -> bool:
         return self.coords_per_step is None
 
     def cohort_args(self) -> list[str]:
-        return [f"--model.init_args.net.width={self.width}", f"--model.init_args.net.shared_layers={self.layers}",
+        args = [f"--model.init_args.net.width={self.width}", f"--model.init_args.net.shared_layers={self.layers}",
                 f"--model.init_args.net.num_frequencies={self.frequencies}",
                 f"--data.init_args.resolution={self.resolution}", f"--trainer.max_steps={self.cohort_steps}",
                 f"--data.init_args.steps_per_epoch={min(self.steps_per_epoch, self.cohort_steps)}"]
+        if self.num_heldout is not None:
+            args.append(f"--data.init_args.num_heldout={self.num_heldout}")
+        if self.num_validation:
+            args.append(f"--data.init_args.num_validation={self.num_validation}")
+        return args
+
+    def generated_cuts(self, seeds: int) -> list[str]:
+        """Every way this profile departs from ``REFERENCE`` (our GPU-sized protocol), written from the fields."""
+        ref, out = REFERENCE, []
+        if (self.resolution, self.width) != (ref["resolution"], ref["width"]):
+            out.append(f"{self.resolution}×{self.resolution} px and width {self.width} (reference: "
+                       f"{ref['resolution']}×{ref['resolution']}, width {ref['width']})")
+        for name, what in (("cohort_steps", "cohort steps"), ("fit_steps", "fit steps")):
+            if getattr(self, name) != ref[name]:
+                out.append(f"{getattr(self, name)} {what} (reference: {ref[name]})")
+        if seeds < ref["seeds"]:
+            out.append(f"{seeds} cohort seed(s) (reference: {ref['seeds']}; finding 1 needs ≥ 2 to give a verdict)")
+        if (self.num_heldout or 5) < ref["num_heldout"]:
+            out.append(f"{self.num_heldout or 5} held-out signals per set (reference: {ref['num_heldout']})")
+        if not self.fit_lrs:
+            out.append("no fit learning-rate search: every fit at the fit config's learning rate")
+        if not self.controls:
+            out.append("no random_k / reinit_k controls in the sweeps (scratch, finetune, freeze_k and auto only)")
+        if self.sae_layers == ():
+            out.append("no SAEs: finding 2 is not measured by this profile")
+        if not self.views:
+            out.append("held-out signals of the cohort's own view only (no coronal MRI slices)")
+        return out
+
+    def fit_lr_grid(self, backbone: str) -> tuple[float, ...]:
+        return dict(self.fit_lrs).get(backbone, ())
 
     def fit_args(self) -> list[str]:
         record = ", ".join(map(str, self.record_steps))
@@ -75,6 +123,9 @@ class Profile:
                 f"--data.init_args.steps_per_epoch={min(self.steps_per_epoch, self.fit_steps)}",
                 f"--data.init_args.coords_per_step={'null' if self.coords_per_step is None else self.coords_per_step}"]
 
+
+# Every 20 steps while fits rise fastest (steps to a level), then every 60; 480 is the start of the last 20 %.
+DECISIVE_RECORD = (*range(20, 201, 20), 240, 300, 360, 420, 480, 540, 600)
 
 PROFILES = {
     # Seconds: the test suite's end-to-end run of every stage.
@@ -84,7 +135,8 @@ PROFILES = {
                      "--data.init_args.steps_per_epoch=2", "--trainer.max_steps=2",
                      "--trainer.callbacks.init_args.top_atoms=2"],
                     control_layers=(1,), frequencies=8, steps_per_epoch=2, sae_seeds=2, dict_sizes=(16,),
-                    cuts=("16×16, width 16, 2 layers, 3 fit steps, one seed: a test of the pipeline, not a measurement",)),
+                    num_validation=1, fit_lrs=(("siren", (1e-4, 1e-3)), ("ffmlp", (1e-4, 1e-3))),
+                    cuts=("a test of the pipeline, not a measurement",)),
     # ≤ 10 minutes on 2 CPU cores: every stage and control on the MRI cohort, two seeds, at 32×32.
     "quick": Profile("quick", 32, 64, 5, 1000, 100, (25, 50, 100), 2, ("mri",), (1e-4, 1e-3), (1, 3),
                      ["--model.init_args.n_atoms=512", "--model.init_args.k=16", "--model.init_args.warmup_steps=20",
@@ -121,9 +173,18 @@ PROFILES = {
                           "GPU)",
                           "SAEs: 4096 atoms, k = 32, 300 steps of the whole 48×48 grid (2304 activations) each; SAE "
                           "seeds and dictionary sizes on the first dataset (MRI) only")),
-    # The paper-length protocol: 128×128, width 256, 2000 full-grid fit steps, converged SAEs — for a GPU.
-    "reference": Profile("reference", 128, 256, 5, 5000, 2000, (50, 100, 250, 500, 1000, 2000), 3,
-                         ("mri", "skimage"), (1e-4, 3e-4, 1e-3), None,
+    # Finding 1, decided where the CPU allows (measured sizes: docs/study.md "The decisive profile"): 48×48,
+    # width 128, matched cohorts above 50 dB, 600-step fits at each backbone's searched learning rate, five
+    # cohort seeds, ten held-out signals per dataset; no SAEs (finding 2 is the `full` profile's).
+    "decisive": Profile("decisive", 48, 128, 5, 2000, 600, DECISIVE_RECORD, 5, ("mri", "natural"), (3e-4, 1e-3),
+                        (), [], sae_seeds=1, control_layers=(), frequencies=256, views=False, controls=False,
+                        num_heldout=10, num_validation=3, siren_cohort_lr=3e-4,
+                        fit_lrs=(("siren", (1e-4, 3e-4, 1e-3)), ("ffmlp", (3e-4, 1e-3, 3e-3)))),
+    # Our GPU profile (the paper's sizes are not public; these are our choice): 128×128, width 256, 2000
+    # full-grid fit steps, five cohort seeds, converged SAEs.
+    "reference": Profile("reference", 128, 256, 5, 5000, 2000, (50, 100, 250, 500, 1000, 1600, 2000), 5,
+                         ("mri", "natural"), (1e-4, 3e-4, 1e-3), None,
                          ["--model.init_args.n_atoms=4096", "--model.init_args.k=32", "--trainer.max_steps=10000"],
-                         sae_seeds=3, control_layers=None, dict_sizes=(1024, 16384)),
+                         sae_seeds=3, control_layers=None, dict_sizes=(1024, 16384), num_heldout=10,
+                         num_validation=3, fit_lrs=(("siren", (1e-4, 3e-4, 1e-3)), ("ffmlp", (3e-4, 1e-3, 3e-3)))),
 }

@@ -14,18 +14,24 @@ import time
 from pathlib import Path
 
 from inr_lightning.study.verdicts import (
+    CAP_DB,
+    CONVERGED_DB,
     FORM_TEXT,
     FORMS,
+    MARGIN_DB,
     READINGS,
+    TRIVIAL_SHARE,
     Runs,
+    cohort_gate as judge_cohorts,
     control_differences,
+    gates,
     interval,
-    reading_verdict,
+    protocol_mean,
+    row_verdict,
+    rule_verdict,
     spearman_depth,
-    steps_to_levels,
+    steps_saved,
 )
-
-LEVELS = (30.0, 40.0)
 
 
 def fmt(d: dict | float | None, spec: str = "+.2f") -> str:
@@ -70,81 +76,103 @@ def step_name(step: int) -> str:
 
 
 # -- finding 1 ---------------------------------------------------------------------------------------------
-def finding1_lines(backbone: str, runs: Runs, out: Path, runs_dir: str = "") -> list[str]:
+def lower(d: dict) -> str:
+    return "—" if d["n"] < 2 else f"{d['lower']:+.2f}"
+
+
+def gate_lines(g: dict, level: float) -> list[str]:
+    """The gates of one sweep, with their numbers, printed before any verdict."""
+    c, tr = g["cohort"], g["transfer"]
+    yes = lambda ok: "**passes**" if ok else "fails"  # noqa: E731
+    rows = [("cohorts fit comparably", ", ".join(f"{b} {m:.2f} dB" for b, m in c["means"].items())
+             + f" (mean over cohorts); gap {c['gap']:.2f} dB; needs every backbone ≥ {c['level']:.0f} dB and a gap "
+             f"≤ {c['max_gap']:.0f} dB", c["passes"])]
+    for label, conv in g["convergence"].items():
+        rows.append((f"{label} converged", f"mean gain from step {conv['from']} to {conv.get('to')}: "
+                     f"{fmt(conv['gain'])} dB; needs < {CONVERGED_DB} dB", conv["passes"]))
+    st = tr["steps"]
+    rows.append(("transfer exists", f"finetune − scratch at the budget {fmt(tr['budget'])} dB (one-sided lower bound "
+                 f"{lower(tr['budget'])}); steps to {level:.0f} dB saved by finetune {fmt(st, '+.0f')} (lower bound "
+                 f"{lower(st) if st['n'] < 2 else format(st['lower'], '+.0f')}"
+                 + (f"; finetune never reached it on {st['faster_never']} pairs: void" if st["faster_never"] else "")
+                 + "); needs either lower bound > 0", tr["passes"]))
+    return ["| gate | numbers | verdict |", "|---|---|---|"] + [f"| {a} | {b} | {yes(ok)} |" for a, b, ok in rows]
+
+
+def finding1_lines(backbone: str, runs: Runs, out: Path, runs_dir: str = "", cohort_gate: dict | None = None,
+                   level: float = 40.0) -> list[str]:
+    """One backbone's sweep: gates first, then the two rows of finding 1 per reading and form, then the data."""
     layers = runs.layers
-    mean_profile = [sum(runs.profile[s][k] for s in runs.seeds) / len(runs.seeds) for k in range(layers)]
+    n = len(runs.cohorts)
+    cohort_gate = cohort_gate or {"means": {}, "gap": math.nan, "level": 40.0, "max_gap": 1.0, "passes": True}
+    g = gates(runs, cohort_gate, level)
+    mean_profile = [sum(runs.profile[c][k] for c in runs.cohorts) / n for k in range(layers)]
     lines = [f"#### {backbone}", ""]
     if runs_dir:
-        lines += [f"Runs: `{runs_dir}` (one folder per protocol and seed; `summary.json` holds every signal's PSNR "
-                  "at every recorded step).", ""]
-    inits = [runs.init_profile.get(s) for s in runs.seeds]
-    profile_line = "Stable rank per encoder layer (cohort weights, mean over seeds): " + \
-        ", ".join(f"{v:.1f}" for v in mean_profile)
+        lines += [f"Runs: `{runs_dir}` (one folder per protocol and cohort; `summary.json` holds every signal's "
+                  "PSNR at every recorded step).", ""]
+    lines += ["Gates (a verdict is given only where all pass):", ""] + gate_lines(g, level) + [""]
+    inits = [runs.init_profile.get(c) for c in runs.cohorts]
+    profile_line = "Stable rank per encoder layer (mean over cohorts): " + ", ".join(f"{v:.1f}" for v in mean_profile)
     if all(inits):
         init_mean = [sum(p[k] for p in inits) / len(inits) for k in range(layers)]
         profile_line += "; at initialisation: " + ", ".join(f"{v:.1f}" for v in init_mean) + \
             "; ratio: " + ", ".join(f"{a / b:.2f}" for a, b in zip(mean_profile, init_mean))
     lines += [profile_line + f". Spearman(stable rank, final PSNR of freeze k) across depths: "
               f"{fmt(spearman_depth(runs), '.2f')}.", ""]
-    # Verdicts per reading and form
-    lines += ["| reading | rule | rule's layer (per seed) | best layer | rule = best (share of signal×seed) "
-              "| auto − finetune, final [dB] | worst | δ | wins / ties / losses | finding 1 |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["| reading | rule | rule's layer (per cohort) | top layer | best set | share frozen | rule picks a best "
+              "depth | auto − finetune [dB] (lower bound) | auto matches or beats finetune |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    verdicts = {}
     for reading in READINGS:
         for form in FORMS:
-            v = reading_verdict(runs, reading, form)
+            v = rule_verdict(runs, reading, form)
             if not v["available"]:
                 continue
-            wtl = "—" if v["wins"] is None else f"{v['wins']} / {v['ties']} / {v['losses']}"
-            holds = {None: "undecided (δ needs ≥ 2 seeds)", True: "**holds**", False: "fails"}[v["holds"]]
-            if v["holds"] and v["freezes_nothing"]:
-                holds = "holds trivially (the rule freezes nothing)"
-            if v["holds"] is False:
-                why = [] if v["pick_is_best"] else ["rule ≠ best"]
-                why += [] if v["holds_auto_ge_finetune"] else ["auto < finetune − δ"]
-                holds += f" ({', '.join(why)})"
+            verdicts[reading, form] = v
+            share = v["frozen_share"]
+            picks = row_verdict(v["picks_best"], g["failed"], v["near_trivial"], share)
+            auto = row_verdict(v["noninferior"], g["failed"], v["near_trivial"], share)
+            if v["superior"] and not g["failed"]:
+                auto = auto.replace("**holds**", "**holds** (beats)")
             lines.append(f"| {reading} | {FORM_TEXT[form]} | {', '.join(str(p) for p in v['picks'].values())} | "
-                         f"{v['best_overall']} | {v['pick_is_best_share']:.2f} | {fmt(v['auto_minus_finetune'])} | "
-                         f"{v['worst']:+.2f} | {fmt(v['delta'], '.2f')} | {wtl} | {holds} |")
-    lines += ["", "*through* freezes layers 0..j, *below* 0..j−1 (j = 0: nothing, i.e. finetune); each reading's best "
-              "layer is chosen among its own candidates (mean final PSNR over signals and seeds). Finding 1 holds "
-              "when the rule's layer is that best layer for every seed *and* auto ≥ finetune − δ for every signal "
-              "and seed, δ being finetune's own seed-to-seed spread (pooled SD per signal).", ""]
-    # auto − finetune along the fit
+                         f"{v['top']} | {', '.join(map(str, v['best']))} | {100 * share:.1f} % | {picks} | "
+                         f"{fmt(v['auto_minus_finetune'])} ({lower(v['auto_minus_finetune'])}) | {auto} |")
+    lines += ["", f"PSNR capped at {CAP_DB:.0f} dB; intervals over the {n} cohort means (df = {n - 1}), signals "
+              f"averaged within each cohort. *Best set*: every candidate whose mean is not significantly below the "
+              f"top one (one-sided 95 %). *Auto matches or beats finetune*: the one-sided 95 % lower bound of "
+              f"auto − finetune above −{MARGIN_DB} dB. A rule freezing < {100 * TRIVIAL_SHARE:.0f} % of the "
+              "encoder's parameters is near-trivial. *through* freezes layers 0..j, *below* 0..j−1.", ""]
     lines += ["auto − finetune [dB] at every recorded step (raw rule):", "",
               "| step | " + " | ".join(READINGS) + " |", "|---|" + "---|" * len(READINGS)]
-    by = {r: reading_verdict(runs, r, "raw")["auto_minus_finetune_by_step"] for r in READINGS}
     for step in runs.steps:
-        lines.append(f"| {step_name(step)} | " + " | ".join(fmt(by[r][step]) for r in READINGS) + " |")
-    # PSNR per protocol
+        lines.append(f"| {step_name(step)} | " + " | ".join(
+            fmt(verdicts[r, "raw"]["auto_minus_finetune_by_step"][step]) for r in READINGS) + " |")
     labels = [lb for lb in runs.labels if lb != "auto"]
-    lines += ["", "PSNR per protocol [dB] (mean ± 95 % interval over signals × seeds):", "",
-              "| protocol | " + " | ".join(step_name(s) for s in runs.steps) + " | steps to "
-              + " | steps to ".join(f"{lv:.0f} dB" for lv in LEVELS) + " |",
-              "|---|" + "---|" * (len(runs.steps) + len(LEVELS))]
+    lines += ["", f"Capped PSNR per protocol [dB] (mean ± 95 % interval over cohorts), and the steps saved against "
+              f"scratch in reaching {level:.0f} dB:", "",
+              "| protocol | " + " | ".join(step_name(s) for s in runs.steps) + f" | steps to {level:.0f} dB saved |",
+              "|---|" + "---|" * (len(runs.steps) + 1)]
     for label in labels:
-        to = steps_to_levels(runs, label, LEVELS)
-        cells = [fmt(interval(runs.values(label, s)), ".2f") for s in runs.steps]
-        cells += [f"{fmt(to[lv], '.0f')}, never {to[lv]['never']}" for lv in LEVELS]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    # controls
+        cells = [fmt(protocol_mean(runs, label, s), ".2f") for s in runs.steps]
+        saved = "—" if label == "scratch" else fmt(steps_saved(runs, level, label), "+.0f")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {saved} |")
     transfer = control_differences(runs, "freeze_", "random_")
     reinit = control_differences(runs, "reinit_", "freeze_")
     if transfer or reinit:
-        lines += ["", "Controls, paired final-PSNR differences [dB]: *transfer* = cohort layers 0..k frozen − random "
-                  "layers 0..k frozen (what the cohort's weights add beyond freezing itself); *reinit* = layers "
-                  "above k re-initialised − fine-tuned from the cohort.", "",
+        lines += ["", "Controls, paired capped final-PSNR differences [dB]: *transfer* = cohort layers 0..k frozen − "
+                  "random layers 0..k frozen (what the cohort's weights add beyond freezing itself); *reinit* = "
+                  "layers above k re-initialised − fine-tuned from the cohort.", "",
                   "| k | freeze_k − random_k (transfer) | reinit_k − freeze_k |", "|---|---|---|"]
         for k in range(layers):
             lines.append(f"| {k} | {fmt(transfer.get(k))} | {fmt(reinit.get(k))} |")
     if "auto" in runs.labels:
-        gaps = []
-        for s in runs.seeds:
-            pick = reading_verdict(runs, "through", "raw")["picks"][s]
-            gaps += [abs(a - b) for a, b in zip(runs.psnr[s]["auto"][Runs.FINAL], runs.psnr[s][f"freeze_{pick}"][Runs.FINAL])]
+        picks = verdicts["through", "raw"]["picks"]
+        gaps = [abs(a - b) for c in runs.cohorts
+                for a, b in zip(runs.psnr[c]["auto"][Runs.FINAL], runs.psnr[c][f"freeze_{picks[c]}"][Runs.FINAL])]
         lines += ["", f"Check: the `auto` run (StableRankFreeze, through, raw) equals the freeze run it names within "
                   f"{max(gaps):.2g} dB, so every *auto* above is that run."]
-    return lines + [""]
+    return lines + [""], g, verdicts
 
 
 def sweep_figure(runs_by_backbone: dict[str, Runs], path: Path, title: str) -> None:
@@ -159,16 +187,17 @@ def sweep_figure(runs_by_backbone: dict[str, Runs], path: Path, title: str) -> N
         for prefix, name, color in (("freeze_", "cohort layers 0..k frozen", "C0"),
                                     ("random_", "random layers 0..k frozen", "C3"),
                                     ("reinit_", "cohort 0..k frozen, above re-initialised", "C2")):
-            pts = [(k, interval(runs.values(f"{prefix}{k}"))) for k in ks if f"{prefix}{k}" in runs.labels]
+            pts = [(k, protocol_mean(runs, f"{prefix}{k}")) for k in ks if f"{prefix}{k}" in runs.labels]
             if pts:
                 ax.errorbar([k for k, _ in pts], [d["mean"] for _, d in pts],
                             yerr=[0 if math.isnan(d["ci"]) else d["ci"] for _, d in pts], marker="o", capsize=3,
                             color=color, label=name)
         for label, style in (("finetune", "--"), ("scratch", ":")):
-            ax.axhline(interval(runs.values(label))["mean"], color="k", linestyle=style, label=label)
+            if label in runs.labels:
+                ax.axhline(protocol_mean(runs, label)["mean"], color="k", linestyle=style, label=label)
         ax.set_xticks(ks)
         ax.set_xlabel("k (last frozen encoder layer)")
-        ax.set_ylabel("final PSNR [dB], mean ± 95 % CI")
+        ax.set_ylabel(f"final PSNR [dB, capped at {CAP_DB:.0f}], mean ± 95 % CI over cohorts")
         ax.set_title(f"{title}: {backbone}", fontsize=10)
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -310,19 +339,22 @@ def write_study_report(out: Path, profile, results: dict, backbones: list[str], 
              + (f" ({resumed} resumed after an interruption: only their last part is counted)" if resumed else "")
              + ". "
              f"Encoders: {profile.layers} shared layers of width {profile.width} + a linear head per image, "
-             f"{profile.resolution}×{profile.resolution} px; {seeds} seed(s) — each seed is a cohort seed and a fit "
-             "seed. Every number is a mean ± its 95 % t-interval with n (signals × seeds); protocol differences "
-             "are paired (same signal, same seed). Paths are relative to this file.", "",
+             f"{profile.resolution}×{profile.resolution} px; {seeds} cohort seed(s), each also its fits' seed. "
+             "Finding 1 treats the cohort as the unit of replication: every interval is a 95 % t-interval over "
+             "cohort means (signals averaged within each cohort), n = cohorts; protocol differences are paired "
+             "(same signal, same cohort). Paths are relative to this file.", "",
              "## What this profile cuts", ""]
-    cuts = list(profile.cuts)
+    cuts = profile.generated_cuts(seeds) + list(profile.cuts)
     if not profile.claims:
         cuts.append(f"fits see {profile.coords_per_step} random coordinates per step, not the full grid: "
                     "its finding-1 tables claim nothing")
     lines += [f"- {c}" for c in cuts] or ["- nothing: the study's protocol at the paper's sizes"]
     lines += [""]
     glance = ["## Finding 1 at a glance", "",
-              "| dataset | held-out signals | backbone | reading | rule | auto − finetune [dB] | W / T / L | verdict |",
-              "|---|---|---|---|---|---|---|---|"]
+              "Raw rule (argmax of stable rank); every form and reading is in the dataset's section.", "",
+              "| dataset | held-out signals | backbone | gates | reading | share frozen | rule picks a best depth | "
+              "auto − finetune [dB] (lower bound) | auto matches or beats finetune |",
+              "|---|---|---|---|---|---|---|---|---|"]
     body = []
     for ds, res in results.items():
         body += [f"## Dataset `{ds}`: {DATASETS[ds].label}", "", "### Cohorts", "",
@@ -343,15 +375,19 @@ def write_study_report(out: Path, profile, results: dict, backbones: list[str], 
             body.append(f"Gap of the chosen FFMLP: {gap:.2f} dB — " + (
                 "within 1 dB." if gap <= 1 else "**not** within 1 dB: no tried learning rate matches; the backbones "
                 "are compared at unequal cohort quality."))
+        cohort_psnr = {b: [s["val/psnr"] for (bb, _), (_, s) in sorted(res["cohorts"].items()) if bb == b]
+                       for b in backbones}
+        cohort_gate = judge_cohorts(cohort_psnr)
+        body += ["", f"Cohort quality (mean over {seeds} cohort seed(s)): "
+                 + ", ".join(f"{b} {m:.2f} dB" for b, m in cohort_gate["means"].items())
+                 + f"; gap {cohort_gate['gap']:.2f} dB (the gate asks ≥ {cohort_gate['level']:.0f} dB each and ≤ "
+                 f"{cohort_gate['max_gap']:.0f} dB apart: {'passes' if cohort_gate['passes'] else 'fails'})."]
+        body += lr_search_lines(res.get("lr_search") or {}, out)
         views = sorted({key[1] for key in res["sweeps"]}, key=lambda v: v != "heldout")
         for view in views:
             what = "the cohort run's held-out signals" if view == "heldout" else \
                 f"{view} slices of the same volume (the cohort saw only axial ones)"
             body += ["", f"### Finding 1 on {what}", ""]
-            heading = "Fits: full grid every step" if profile.claims else \
-                f"Fits: **{profile.coords_per_step} random coordinates per step** (claims nothing)"
-            body += [f"{heading}, {profile.fit_steps} steps, Adam 1e-4; recorded at steps "
-                     f"{', '.join(map(str, profile.record_steps))}.", ""]
             by_backbone = {}
             for backbone in backbones:
                 runs = Runs()
@@ -359,24 +395,58 @@ def write_study_report(out: Path, profile, results: dict, backbones: list[str], 
                     for label, s in res["sweeps"][ds, view, backbone, seed].items():
                         runs.add(seed, label, s)
                 by_backbone[backbone] = runs
-                sweep_dir = "seed*/" + ("sweep" if view == "heldout" else f"sweep_{view}") + f"/{backbone}"
-                body += finding1_lines(backbone, runs, out, f"{ds}/{sweep_dir}")
+                sweep = "sweep" if view == "heldout" else f"sweep_{view}"
+                body += [fit_protocol_line(out / ds / "seed0" / sweep / backbone / "finetune", profile.claims), ""]
+                lines1, g, verdicts = finding1_lines(backbone, runs, out, f"{ds}/seed*/{sweep}/{backbone}",
+                                                     cohort_gate, profile.transfer_level)
+                body += lines1
+                gate_word = "pass" if not g["failed"] else g["failed"]
                 for reading in READINGS:
-                    v = reading_verdict(runs, reading, "raw")
-                    wtl = "—" if v["wins"] is None else f"{v['wins']} / {v['ties']} / {v['losses']}"
-                    verdict = {None: "undecided", True: "holds", False: "fails"}[v["holds"]]
-                    if v["holds"] and v["freezes_nothing"]:
-                        verdict = "holds trivially: freezes nothing"
-                    glance.append(f"| {ds} | {view} | {backbone} | {reading} | raw | {fmt(v['auto_minus_finetune'])} | "
-                                  f"{wtl} | {verdict} |")
+                    v = verdicts[reading, "raw"]
+                    share = v["frozen_share"]
+                    glance.append(
+                        f"| {ds} | {view} | {backbone} | {gate_word} | {reading} | {100 * share:.1f} % | "
+                        f"{row_verdict(v['picks_best'], g['failed'], v['near_trivial'], share)} | "
+                        f"{fmt(v['auto_minus_finetune'])} ({lower(v['auto_minus_finetune'])}) | "
+                        f"{row_verdict(v['noninferior'], g['failed'], v['near_trivial'], share)} |")
             figure = figures / f"sweep_{ds}_{view}.png"
             sweep_figure(by_backbone, figure, f"{ds}, {view}")
             body += [f"![final PSNR per freeze depth, {ds} {view}]({rel(figure, out)})", ""]
-        body += [f"### Finding 2 (`{ds}`)", ""] + finding2_lines(res["sae"], out)
-    text = "\n".join(lines + glance + ["", "Other rule forms and every step: in each dataset's section.", ""] + body)
+        if res["sae"]:
+            body += [f"### Finding 2 (`{ds}`)", ""] + finding2_lines(res["sae"], out)
+    text = "\n".join(lines + glance + [""] + body)
     path = out / "report.md"
     path.write_text(text + "\n")
     return path
+
+
+def fit_protocol_line(run: Path, claims: bool) -> str:
+    """How the fits ran, read from one fit run's resolved ``config.yaml`` (not typed)."""
+    import yaml
+
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    model, data = cfg["model"]["init_args"], cfg["data"]["init_args"]
+    grid = "full grid every step" if data.get("coords_per_step") is None else \
+        f"**{data['coords_per_step']} random coordinates per step** (claims nothing)"
+    return (f"Fits: {grid}, {cfg['trainer']['max_steps']} steps, Adam lr {float(model['lr']):g}, loss "
+            f"{model['loss_reduction']} over signals; PSNR recorded at steps "
+            f"{', '.join(map(str, model['record_steps']))} (from `{run.name}/config.yaml` of each sweep)."
+            + ("" if claims else " This profile claims nothing."))
+
+
+def lr_search_lines(searches: dict[str, list[dict]], out: Path) -> list[str]:
+    """The fit learning-rate search of each backbone (validation signals, cohort seed 0)."""
+    if not searches:
+        return []
+    lines = ["", "Fit learning rate per backbone: `scratch` and `finetune` fits of the cohort run's *validation* "
+             f"signals (neither cohort nor held-out; cohort seed 0) at each rate; the rate with the highest mean capped "
+             "final PSNR of the two is used by every fit of that backbone below.", "",
+             "| backbone | lr | scratch [dB] | finetune [dB] | mean | used | runs |", "|---|---|---|---|---|---|---|"]
+    for backbone, rows in searches.items():
+        for r in rows:
+            lines.append(f"| {backbone} | {r['lr']:g} | {r['scratch']:.2f} | {r['finetune']:.2f} | {r['score']:.2f} | "
+                         f"{'**yes**' if r['chosen'] else 'no'} | `{rel(r['run'], out)}/scratch`, `{rel(r['run'], out)}/finetune` |")
+    return lines
 
 
 def _lr(ckpt: Path) -> float:

@@ -65,6 +65,31 @@ def resolved_config(args: list[str]) -> dict:
     return yaml.safe_load(out.getvalue())
 
 
+class Progress:
+    """``[k/N] run — elapsed, ETA`` after every stage of a planned sequence.  The ETA extrapolates the mean
+    wall-clock of the stages that ran (reused ones cost nothing) to the stages left."""
+
+    def __init__(self) -> None:
+        self.plan(0)
+
+    def plan(self, total: int) -> None:
+        self.total, self.done, self.ran, self.seconds, self.start = total, 0, 0, 0.0, time.perf_counter()
+
+    def step(self, run_dir: Path, seconds: float | None) -> None:
+        if not self.total:
+            return
+        self.done += 1
+        if seconds is not None:
+            self.ran, self.seconds = self.ran + 1, self.seconds + seconds
+        left = max(self.total - self.done, 0)
+        eta = f"{left * self.seconds / self.ran / 60:.0f} min" if self.ran else "?"
+        print(f"[{self.done}/{self.total}] {run_dir} — {(time.perf_counter() - self.start) / 60:.1f} min, ETA {eta}",
+              flush=True)
+
+
+PROGRESS = Progress()
+
+
 def run_stage(config: str | Path, run_dir: str | Path, overrides: list[str] = (), *, logger: str = "disabled",
               overwrite: bool = False, quiet: bool = True) -> dict:
     """Runs (or reuses, or resumes) one fit of ``config`` in ``run_dir``; returns its ``summary.json``.
@@ -91,6 +116,7 @@ def run_stage(config: str | Path, run_dir: str | Path, overrides: list[str] = ()
         if diff:
             shutil.rmtree(run_dir)
         elif marker.is_file():
+            PROGRESS.step(run_dir, None)
             return json.loads((run_dir / "summary.json").read_text())
         elif (run_dir / "checkpoints" / "last.ckpt").is_file():
             resume = ["--ckpt_path=last"]
@@ -103,6 +129,7 @@ def run_stage(config: str | Path, run_dir: str | Path, overrides: list[str] = ()
     _cli([*args, *resume])
     seconds = round(time.perf_counter() - start, 2)  # of this call only: a resumed run's earlier part is lost
     summary = json.loads((run_dir / "summary.json").read_text())
+    PROGRESS.step(run_dir, seconds)
     marker.write_text(json.dumps({"finished": True, "resumed": bool(resume), "seconds": seconds, "args": args[1:]},
                                  indent=1))
     return summary

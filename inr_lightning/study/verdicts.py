@@ -1,16 +1,18 @@
-"""The statistics behind the study's verdicts: pure functions of the runs' recorded PSNR, no I/O.
+"""Finding 1's statistics: pure functions of the runs' recorded PSNR, no I/O.
 
-Finding 1 says: the best number of frozen encoder layers is the layer of highest stable rank, and freezing
-there matches or beats fine-tuning everything.  "Freeze at layer j" has two readings — *through* (layers
-0..j frozen) and *below* (0..j−1; j = 0 freezes nothing) — and each reading has its own candidates:
+Design: C cohorts (cohort seed = cohort init + fit seed; the unit of replication) × S held-out signals, the
+same S under every cohort (crossed).  A protocol difference is paired per (cohort, signal) on PSNR capped at
+``CAP_DB``, averaged over the signals of each cohort, and its interval is a t-interval over the C cohort
+means (df = C − 1): it generalises over cohorts for this held-out set.  Why each choice: ``docs/study.md``.
 
-- through: ``freeze_0 … freeze_{L−1}``;
-- below:   ``finetune`` (nothing frozen), ``freeze_0 … freeze_{L−2}``.
+Finding 1 under a *reading* (through: freeze 0..j; below: 0..j−1) and a *form* of the rule is two rows:
 
-The rule picks a layer in one of three forms (``FORMS``); ``auto`` is the candidate it names.  Differences
-between protocols are paired — same signal, same seed — and summarised as a mean with a 95 % t-interval.
-"auto holds" means auto ≥ finetune − δ for *every* signal and seed, δ being the seed-to-seed spread of
-finetune itself (the smallest difference the study can tell from noise); it needs ≥ 2 seeds.
+- **rule picks a best depth**: every cohort's pick is in the best set — the candidates whose mean is not
+  significantly below the top candidate's (one-sided 95 %);
+- **auto matches or beats finetune**: non-inferiority, the one-sided 95 % lower bound of auto − finetune
+  above −``MARGIN_DB``.
+
+Both are judged only where the gates pass: cohorts fit, fits converged, transfer exists.
 """
 
 from __future__ import annotations
@@ -22,17 +24,33 @@ READINGS = ("through", "below")
 FORMS = ("raw", "relative", "no_first")
 FORM_TEXT = {"raw": "raw argmax", "relative": "argmax of srank / srank at init", "no_first": "argmax without layer 0"}
 
+CAP_DB = 60.0          # PSNR cap: RMS error < 0.1 % of the range, finer than 8-bit data (58.9 dB) can show
+MARGIN_DB = 0.5        # non-inferiority margin of auto vs finetune
+TRIVIAL_SHARE = 0.05   # a rule freezing less of the encoder than this is "near-trivial"
+CONVERGED_DB = 0.5     # mean gain over the last 20 % of steps below this: converged
+LAST_SHARE = 0.2
+COHORT_LEVEL_DB = 40.0
+COHORT_GAP_DB = 1.0
+
+
+def capped(v: float, cap: float = CAP_DB) -> float:
+    return min(v, cap)
+
 
 def interval(values: list[float]) -> dict:
-    """Mean, 95 % t-interval half-width and n (half-width NaN for n < 2)."""
+    """Mean, two-sided 95 % t half-width ``ci``, one-sided 95 % bounds ``lower``/``upper`` and n (NaN for n < 2)."""
     from scipy.stats import t
 
     vals = [v for v in values if v is not None and not math.isnan(v)]
     n = len(vals)
     if n == 0:
-        return {"mean": math.nan, "ci": math.nan, "n": 0}
-    half = t.ppf(0.975, n - 1) * stdev(vals) / math.sqrt(n) if n > 1 else math.nan
-    return {"mean": mean(vals), "ci": half, "n": n}
+        return {"mean": math.nan, "ci": math.nan, "lower": math.nan, "upper": math.nan, "n": 0}
+    m = mean(vals)
+    if n < 2:
+        return {"mean": m, "ci": math.nan, "lower": math.nan, "upper": math.nan, "n": 1}
+    se = stdev(vals) / math.sqrt(n)
+    one = t.ppf(0.95, n - 1) * se
+    return {"mean": m, "ci": t.ppf(0.975, n - 1) * se, "lower": m - one, "upper": m + one, "n": n}
 
 
 def candidates(reading: str, layers: int) -> list[tuple[int, str]]:
@@ -40,6 +58,11 @@ def candidates(reading: str, layers: int) -> list[tuple[int, str]]:
     if reading == "through":
         return [(j, f"freeze_{j}") for j in range(layers)]
     return [(j, "finetune" if j == 0 else f"freeze_{j - 1}") for j in range(layers)]
+
+
+def frozen_layers(reading: str, j: int) -> int:
+    """How many encoder layers (0..n−1) freezing "at layer j" freezes under ``reading``."""
+    return j + 1 if reading == "through" else j
 
 
 def rule_layer(profile: list[float], init_profile: list[float] | None, form: str) -> int | None:
@@ -54,17 +77,22 @@ def rule_layer(profile: list[float], init_profile: list[float] | None, form: str
     return first + max(range(len(scores) - first), key=lambda i: scores[first + i])
 
 
-def steps_to(curve: dict[int, float], level: float) -> int | None:
-    """The first recorded step at which PSNR ≥ ``level`` (None: never)."""
-    for step in sorted(curve):
-        if curve[step] >= level:
-            return step
-    return None
+def layer_parameters(net: dict) -> list[int]:
+    """Parameters (weight + bias) of each encoder layer of an ``INRConfig`` dict."""
+    width, layers = int(net["width"]), int(net["shared_layers"])
+    first_in = 2 if net["backbone"] == "siren" else 2 * int(net["num_frequencies"])
+    return [(first_in if j == 0 else width) * width + width for j in range(layers)]
+
+
+def frozen_share(net: dict, n_frozen: int) -> float:
+    """Share of the encoder's parameters in its first ``n_frozen`` layers."""
+    sizes = layer_parameters(net)
+    return sum(sizes[:n_frozen]) / sum(sizes)
 
 
 class Runs:
-    """The recorded PSNR of one sweep: ``psnr[seed][label][step] = [per signal]`` (``step`` ints; the final
-    value under ``FINAL``), plus each seed's stable-rank profile (trained and at init)."""
+    """The recorded PSNR of one sweep: ``psnr[cohort][label][step] = [per signal]`` (``FINAL`` for the end),
+    each cohort's stable-rank profile (trained and at init), the encoder's architecture and the last step."""
 
     FINAL = -1
 
@@ -72,120 +100,205 @@ class Runs:
         self.psnr: dict[int, dict[str, dict[int, list[float]]]] = {}
         self.profile: dict[int, list[float]] = {}
         self.init_profile: dict[int, list[float] | None] = {}
+        self.net: dict | None = None
+        self.final_step: int | None = None
 
-    def add(self, seed: int, label: str, summary: dict) -> None:
+    def add(self, cohort: int, label: str, summary: dict) -> None:
         curve = {int(s): list(v) for s, v in summary["fit/psnr_at_step"].items()}
         curve[self.FINAL] = list(summary["fit/psnr_final"])
-        self.psnr.setdefault(seed, {})[label] = curve
+        self.psnr.setdefault(cohort, {})[label] = curve
+        self.net = summary.get("fit/net", self.net)
+        self.final_step = summary.get("fit/final_step", self.final_step)
         if label == "finetune":
-            self.profile[seed] = list(summary["freeze/stable_rank"])
-            self.init_profile[seed] = summary.get("freeze/stable_rank_init")
+            self.profile[cohort] = list(summary["freeze/stable_rank"])
+            self.init_profile[cohort] = summary.get("freeze/stable_rank_init")
 
     @property
-    def seeds(self) -> list[int]:
+    def cohorts(self) -> list[int]:
         return sorted(self.psnr)
+
+    seeds = cohorts  # the study's cohort seed is also its fit seed
 
     @property
     def labels(self) -> list[str]:
-        return list(self.psnr[self.seeds[0]])
+        return list(self.psnr[self.cohorts[0]])
 
     @property
     def steps(self) -> list[int]:
-        return sorted(s for s in self.psnr[self.seeds[0]]["finetune"] if s != self.FINAL) + [self.FINAL]
+        return sorted(s for s in self.psnr[self.cohorts[0]]["finetune"] if s != self.FINAL) + [self.FINAL]
 
     @property
     def layers(self) -> int:
-        return len(self.profile[self.seeds[0]])
+        return len(self.profile[self.cohorts[0]])
 
     def values(self, label: str, step: int = FINAL) -> list[float]:
-        """Every (seed, signal) value of one protocol at one step, in a fixed order (pairs across labels)."""
-        return [v for seed in self.seeds for v in self.psnr[seed][label][step]]
+        """Every (cohort, signal) value of one protocol at one step, uncapped, in a fixed order."""
+        return [v for c in self.cohorts for v in self.psnr[c][label][step]]
 
     def diff(self, a: str, b: str, step: int = FINAL) -> list[float]:
         return [x - y for x, y in zip(self.values(a, step), self.values(b, step))]
 
 
-def delta(runs: Runs) -> float:
-    """δ: the pooled seed-to-seed standard deviation of finetune's final PSNR per signal (NaN with one seed)."""
-    if len(runs.seeds) < 2:
-        return math.nan
-    per_signal = list(zip(*(runs.psnr[s]["finetune"][Runs.FINAL] for s in runs.seeds)))
-    return math.sqrt(mean(stdev(v) ** 2 for v in per_signal))
+def cohort_means(per_cohort: dict[int, list[float]]) -> list[float]:
+    return [mean(v) for _, v in sorted(per_cohort.items()) if v]
 
 
-def reading_verdict(runs: Runs, reading: str, form: str) -> dict:
-    """Finding 1 under one reading and one form of the rule (see the module docstring)."""
-    layers = runs.layers
-    cands = candidates(reading, layers)
-    finals = {label: runs.values(label) for _, label in cands}
-    n = len(finals[cands[0][1]])
-    best_per_pair = [max(cands, key=lambda c: finals[c[1]][i])[0] for i in range(n)]
-    best_overall = max(cands, key=lambda c: mean(finals[c[1]]))[0]
-    picks = {s: rule_layer(runs.profile[s], runs.init_profile.get(s), form) for s in runs.seeds}
+def paired(runs: Runs, a: str | dict[int, str], b: str, step: int = Runs.FINAL) -> dict:
+    """Capped ``a − b`` per (cohort, signal), as an interval over cohort means; ``a`` may name one label per
+    cohort (the rule's pick).  Adds ``signals`` (per cohort) and ``positive`` / ``pairs`` counts."""
+    per = {}
+    for c in runs.cohorts:
+        la = a[c] if isinstance(a, dict) else a
+        per[c] = [capped(x) - capped(y) for x, y in zip(runs.psnr[c][la][step], runs.psnr[c][b][step])]
+    flat = [d for v in per.values() for d in v]
+    return {**interval(cohort_means(per)), "signals": len(per[runs.cohorts[0]]),
+            "positive": sum(d > 0 for d in flat), "pairs": len(flat)}
+
+
+def protocol_mean(runs: Runs, label: str, step: int = Runs.FINAL) -> dict:
+    """Capped PSNR of one protocol, as an interval over cohort means."""
+    return interval(cohort_means({c: [capped(v) for v in runs.psnr[c][label][step]] for c in runs.cohorts}))
+
+
+# -- gates -------------------------------------------------------------------------------------------------
+def cohort_gate(psnr: dict[str, list[float]], level: float = COHORT_LEVEL_DB, gap: float = COHORT_GAP_DB) -> dict:
+    """``psnr[backbone]`` = cohort PSNR of each cohort seed.  Passes when every backbone's mean ≥ ``level`` and
+    the backbones' means lie within ``gap`` dB."""
+    means = {b: mean(v) for b, v in psnr.items() if v}
+    spread = max(means.values()) - min(means.values()) if means else math.nan
+    return {"means": means, "gap": spread, "level": level, "max_gap": gap,
+            "passes": bool(means) and all(m >= level for m in means.values()) and bool(spread <= gap)}
+
+
+def step_before_end(runs: Runs, share: float = LAST_SHARE) -> int | None:
+    """The recorded step closest to ``(1 − share)`` of the fit (None: nothing recorded before the end)."""
+    end = runs.final_step or max(s for s in runs.steps if s != Runs.FINAL)
+    earlier = [s for s in runs.steps if s != Runs.FINAL and s < end]
+    return min(earlier, key=lambda s: abs(s - (1 - share) * end)) if earlier else None
+
+
+def convergence_gate(runs: Runs, label: str, threshold: float = CONVERGED_DB) -> dict:
+    """Mean capped gain of ``label`` over the last 20 % of its steps; passes below ``threshold`` dB."""
+    start = step_before_end(runs)
+    if start is None:
+        return {"label": label, "from": None, "gain": interval([]), "passes": False}
+    per = {c: [capped(e) - capped(s) for e, s in zip(runs.psnr[c][label][Runs.FINAL], runs.psnr[c][label][start])]
+           for c in runs.cohorts}
+    gain = interval(cohort_means(per))
+    return {"label": label, "from": start, "to": runs.final_step, "gain": gain, "passes": bool(gain["mean"] < threshold)}
+
+
+def steps_to(curve: dict[int, float], level: float) -> int | None:
+    """The first recorded step at which PSNR ≥ ``level`` (None: never)."""
+    for step in sorted(s for s in curve if s != Runs.FINAL):
+        if curve[step] >= level:
+            return step
+    return None
+
+
+def steps_saved(runs: Runs, level: float, faster: str = "finetune", slower: str = "scratch") -> dict:
+    """Steps ``slower`` needs to reach ``level`` minus the steps ``faster`` needs, per (cohort, signal), as an
+    interval over cohort means.  A run that never reaches it counts as ``final_step + 1``; ``faster`` failing
+    to reach it anywhere is reported (``faster_never``) and voids the test (the bound would favour it)."""
+    end = (runs.final_step or max(runs.steps)) + 1
+    per, never = {}, 0
+    for c in runs.cohorts:
+        fa, sl = runs.psnr[c][faster], runs.psnr[c][slower]
+        per[c] = []
+        for i in range(len(fa[Runs.FINAL])):
+            f = steps_to({(end - 1 if s == Runs.FINAL else s): v[i] for s, v in fa.items()}, level)
+            s = steps_to({(end - 1 if s == Runs.FINAL else s): v[i] for s, v in sl.items()}, level)
+            never += f is None
+            per[c].append((end if s is None else s) - (end if f is None else f))
+    return {**interval(cohort_means(per)), "level": level, "faster_never": never}
+
+
+def transfer_gate(runs: Runs, level: float) -> dict:
+    """Transfer exists when finetune beats scratch, one-sided 95 % over cohorts, at the budget (capped final
+    PSNR) or in the steps to ``level`` dB."""
+    budget = paired(runs, "finetune", "scratch")
+    steps = steps_saved(runs, level)
+    by_budget = bool(budget["lower"] > 0)
+    by_steps = bool(steps["lower"] > 0 and steps["faster_never"] == 0)
+    return {"budget": budget, "steps": steps, "by_budget": by_budget, "by_steps": by_steps,
+            "passes": bool(by_budget or by_steps)}
+
+
+def gates(runs: Runs, cohort: dict, level: float) -> dict:
+    """Every gate of one sweep; ``failed`` names the first one that fails (None: all pass)."""
+    conv = {label: convergence_gate(runs, label) for label in ("finetune", "scratch")}
+    transfer = transfer_gate(runs, level)
+    failed = None
+    if not cohort["passes"]:
+        failed = "untestable: the cohorts do not fit comparably"
+    elif not all(g["passes"] for g in conv.values()):
+        failed = f"not converged at {runs.final_step} steps"
+    elif not transfer["passes"]:
+        failed = "untestable: the cohort does not transfer here"
+    return {"cohort": cohort, "convergence": conv, "transfer": transfer, "failed": failed}
+
+
+# -- finding 1 -------------------------------------------------------------------------------------------
+def best_depths(runs: Runs, reading: str, step: int = Runs.FINAL) -> dict:
+    """The top candidate (highest mean capped PSNR over cohort means) and the best set: every candidate
+    not significantly below it (one-sided 95 % lower bound of top − candidate ≤ 0)."""
+    cands = candidates(reading, runs.layers)
+    means = {j: protocol_mean(runs, label, step)["mean"] for j, label in cands}
+    top = max(means, key=means.__getitem__)
+    label = dict(cands)
+    worse = {j: paired(runs, label[top], label[j], step) for j in means if j != top}
+    best = sorted([top] + [j for j, d in worse.items() if not d["lower"] > 0])
+    return {"top": top, "best": best, "means": means, "top_minus": worse}
+
+
+def rule_verdict(runs: Runs, reading: str, form: str, margin: float = MARGIN_DB) -> dict:
+    """Finding 1 under one reading and form: the two rows of the module docstring, with the share of the
+    encoder the rule freezes."""
+    picks = {c: rule_layer(runs.profile[c], runs.init_profile.get(c), form) for c in runs.cohorts}
     if any(p is None for p in picks.values()):
         return {"reading": reading, "form": form, "available": False}
-    label_of = dict(cands)
-    seed_of = [s for s in runs.seeds for _ in runs.psnr[s]["finetune"][Runs.FINAL]]  # (seed, signal) order
-
-    def auto_values(step: int) -> list[float]:  # per (seed, signal): the candidate its seed's rule picks
-        return [v for s in runs.seeds for v in runs.psnr[s][label_of[picks[s]]][step]]
-
-    diffs = [a - f for a, f in zip(auto_values(Runs.FINAL), runs.values("finetune"))]
-    d = delta(runs)
-    wins = None if math.isnan(d) else sum(x > d for x in diffs)
-    losses = None if math.isnan(d) else sum(x < -d for x in diffs)
-    by_step = {step: interval([a - f for a, f in zip(auto_values(step), runs.values("finetune", step))])
-               for step in runs.steps}
-    holds_auto = None if math.isnan(d) else losses == 0
-    picks_best = all(p == best_overall for p in picks.values())
-    freezes_nothing = all(label_of[p] == "finetune" for p in picks.values())
+    label = dict(candidates(reading, runs.layers))
+    best = best_depths(runs, reading)
+    auto = paired(runs, {c: label[p] for c, p in picks.items()}, "finetune")
+    shares = [frozen_share(runs.net, frozen_layers(reading, p)) for p in picks.values()] if runs.net else []
+    share = max(shares) if shares else math.nan
+    by_step = {s: paired(runs, {c: label[p] for c, p in picks.items()}, "finetune", s) for s in runs.steps}
+    enough = len(runs.cohorts) >= 2
     return {
-        "reading": reading, "form": form, "available": True, "picks": picks, "best_overall": best_overall,
-        "best_per_pair": best_per_pair,
-        "pick_is_best_share": mean(b == picks[s] for b, s in zip(best_per_pair, seed_of)),
-        "auto_minus_finetune": interval(diffs), "auto_minus_finetune_by_step": by_step, "delta": d,
-        "wins": wins, "ties": None if wins is None else n - wins - losses, "losses": losses, "n": n,
-        "worst": min(diffs), "holds_auto_ge_finetune": holds_auto, "pick_is_best": picks_best,
-        "holds": None if holds_auto is None else (holds_auto and picks_best),
-        "freezes_nothing": freezes_nothing,   # auto is finetune itself: a "hold" then says nothing about freezing
+        "reading": reading, "form": form, "available": True, "picks": picks, **best,
+        "picks_best": all(p in best["best"] for p in picks.values()) if enough else None,
+        "auto_minus_finetune": auto, "auto_minus_finetune_by_step": by_step, "margin": margin,
+        "noninferior": bool(auto["lower"] > -margin) if enough else None,
+        "superior": bool(auto["lower"] > 0) if enough else None,
+        "frozen_share": share, "near_trivial": bool(share < TRIVIAL_SHARE),
+        "freezes_nothing": all(frozen_layers(reading, p) == 0 for p in picks.values()),
     }
 
 
+def row_verdict(holds: bool | None, gate_failed: str | None, near_trivial: bool, share: float) -> str:
+    """The words of one verdict cell."""
+    if gate_failed:
+        return gate_failed
+    if holds is None:
+        return "undecided (needs ≥ 2 cohorts)"
+    word = "**holds**" if holds else "fails"
+    if near_trivial:
+        word += f", near-trivial (freezes {100 * share:.1f} % of the encoder)"
+    return word
+
+
 def control_differences(runs: Runs, prefix_a: str, prefix_b: str) -> dict[int, dict]:
-    """Paired final-PSNR difference ``{prefix_a}{k} − {prefix_b}{k}`` per depth k where both ran."""
-    out = {}
-    for k in range(runs.layers):
-        a, b = f"{prefix_a}{k}", f"{prefix_b}{k}"
-        if a in runs.labels and b in runs.labels:
-            out[k] = interval(runs.diff(a, b))
-    return out
-
-
-def steps_to_levels(runs: Runs, label: str, levels: tuple[float, ...]) -> dict[float, dict]:
-    """Per level: the steps each (seed, signal) needs to reach it, as an interval over those that did, and how
-    many never did within the run."""
-    out = {}
-    for level in levels:
-        reached, never = [], 0
-        for seed in runs.seeds:
-            curves = runs.psnr[seed][label]
-            recorded = [s for s in curves if s != Runs.FINAL]
-            for i in range(len(curves[Runs.FINAL])):
-                step = steps_to({s: curves[s][i] for s in recorded}, level)
-                if step is None:
-                    never += 1
-                else:
-                    reached.append(float(step))
-        out[level] = {**interval(reached), "never": never}
-    return out
+    """Capped paired final-PSNR difference ``{prefix_a}{k} − {prefix_b}{k}`` per depth k where both ran."""
+    return {k: paired(runs, f"{prefix_a}{k}", f"{prefix_b}{k}") for k in range(runs.layers)
+            if f"{prefix_a}{k}" in runs.labels and f"{prefix_b}{k}" in runs.labels}
 
 
 def spearman_depth(runs: Runs) -> float:
-    """Spearman correlation across depths between the stable rank and the mean final PSNR of freeze_k."""
+    """Spearman correlation across depths between the stable rank and the mean capped final PSNR of freeze_k."""
     from scipy.stats import spearmanr
 
-    profile = [mean(runs.profile[s][k] for s in runs.seeds) for k in range(runs.layers)]
-    psnr = [mean(runs.values(f"freeze_{k}")) for k in range(runs.layers)]
+    profile = [mean(runs.profile[c][k] for c in runs.cohorts) for k in range(runs.layers)]
+    psnr = [protocol_mean(runs, f"freeze_{k}")["mean"] for k in range(runs.layers)]
     if len(set(profile)) < 2 or len(set(psnr)) < 2:
         return math.nan
     return float(spearmanr(profile, psnr).statistic)

@@ -34,8 +34,9 @@ def test_sweep_runs_every_protocol_with_paired_seeds(cohort, tmp_path, capsys):
     summary = json.loads((out / "ffmlp" / "seed1" / "freeze_1" / "summary.json").read_text())
     assert summary["fit/last_frozen_layer"] == 1 and summary["data/resolution"] == [16, 16]
     text = (out / "report.md").read_text()
-    assert "| through | raw argmax |" in text and "| below | raw argmax |" in text and "(n=10)" in text
-    assert "wins / ties / losses" in capsys.readouterr().out
+    assert "| through | raw argmax |" in text and "| below | raw argmax |" in text and "(n=2)" in text
+    assert "replicates are fit seeds of one cohort" in text
+    assert "auto matches or beats finetune" in capsys.readouterr().out
 
 
 def test_sae_depths_trains_every_depth_and_the_control(cohort, tmp_path):

@@ -1,99 +1,168 @@
-"""The study's statistics on crafted numbers: readings, rule forms, δ, paired intervals, steps to a level."""
+"""Finding 1's statistics on crafted numbers whose right answer is known: intervals over cohorts, the cap,
+non-inferiority, the best set, the gates and the frozen share."""
 
 import math
+import random
 
 import pytest
 from scipy.stats import t
 
 from inr_lightning.study.verdicts import (
+    CAP_DB,
     Runs,
+    best_depths,
     candidates,
-    control_differences,
-    delta,
+    cohort_gate,
+    convergence_gate,
+    frozen_share,
+    gates,
     interval,
-    reading_verdict,
+    paired,
+    row_verdict,
     rule_layer,
-    steps_to_levels,
+    rule_verdict,
+    steps_saved,
+    transfer_gate,
 )
 
+NET = {"backbone": "siren", "width": 10, "shared_layers": 3, "num_frequencies": 4}
 
-def summary(final, at=None, profile=None, init=None):
-    s = {"fit/psnr_final": final, "fit/psnr_at_step": at or {"10": [v - 5 for v in final]}}
+
+def summary(final, curve=None, profile=None, init=None, step=100):
+    s = {"fit/psnr_final": list(final), "fit/final_step": step, "fit/net": NET,
+         "fit/psnr_at_step": {str(k): list(v) for k, v in (curve or {80: final}).items()}}
     if profile is not None:
-        s.update({"freeze/stable_rank": profile, "freeze/stable_rank_init": init})
+        s.update({"freeze/stable_rank": list(profile), "freeze/stable_rank_init": list(init or profile)})
     return s
 
 
-def crafted(finetune_by_seed, freeze_by_seed, profile=(2.0, 30.0, 20.0), init=(2.0, 60.0, 10.0)):
-    """Two signals per seed; ``freeze_by_seed[seed][k]`` the two final PSNRs of freeze_k."""
+def crafted(values: dict[str, list[list[float]]], profile=(2.0, 30.0, 20.0), init=(2.0, 60.0, 10.0)) -> Runs:
+    """``values[label][cohort]`` = final PSNR per signal; the curve at step 80 equals the end (converged)."""
     runs = Runs()
-    for seed, ft in enumerate(finetune_by_seed):
-        runs.add(seed, "finetune", summary(ft, profile=list(profile), init=list(init)))
-        for k, values in enumerate(freeze_by_seed[seed]):
-            runs.add(seed, f"freeze_{k}", summary(values))
+    for label, by_cohort in values.items():
+        for c, final in enumerate(by_cohort):
+            runs.add(c, label, summary(final, profile=profile if label == "finetune" else None, init=init))
     return runs
 
 
-def test_interval_is_a_t_interval():
+def test_interval_gives_two_sided_and_one_sided_bounds():
     d = interval([1.0, 2.0, 4.0])
     sd = math.sqrt(((1 - 7 / 3) ** 2 + (2 - 7 / 3) ** 2 + (4 - 7 / 3) ** 2) / 2)
     assert d["mean"] == pytest.approx(7 / 3) and d["n"] == 3
     assert d["ci"] == pytest.approx(t.ppf(0.975, 2) * sd / math.sqrt(3))
+    assert d["lower"] == pytest.approx(7 / 3 - t.ppf(0.95, 2) * sd / math.sqrt(3))
     assert math.isnan(interval([5.0])["ci"]) and interval([])["n"] == 0
 
 
-def test_each_reading_has_its_own_candidates():
+def simulate(rng, cohorts, signals, mu, sd_cohort, signal_effects, sd_noise):
+    """One crossed data set: the same signals (fixed effects) under every cohort (random effect)."""
+    runs = Runs()
+    for c in range(cohorts):
+        a = rng.gauss(0, sd_cohort)
+        diff = [mu + a + b + rng.gauss(0, sd_noise) for b in signal_effects]
+        runs.add(c, "finetune", summary([40.0] * signals, profile=[1.0, 2.0, 3.0]))
+        runs.add(c, "freeze_0", summary([40.0 + d for d in diff]))
+    return runs
+
+
+def test_intervals_over_cohort_means_cover_the_truth_where_pooled_pairs_do_not():
+    """Crossed design with a real cohort effect: the interval over cohort means covers the true mean
+    difference ~95 % of the time; treating the 5 × 10 pairs as independent (df 49) covers far less."""
+    rng = random.Random(0)
+    signal_effects = [rng.gauss(0, 1.0) for _ in range(10)]
+    mu = 1.0 + sum(signal_effects) / 10          # the estimand for this held-out set
+    hits_cohort = hits_pooled = trials = 0
+    for _ in range(600):
+        runs = simulate(rng, 5, 10, 1.0, 1.0, signal_effects, 0.5)
+        d = paired(runs, "freeze_0", "finetune")
+        hits_cohort += abs(d["mean"] - mu) <= d["ci"]
+        pooled = interval(runs.diff("freeze_0", "finetune"))
+        hits_pooled += abs(pooled["mean"] - mu) <= pooled["ci"]
+        trials += 1
+    assert 0.92 <= hits_cohort / trials <= 0.98
+    assert hits_pooled / trials < 0.6
+    assert d["n"] == 5 and d["signals"] == 10 and d["pairs"] == 50
+
+
+def test_the_cap_keeps_one_90_db_signal_from_deciding_a_mean():
+    # signal 1 sits at 90+ dB under both protocols and jumps by 20 dB: capped, it contributes nothing
+    runs = crafted({"finetune": [[40.0, 91.5], [41.0, 80.0]], "freeze_0": [[39.0, 111.5], [40.0, 100.0]]})
+    d = paired(runs, "freeze_0", "finetune")
+    assert d["mean"] == pytest.approx((-1 + 0) / 2) and CAP_DB == 60.0
+
+
+def test_best_set_and_the_two_rows():
+    # three cohorts, two signals; freeze_1 is top, freeze_0 is within noise of it, freeze_2 clearly worse
+    runs = crafted({
+        "finetune": [[40.0, 30.0], [41.0, 31.0], [40.5, 30.2]],
+        "freeze_0": [[40.2, 30.1], [40.6, 31.4], [41.0, 30.6]],
+        "freeze_1": [[40.6, 30.4], [41.3, 31.1], [40.4, 30.6]],
+        "freeze_2": [[30.0, 20.0], [31.0, 21.0], [30.5, 20.5]],
+    })
+    best = best_depths(runs, "through")
+    assert best["top"] == 1 and best["best"] == [0, 1]
+    v = rule_verdict(runs, "through", "raw")              # srank argmax: layer 1 → freeze_1
+    assert v["picks"] == {0: 1, 1: 1, 2: 1} and v["picks_best"] is True
+    assert v["auto_minus_finetune"]["mean"] == pytest.approx(0.85 / 3) and v["noninferior"] is True
+    assert v["superior"] is False                          # +0.28 dB is not significantly above 0
+    relative = rule_verdict(runs, "through", "relative")  # 20 / 10 wins: layer 2 → freeze_2, 10 dB worse
+    assert relative["picks"][0] == 2 and relative["picks_best"] is False and relative["noninferior"] is False
+    below = rule_verdict(runs, "below", "raw")            # below: layer 1 means freeze_0
+    assert below["picks"][0] == 1 and below["auto_minus_finetune"]["mean"] == pytest.approx(0.2)
+
+
+def test_a_consistent_small_loss_fails_non_inferiority_and_a_rule_freezing_little_is_near_trivial():
+    # auto loses 0.8 ± 0.1 dB on every pair: outside the 0.5 dB margin, a clear fail (not a tie)
+    runs = crafted({
+        "finetune": [[40.0, 30.0], [41.0, 31.0], [40.0, 30.0]],
+        "freeze_0": [[39.2, 29.1], [40.1, 30.3], [39.3, 29.2]],
+        "freeze_1": [[20.0, 20.0]] * 3, "freeze_2": [[20.0, 20.0]] * 3,
+    }, profile=(30.0, 2.0, 1.0))
+    v = rule_verdict(runs, "through", "raw")
+    assert v["picks"][0] == 0 and v["noninferior"] is False
+    # SIREN layer 0 holds 2·10 + 10 of the encoder's 30 + 110 + 110 parameters
+    assert v["frozen_share"] == pytest.approx(30 / 250) and frozen_share(NET, 1) == pytest.approx(0.12)
+    assert frozen_share({**NET, "width": 100}, 1) == pytest.approx(300 / (300 + 2 * 10100))
+    assert row_verdict(False, None, False, 0.12) == "fails"
+    assert row_verdict(True, None, True, 0.012).startswith("**holds**, near-trivial (freezes 1.2 %")
+    assert row_verdict(True, "not converged at 100 steps", False, 0.5) == "not converged at 100 steps"
+
+
+def test_gates_converged_transfer_and_cohort():
+    runs = Runs()
+    for c in range(3):
+        # finetune reaches 45 dB by step 40 and is flat from step 80 on; scratch reaches it at 80 and still climbs
+        runs.add(c, "finetune", summary([50.0, 50.2], {40: [45.0, 45.5], 80: [49.9, 50.0]}, profile=[1, 2, 3]))
+        runs.add(c, "scratch", summary([49.0 + 0.1 * c, 49.5], {40: [30.0, 31.0], 80: [45.2, 46.0]}))
+    conv = convergence_gate(runs, "scratch")
+    assert conv["from"] == 80 and conv["gain"]["mean"] == pytest.approx(3.7) and conv["passes"] is False
+    assert convergence_gate(runs, "finetune")["passes"] is True
+    steps = steps_saved(runs, 45.0)
+    assert steps["mean"] == pytest.approx(40.0) and steps["faster_never"] == 0
+    tr = transfer_gate(runs, 45.0)
+    assert tr["by_budget"] and tr["by_steps"] and tr["passes"]
+    never = steps_saved(runs, 50.1)        # finetune's signal 0 never gets there: the steps test is void
+    assert never["faster_never"] == 3
+    ok = cohort_gate({"siren": [44.0, 44.4], "ffmlp": [43.6, 43.9]})
+    assert ok["passes"] and ok["gap"] == pytest.approx(0.45)
+    assert not cohort_gate({"siren": [44.0], "ffmlp": [42.5]})["passes"]        # 1.5 dB apart
+    assert not cohort_gate({"siren": [38.0], "ffmlp": [38.2]})["passes"]        # below 40 dB
+    g = gates(runs, ok, 45.0)
+    assert g["failed"] == "not converged at 100 steps"
+
+
+def test_no_transfer_when_scratch_is_as_good():
+    runs = crafted({"finetune": [[40.0, 30.0], [41.0, 31.0], [40.0, 30.5]],
+                    "scratch": [[40.3, 30.1], [40.9, 31.2], [40.1, 30.4]]})
+    tr = transfer_gate(runs, 35.0)
+    assert not tr["by_budget"] and not tr["passes"]
+
+
+def test_readings_and_rule_forms():
     assert candidates("through", 3) == [(0, "freeze_0"), (1, "freeze_1"), (2, "freeze_2")]
     assert candidates("below", 3) == [(0, "finetune"), (1, "freeze_0"), (2, "freeze_1")]
-
-
-def test_rule_forms():
     profile, init = [90.0, 30.0, 20.0], [88.0, 60.0, 10.0]
-    assert rule_layer(profile, init, "raw") == 0          # decided by shape: layer 0
+    assert rule_layer(profile, init, "raw") == 0
     assert rule_layer(profile, init, "no_first") == 1
-    assert rule_layer(profile, init, "relative") == 2     # 20 / 10 is the largest growth over init
+    assert rule_layer(profile, init, "relative") == 2
     assert rule_layer(profile, None, "relative") is None
-
-
-def test_delta_is_finetunes_pooled_seed_spread_and_decides_wins_ties_losses():
-    # finetune: signal 0 at 40 / 42, signal 1 at 30 / 30 → per-signal SDs √2 and 0 → δ = 1
-    runs = crafted([[40.0, 30.0], [42.0, 30.0]],
-                   [[[39.5, 31.5], [38.0, 33.0], [10.0, 10.0]],
-                    [[41.0, 30.5], [44.0, 28.5], [10.0, 10.0]]])
-    assert delta(runs) == pytest.approx(1.0)
-    v = reading_verdict(runs, "through", "raw")   # argmax = layer 1 → freeze_1
-    assert v["picks"] == {0: 1, 1: 1}
-    diffs = [38.0 - 40.0, 33.0 - 30.0, 44.0 - 42.0, 28.5 - 30.0]
-    assert v["auto_minus_finetune"]["mean"] == pytest.approx(sum(diffs) / 4) and v["n"] == 4
-    assert (v["wins"], v["ties"], v["losses"]) == (2, 0, 2)   # +3, +2 win; −2, −1.5 lose (|x| > δ = 1)
-    assert v["holds_auto_ge_finetune"] is False and v["holds"] is False
-    # the rule names the best layer (freeze_1: mean 35.875 vs 35.625), yet auto loses to finetune on two pairs
-    assert v["best_overall"] == 1 and v["pick_is_best"] is True
-    assert v["best_per_pair"] == [0, 1, 1, 0] and v["pick_is_best_share"] == 0.5
-
-
-def test_below_counts_finetune_as_a_candidate_and_holds_only_without_losses():
-    # Every freeze loses to finetune by far: under *below*, the argmax layer 0 means "freeze nothing".
-    runs = crafted([[40.0, 30.0], [40.5, 30.5]],
-                   [[[20.0, 20.0], [21.0, 21.0], [22.0, 22.0]], [[20.0, 20.0], [21.0, 21.0], [22.0, 22.0]]],
-                   profile=(90.0, 30.0, 20.0))
-    below = reading_verdict(runs, "below", "raw")
-    assert below["picks"] == {0: 0, 1: 0} and below["best_overall"] == 0
-    assert below["auto_minus_finetune"]["mean"] == 0 and below["losses"] == 0 and below["holds"] is True
-    assert below["freezes_nothing"] is True   # …which says nothing about freezing: the report flags it
-    through = reading_verdict(runs, "through", "raw")
-    assert through["holds"] is False and through["losses"] == 4
-    one_seed = crafted([[40.0, 30.0]], [[[20.0, 20.0], [21.0, 21.0], [22.0, 22.0]]])
-    assert reading_verdict(one_seed, "below", "raw")["holds"] is None   # δ needs two seeds
-
-
-def test_paired_control_differences_and_steps_to_level():
-    runs = Runs()
-    for seed in (0, 1):
-        runs.add(seed, "finetune", summary([30.0, 30.0], profile=[1.0, 2.0], init=[1.0, 1.0]))
-        runs.add(seed, "freeze_0", summary([35.0, 31.0], {"10": [29.0, 20.0], "20": [35.0, 31.0]}))
-        runs.add(seed, "random_0", summary([33.0, 30.0]))
-    transfer = control_differences(runs, "freeze_", "random_")
-    assert list(transfer) == [0] and transfer[0]["mean"] == pytest.approx(1.5) and transfer[0]["n"] == 4
-    to = steps_to_levels(runs, "freeze_0", (30.0,))[30.0]
-    assert to["mean"] == pytest.approx(20.0) and to["never"] == 0 and to["n"] == 4
