@@ -70,3 +70,17 @@ def test_readme_command_sequences_run_in_order(tmp_path, capsys):
     assert (runs / "fit" / "siren" / "auto" / "summary.json").is_file()
     assert (runs / "fit" / "siren" / "finetune" / "summary.json").is_file()
     assert (runs / "cohort" / "siren" / "render" / "mosaic.png").is_file()
+
+
+def test_every_decimal_the_readme_states_about_a_report_is_in_that_report():
+    """Each ``<!-- report: PATH -->`` … ``<!-- /report -->`` block of the README speaks about one report: every
+    decimal number in it must appear in that report's text (counts and sizes are read by eye; decimals drift)."""
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"<!-- report: (\S+) -->(.*?)<!-- /report -->", text, flags=re.S)
+    assert blocks, "the README states report numbers only inside report blocks"
+    for path, block in blocks:
+        report = (ROOT / path).read_text()
+        numbers = re.findall(r"(?<![\d.])\d+\.\d+", block)
+        assert len(numbers) >= 5, path
+        missing = [n for n in numbers if n not in report]
+        assert not missing, f"{path} does not contain {missing}"

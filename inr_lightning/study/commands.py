@@ -81,10 +81,12 @@ def match_learning_rate(train, lrs: tuple[float, ...], target: float | None, tol
         pairs = [(a, b) for a, b in zip(ordered, ordered[1:]) if min(psnr[a], psnr[b]) <= target <= max(psnr[a], psnr[b])]
         if pairs:
             lr = math.sqrt(pairs[0][0] * pairs[0][1])
-        else:  # outside the tried range: one step further on the side the target lies
-            best = max(ordered, key=psnr.__getitem__) if all(v < target for v in psnr.values()) else \
-                min(ordered, key=psnr.__getitem__)
-            lr = best * math.sqrt(10) if psnr[best] < target else best / math.sqrt(10)
+        elif all(v < target for v in psnr.values()):  # every run below: PSNR is unimodal in the rate, so the
+            best = max(ordered, key=psnr.__getitem__)   # peak lies between the best rate and a faster one (tried
+            higher = ordered[ordered.index(best) + 1:]  # and worse: it overshot) or beyond the fastest tried
+            lr = math.sqrt(best * higher[0]) if higher else best * math.sqrt(10)
+        else:  # every run above: one step slower than the worst
+            lr = min(ordered, key=psnr.__getitem__) / math.sqrt(10)
         lr = float(f"{lr:.2g}")
         if lr in tried:
             break
