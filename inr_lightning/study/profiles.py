@@ -73,8 +73,11 @@ class Profile:
     num_validation: int = 0            # validation signals for the fit learning-rate search (0: no search)
     fit_lrs: tuple[tuple[str, tuple[float, ...]], ...] = ()  # (backbone, learning rates the search tries)
     siren_cohort_lr: float | None = None  # None: the cohort config's
+    cohort_schedule: str = "constant"  # the cohort's lr_schedule: constant | cosine (decays to 0: a settled cohort)
     controls: bool = True              # the random_k / reinit_k controls in every sweep
     transfer_level: float = 40.0       # the PSNR [dB] whose steps-to-reach the transfer gate compares
+    grid: tuple[tuple[int, int], ...] = ()  # (resolution, width) cells of a regime map; () = one study
+    budgets: tuple[int, ...] = ()      # fit budgets a regime map judges (recorded steps of the fits)
 
     @property
     def claims(self) -> bool:
@@ -85,6 +88,8 @@ class Profile:
                 f"--model.init_args.net.num_frequencies={self.frequencies}",
                 f"--data.init_args.resolution={self.resolution}", f"--trainer.max_steps={self.cohort_steps}",
                 f"--data.init_args.steps_per_epoch={min(self.steps_per_epoch, self.cohort_steps)}"]
+        if self.cohort_schedule != "constant":
+            args.append(f"--model.init_args.lr_schedule={self.cohort_schedule}")
         if self.num_heldout is not None:
             args.append(f"--data.init_args.num_heldout={self.num_heldout}")
         if self.num_validation:
@@ -174,17 +179,24 @@ PROFILES = {
                           "SAEs: 4096 atoms, k = 32, 300 steps of the whole 48×48 grid (2304 activations) each; SAE "
                           "seeds and dictionary sizes on the first dataset (MRI) only")),
     # Finding 1, decided where the CPU allows (measured sizes: docs/study.md "The decisive profile"): 48×48,
-    # width 128, matched cohorts above 50 dB, 600-step fits at each backbone's searched learning rate, five
+    # width 128, matched cohorts (cosine-decayed rate), 600-step fits at each backbone's searched learning rate, five
     # cohort seeds, ten held-out signals per dataset; no SAEs (finding 2 is the `full` profile's).
     "decisive": Profile("decisive", 48, 128, 5, 2000, 600, DECISIVE_RECORD, 5, ("mri", "natural"), (3e-4, 1e-3),
                         (), [], sae_seeds=1, control_layers=(), frequencies=256, views=False, controls=False,
-                        num_heldout=10, num_validation=3, siren_cohort_lr=3e-4,
+                        num_heldout=10, num_validation=3, siren_cohort_lr=3e-4, cohort_schedule="cosine",
                         fit_lrs=(("siren", (1e-4, 3e-4, 1e-3)), ("ffmlp", (3e-4, 1e-3, 3e-3)))),
+    # Where finding 1 holds: the decisive protocol on MRI at every (resolution, width) cell, three cohort seeds
+    # per cell, judged at two fit budgets (300 and 600 steps of the same fits: Adam has no schedule here).
+    "regime": Profile("regime", 48, 128, 5, 2000, 600, DECISIVE_RECORD, 3, ("mri",), (3e-4, 1e-3), (), [],
+                      sae_seeds=1, control_layers=(), frequencies=256, views=False, controls=False, num_heldout=10,
+                      num_validation=3, siren_cohort_lr=3e-4, cohort_schedule="cosine",
+                      fit_lrs=(("siren", (1e-4, 3e-4, 1e-3)), ("ffmlp", (3e-4, 1e-3, 3e-3))),
+                      grid=((32, 64), (32, 128), (48, 64), (48, 128), (64, 64), (64, 128)), budgets=(300, 600)),
     # Our GPU profile (the paper's sizes are not public; these are our choice): 128×128, width 256, 2000
     # full-grid fit steps, five cohort seeds, converged SAEs.
     "reference": Profile("reference", 128, 256, 5, 5000, 2000, (50, 100, 250, 500, 1000, 1600, 2000), 5,
                          ("mri", "natural"), (1e-4, 3e-4, 1e-3), None,
                          ["--model.init_args.n_atoms=4096", "--model.init_args.k=32", "--trainer.max_steps=10000"],
                          sae_seeds=3, control_layers=None, dict_sizes=(1024, 16384), num_heldout=10,
-                         num_validation=3, fit_lrs=(("siren", (1e-4, 3e-4, 1e-3)), ("ffmlp", (3e-4, 1e-3, 3e-3)))),
+                         num_validation=3, cohort_schedule="cosine", fit_lrs=(("siren", (1e-4, 3e-4, 1e-3)), ("ffmlp", (3e-4, 1e-3, 3e-3)))),
 }

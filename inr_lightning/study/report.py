@@ -378,7 +378,7 @@ def write_study_report(out: Path, profile, results: dict, backbones: list[str], 
         cohort_psnr = {b: [s["val/psnr"] for (bb, _), (_, s) in sorted(res["cohorts"].items()) if bb == b]
                        for b in backbones}
         cohort_gate = judge_cohorts(cohort_psnr)
-        body += ["", f"Cohort quality (mean over {seeds} cohort seed(s)): "
+        body += ["", f"Cohort quality (mean over {seeds} cohort seed(s) of PSNR capped at {CAP_DB:.0f} dB): "
                  + ", ".join(f"{b} {m:.2f} dB" for b, m in cohort_gate["means"].items())
                  + f"; gap {cohort_gate['gap']:.2f} dB (the gate asks ≥ {cohort_gate['level']:.0f} dB each and ≤ "
                  f"{cohort_gate['max_gap']:.0f} dB apart: {'passes' if cohort_gate['passes'] else 'fails'})."]
@@ -454,3 +454,116 @@ def _lr(ckpt: Path) -> float:
 
     cfg = yaml.safe_load((ckpt.parent.parent / "config.yaml").read_text())
     return float(cfg["model"]["init_args"]["lr"])
+
+
+# -- the regime map ----------------------------------------------------------------------------------------
+OUTCOMES = {"holds": "both rows hold", "partly": "one row holds", "fails": "both rows fail",
+            "not converged": "gate: not converged", "no transfer": "gate: no transfer",
+            "cohorts": "gate: cohorts not comparable"}
+
+
+def regime_cell(runs: Runs, cohort: dict, level: float, reading: str = "through") -> dict:
+    """Gates and the two rows of finding 1 (raw rule) for one cell, backbone and budget."""
+    g = gates(runs, cohort, level)
+    v = rule_verdict(runs, reading, "raw")
+    if g["failed"]:
+        outcome = ("cohorts" if "cohorts" in g["failed"] else "not converged" if "converged" in g["failed"]
+                   else "no transfer")
+    else:
+        held = [bool(v["picks_best"]), bool(v["noninferior"])]
+        outcome = "holds" if all(held) else "partly" if any(held) else "fails"
+    return {"gates": g, "verdict": v, "outcome": outcome}
+
+
+def regime_figure(cells: dict, path: Path, resolutions: list[int], widths: list[int], budgets: list[int],
+                  backbones: list[str]) -> None:
+    """One panel per (backbone, budget): resolution × width, each cell coloured by its outcome."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    names = list(OUTCOMES)
+    cmap = ListedColormap(["#2ca02c", "#bcbd22", "#d62728", "#7f7f7f", "#9467bd", "#c7c7c7"])
+    fig, axes = plt.subplots(len(backbones), len(budgets), figsize=(3.2 * len(budgets), 2.8 * len(backbones)),
+                             squeeze=False)
+    for i, backbone in enumerate(backbones):
+        for j, budget in enumerate(budgets):
+            ax = axes[i][j]
+            grid = [[names.index(cells[r, w, backbone, budget]["outcome"]) if (r, w, backbone, budget) in cells
+                     else math.nan for r in resolutions] for w in widths]
+            ax.imshow(grid, cmap=cmap, vmin=0, vmax=len(names) - 1, origin="lower")
+            for a, w in enumerate(widths):
+                for b, r in enumerate(resolutions):
+                    if (r, w, backbone, budget) in cells:
+                        ax.text(b, a, cells[r, w, backbone, budget]["outcome"], ha="center", va="center", fontsize=7)
+            ax.set_xticks(range(len(resolutions)), [f"{r}²" for r in resolutions])
+            ax.set_yticks(range(len(widths)), [str(w) for w in widths])
+            ax.set_xlabel("resolution")
+            ax.set_ylabel("width")
+            ax.set_title(f"{backbone}, {budget} fit steps", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_regime_report(out: Path, profile, results: dict, backbones: list[str], seeds: int, elapsed: float,
+                        command: str) -> Path:
+    """``report.md`` of a regime map: finding 1 (raw rule, *through*) per (resolution, width, backbone, budget),
+    every cell passing its gates or naming the one it fails, as one table and one figure."""
+    import json
+
+    stages = [json.loads(p.read_text()) for p in out.glob("**/stage.json")]
+    cells, rows = {}, []
+    for (res, width, ds), result in sorted(results.items()):
+        psnr = {b: [s["val/psnr"] for (bb, _), (_, s) in sorted(result["cohorts"].items()) if bb == b]
+                for b in backbones}
+        cohort = judge_cohorts(psnr)
+        for backbone in backbones:
+            full = Runs()
+            for seed in range(seeds):
+                for label, s in result["sweeps"][ds, "heldout", backbone, seed].items():
+                    full.add(seed, label, s)
+            lr = next((r["lr"] for r in (result["lr_search"] or {}).get(backbone, []) if r["chosen"]), None)
+            for budget in profile.budgets:
+                c = regime_cell(full.truncated(budget) if budget != full.final_step else full, cohort,
+                                profile.transfer_level)
+                cells[res, width, backbone, budget] = c
+                g, v = c["gates"], c["verdict"]
+                conv = max(x["gain"]["mean"] for x in g["convergence"].values())
+                rows.append(
+                    f"| {res}² | {width} | {backbone} | {budget} | {'—' if lr is None else f'{lr:g}'} | "
+                    f"{cohort['means'][backbone]:.1f} (gap {cohort['gap']:.1f}) | {conv:+.2f} | "
+                    f"{fmt(g['transfer']['budget'])} | {fmt(v['auto_minus_finetune'])} ({lower(v['auto_minus_finetune'])}) "
+                    f"| {', '.join(map(str, v['picks'].values()))} / {', '.join(map(str, v['best']))} | "
+                    f"{row_verdict(v['picks_best'], g['failed'], v['near_trivial'], v['frozen_share'])} | "
+                    f"{row_verdict(v['noninferior'], g['failed'], v['near_trivial'], v['frozen_share'])} | "
+                    f"`r{res}_w{width}/{ds}` |")
+    figures = out / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    resolutions = sorted({r for r, _ in profile.grid})
+    widths = sorted({w for _, w in profile.grid})
+    figure = figures / "regime_map.png"
+    regime_figure(cells, figure, resolutions, widths, list(profile.budgets), backbones)
+    counts = {o: sum(c["outcome"] == o for c in cells.values()) for o in OUTCOMES}
+    lines = [f"# Where finding 1 holds: the `{profile.name}` regime map", "",
+             f"Made by `{command}` at commit `{git_commit()}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+             f"wall-clock {elapsed / 60:.1f} min for this command on {platform.machine()} "
+             f"({os.environ.get('OMP_NUM_THREADS') or os.cpu_count()} CPU threads); its {len(stages)} runs took "
+             f"{sum(float(s.get('seconds', 0)) for s in stages) / 60:.1f} min in all. Each cell is the profile's "
+             f"protocol at that resolution and width ({profile.layers} layers), {seeds} cohort seeds per cell "
+             f"(intervals over cohorts, df = {seeds - 1}), judged at {' and '.join(map(str, profile.budgets))} fit "
+             "steps (the same fits: the learning rate is constant). Rule: raw argmax of stable rank, *through* "
+             "reading. Definitions of the gates and rows: `docs/study.md`.", "",
+             "## What this profile cuts", ""]
+    lines += [f"- {c}" for c in profile.generated_cuts(seeds) + list(profile.cuts)]
+    lines += ["", "## The map", "", f"![finding 1 per cell]({rel(figure, out)})", "",
+              "Cells: " + ", ".join(f"{OUTCOMES[o]} {n}" for o, n in counts.items() if n) + ".", "",
+              "| resolution | width | backbone | budget | fit lr | cohort PSNR [dB] | worst last-20 % gain [dB] | "
+              "finetune − scratch [dB] | auto − finetune [dB] (lower bound) | picks / best set | rule picks a best "
+              "depth | auto matches or beats finetune | runs |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|", *rows, ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path

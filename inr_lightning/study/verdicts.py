@@ -131,6 +131,16 @@ class Runs:
     def layers(self) -> int:
         return len(self.profile[self.cohorts[0]])
 
+    def truncated(self, budget: int) -> Runs:
+        """The same fits judged at ``budget`` steps (a recorded step): with a constant learning rate a fit's
+        first ``budget`` steps are a fit of that budget."""
+        out = Runs()
+        out.profile, out.init_profile, out.net, out.final_step = self.profile, self.init_profile, self.net, budget
+        for c, labels in self.psnr.items():
+            out.psnr[c] = {label: {**{s: v for s, v in curve.items() if 0 <= s <= budget}, self.FINAL: curve[budget]}
+                           for label, curve in labels.items()}
+        return out
+
     def values(self, label: str, step: int = FINAL) -> list[float]:
         """Every (cohort, signal) value of one protocol at one step, uncapped, in a fixed order."""
         return [v for c in self.cohorts for v in self.psnr[c][label][step]]
@@ -162,9 +172,9 @@ def protocol_mean(runs: Runs, label: str, step: int = Runs.FINAL) -> dict:
 
 # -- gates -------------------------------------------------------------------------------------------------
 def cohort_gate(psnr: dict[str, list[float]], level: float = COHORT_LEVEL_DB, gap: float = COHORT_GAP_DB) -> dict:
-    """``psnr[backbone]`` = cohort PSNR of each cohort seed.  Passes when every backbone's mean ≥ ``level`` and
-    the backbones' means lie within ``gap`` dB."""
-    means = {b: mean(v) for b, v in psnr.items() if v}
+    """``psnr[backbone]`` = cohort PSNR of each cohort seed.  Passes when every backbone's mean (of PSNR capped at
+    ``CAP_DB``, like every fit) ≥ ``level`` and the backbones' means lie within ``gap`` dB."""
+    means = {b: mean(capped(x) for x in v) for b, v in psnr.items() if v}
     spread = max(means.values()) - min(means.values()) if means else math.nan
     return {"means": means, "gap": spread, "level": level, "max_gap": gap,
             "passes": bool(means) and all(m >= level for m in means.values()) and bool(spread <= gap)}

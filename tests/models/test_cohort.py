@@ -73,3 +73,14 @@ def test_a_small_cohort_reaches_a_psnr_floor_in_100_steps():
 def test_an_unknown_loss_reduction_is_one_input_error():
     with pytest.raises(InputError, match="loss_reduction must be one of sum, mean, got 'max'"):
         CohortINRModule(INRConfig(width=16), loss_reduction="max")
+
+
+def test_cosine_schedule_ends_the_cohort_at_rest(tmp_path):
+    """lr_schedule: cosine — the rate falls from lr to 0 over max_steps, stepped every step; constant keeps it."""
+    trainer, model, _ = _fit("siren", 20, tmp_path, lr=1e-3, lr_schedule="cosine")
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-9)
+    assert trainer.lr_scheduler_configs[0].scheduler.T_max == 20
+    trainer, _, _ = _fit("siren", 20, tmp_path, lr=1e-3)
+    assert trainer.optimizers[0].param_groups[0]["lr"] == 1e-3
+    with pytest.raises(InputError, match="linear"):
+        CohortINRModule(INRConfig(width=8, shared_layers=2), lr_schedule="linear")

@@ -147,6 +147,7 @@ def test_gates_converged_transfer_and_cohort():
     assert ok["passes"] and ok["gap"] == pytest.approx(0.45)
     assert not cohort_gate({"siren": [44.0], "ffmlp": [42.5]})["passes"]        # 1.5 dB apart
     assert not cohort_gate({"siren": [38.0], "ffmlp": [38.2]})["passes"]        # below 40 dB
+    assert cohort_gate({"siren": [62.0, 75.0], "ffmlp": [59.4, 64.0]})["gap"] == pytest.approx(0.3)  # capped
     g = gates(runs, ok, 45.0)
     assert g["failed"] == "not converged at 100 steps"
 
@@ -166,3 +167,15 @@ def test_readings_and_rule_forms():
     assert rule_layer(profile, init, "no_first") == 1
     assert rule_layer(profile, init, "relative") == 2
     assert rule_layer(profile, None, "relative") is None
+
+
+def test_a_budget_is_the_same_fits_judged_at_an_earlier_recorded_step():
+    runs = Runs()
+    for c in range(2):
+        runs.add(c, "finetune", summary([50.0, 51.0], {40: [45.0, 46.0], 80: [49.0, 50.0]}, profile=[1, 2, 3]))
+        runs.add(c, "scratch", summary([49.0, 50.0], {40: [30.0, 31.0], 80: [44.0, 45.0]}))
+    early = runs.truncated(80)
+    assert early.final_step == 80 and early.steps == [40, 80, Runs.FINAL]
+    assert early.psnr[1]["scratch"][Runs.FINAL] == [44.0, 45.0]
+    assert convergence_gate(early, "scratch")["gain"]["mean"] == pytest.approx(14.0)   # 40 → 80
+    assert runs.psnr[1]["scratch"][Runs.FINAL] == [49.0, 50.0]                        # the original is untouched
