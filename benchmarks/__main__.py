@@ -23,18 +23,19 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import a_step, b_frozen_cache, c_batched_fits, d_sae, e_ablation, f_time_to_quality, g_scaling
+from benchmarks import (a_step, b_frozen_cache, c_batched_fits, d_sae, e_ablation, f_time_to_quality, g_scaling,
+                        h_sweep_time)
 from benchmarks.harness import FULL, QUICK, Ctx, Row, machine, table
 from inr_lightning.runtime import retain_freed_memory
 
 BENCHES = {"a": a_step.run, "b": b_frozen_cache.run, "c": c_batched_fits.run, "d": d_sae.run, "e": e_ablation.run,
-           "f": f_time_to_quality.run, "g": g_scaling.run}
+           "f": f_time_to_quality.run, "g": g_scaling.run, "h": h_sweep_time.run}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (seconds); for tests")
-    parser.add_argument("--only", default="abcdefg", help="which row families, e.g. 'abd' (default: all)")
+    parser.add_argument("--only", default="abcdefgh", help="which row families, e.g. 'abd' (default: all)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast for the INR steps (a, b, c, g) and GEMMs")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile measurement of a")

@@ -1,4 +1,4 @@
-"""``python -m benchmarks --quick``: one table with every row family (a–g), and no row with a target fails.
+"""``python -m benchmarks --quick``: one table with every row family (a–h), and no row with a target fails.
 
 A row whose target cannot hold at quick sizes says so in its target cell ("report at --quick (<reason>)",
 ``benchmarks.harness.Ctx.target``); every other target is judged at quick size too, so a FAIL fails this test.
@@ -16,7 +16,7 @@ import sys
 from conftest import ROOT
 
 EXPECTED = ("a1", "b1", "b2", "b3", "c1", "c2", "c3", "c4", "d1", "d2", "d3", "d4", "e1", "e2", "f1", "f2", "g1",
-            "g1b", "g2", "g3", "g4", "g5", "g6", "g7")
+            "g1b", "g2", "g3", "g4", "g5", "g6", "g7", "h1", "h1e", "h2", "h2e")
 
 
 def test_bench_quick_passes_every_row_with_a_target(tmp_path):
@@ -27,7 +27,7 @@ def test_bench_quick_passes_every_row_with_a_target(tmp_path):
     rows = {}
     for line in out.stdout.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 7 and re.fullmatch(r"[a-g]\d+b?", cells[0]):
+        if len(cells) == 7 and re.fullmatch(r"[a-h]\d+[be]?", cells[0]):
             rows[cells[0]] = cells
     assert set(rows) == set(EXPECTED), f"rows {sorted(rows)} in:\n{out.stdout}"
     saved = {r["key"]: r for r in json.loads((tmp_path / "rows.json").read_text())}

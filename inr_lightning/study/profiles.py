@@ -25,12 +25,12 @@ class Dataset:
 
 DATASETS = {
     "mri": Dataset(
-        "MNI152 T1 template (nilearn): 10 axial slices in the cohort, 5 held out between them",
+        "axial slices of the MNI152 T1 template (nilearn); the held-out slices lie between cohort slices",
         [],
         {"coronal": ["--data.init_args.source=inr_lightning.data.MRISlices",
                      "--data.init_args.source.init_args.axis=coronal"]}),
     "skimage": Dataset(
-        "15 natural images bundled with scikit-image, grayscale, centre-cropped: 10 in the cohort, 5 held out",
+        "15 natural images bundled with scikit-image, grayscale, centre-cropped",
         ["--data.init_args.source=inr_lightning.data.SkimageImages",
          f"--data.init_args.source.init_args.names=[{', '.join(SKIMAGE_NAMES)}]", "--data.init_args.aspect=crop"]),
     # every bundled photograph: enough for 10 held-out images and a validation split (the cohort takes the rest)

@@ -357,7 +357,11 @@ def write_study_report(out: Path, profile, results: dict, backbones: list[str], 
               "|---|---|---|---|---|---|---|---|---|"]
     body = []
     for ds, res in results.items():
-        body += [f"## Dataset `{ds}`: {DATASETS[ds].label}", "", "### Cohorts", "",
+        split = next(s for (b, seed), (_, s) in sorted(res["cohorts"].items()) if seed == 0)
+        body += [f"## Dataset `{ds}`: {DATASETS[ds].label}", "",
+                 f"Split (from the cohort runs' data): {split['data/served']} images in each cohort, "
+                 f"{split['data/num_heldout']} held out, {split.get('data/num_validation', 0)} for validation.", "",
+                 "### Cohorts", "",
                  "| backbone | seed | lr | val/psnr [dB] | val/ssim | steps | run |", "|---|---|---|---|---|---|---|"]
         for (backbone, seed), (ckpt, s) in sorted(res["cohorts"].items()):
             lr = _lr(ckpt)
@@ -404,11 +408,11 @@ def write_study_report(out: Path, profile, results: dict, backbones: list[str], 
                 for reading in READINGS:
                     v = verdicts[reading, "raw"]
                     share = v["frozen_share"]
+                    rows = ["—", "—"] if g["failed"] else \
+                        [row_verdict(v[k], None, v["near_trivial"], share) for k in ("picks_best", "noninferior")]
                     glance.append(
-                        f"| {ds} | {view} | {backbone} | {gate_word} | {reading} | {100 * share:.1f} % | "
-                        f"{row_verdict(v['picks_best'], g['failed'], v['near_trivial'], share)} | "
-                        f"{fmt(v['auto_minus_finetune'])} ({lower(v['auto_minus_finetune'])}) | "
-                        f"{row_verdict(v['noninferior'], g['failed'], v['near_trivial'], share)} |")
+                        f"| {ds} | {view} | {backbone} | {gate_word} | {reading} | {100 * share:.1f} % | {rows[0]} | "
+                        f"{fmt(v['auto_minus_finetune'])} ({lower(v['auto_minus_finetune'])}) | {rows[1]} |")
             figure = figures / f"sweep_{ds}_{view}.png"
             sweep_figure(by_backbone, figure, f"{ds}, {view}")
             body += [f"![final PSNR per freeze depth, {ds} {view}]({rel(figure, out)})", ""]
