@@ -2,7 +2,8 @@
 
     python -m inr_lightning study --quick                 # ≤ 10 min on 2 CPU cores → runs/study_quick/report.md
     python -m inr_lightning study --profile small         # every dataset and view at the quick sizes
-    python -m inr_lightning study --profile reference     # the paper's sizes, for a GPU
+    python -m inr_lightning study --profile decisive      # finding 1 where a CPU can decide it (hours)
+    python -m inr_lightning study --profile reference     # our GPU profile (128×128, width 256)
     python -m inr_lightning sweep --cohort_ckpt runs/mri/cohort/siren/checkpoints/last.ckpt --seeds 3
     python -m inr_lightning sae-depths --cohort_ckpt runs/mri/cohort/siren/checkpoints/last.ckpt
 
@@ -68,8 +69,10 @@ def run_cohort(backbone: str, run: Path, profile: Profile, dataset: str, seed: i
 def match_learning_rate(train, lrs: tuple[float, ...], target: float | None, tolerance: float = 1.0,
                         refinements: int = 2) -> dict[float, tuple[Path, dict]]:
     """Trains the FFMLP cohort at each of ``lrs``; while no run is within ``tolerance`` dB of the SIREN cohort's
-    PSNR (``target``), tries the geometric mean of the two neighbouring rates that bracket it, or — when every
-    run is below (above) it — a rate √10 above the highest (below the lowest) one; ``refinements`` times."""
+    PSNR (``target``; both capped at ``CAP_DB``), tries the geometric mean of the two neighbouring rates that
+    bracket it; when every run is below it, the geometric mean of the best rate and the next faster one tried
+    (which overshot), or √10 above the fastest; when every run is above it, √10 below the worst;
+    ``refinements`` times."""
     tried = {lr: train(lr) for lr in lrs}
     if target is None:
         return tried

@@ -172,10 +172,8 @@ PROFILES = {
                      "--data.init_args.batch_size=2304", "--data.init_args.steps_per_epoch=100",
                      "--model.init_args.warmup_steps=30", "--model.init_args.dead_window=18432"],
                     sae_seeds=3, control_layers=None, dict_sizes=(1024, 16384), frequencies=64,
-                    cuts=("48×48 and width 64 instead of 128×128 and 256, 200 fit steps instead of 2000: 3 seeds × "
-                          "3 held-out sets × 2 backbones × 17 protocols = 306 full-grid fits and 48 SAEs must fit "
-                          "the 150-minute budget of 2 CPU cores (the reference profile runs the paper's sizes on a "
-                          "GPU)",
+                    cuts=("why these sizes: 3 seeds × 3 held-out sets × 2 backbones × 17 protocols = 306 full-grid "
+                          "fits and 48 SAEs must fit the 150-minute budget of 2 CPU cores",
                           "SAEs: 4096 atoms, k = 32, 300 steps of the whole 48×48 grid (2304 activations) each; SAE "
                           "seeds and dictionary sizes on the first dataset (MRI) only")),
     # Finding 1, decided where the CPU allows (measured sizes: docs/study.md "The decisive profile"): 48×48,
