@@ -300,10 +300,15 @@ def study(argv: list[str]) -> Path:
     parser.add_argument("--seeds", type=int, default=None, help="cohort and fit seeds (default: the profile's)")
     parser.add_argument("--wandb", choices=["offline", "online", "disabled"], default="offline")
     parser.add_argument("--overwrite", action="store_true", help="replace runs of another config under --out")
+    parser.add_argument("--cells", nargs="+", default=None, metavar="RxW",
+                        help="a regime profile's cells to run, e.g. 32x64 48x128 (default: all); two processes on "
+                             "disjoint cells share one --out, and a last call without --cells writes the map")
     parser.add_argument("--export", default=None,
                         help="also copy the report, its figures and every run's records (no checkpoints) here")
     args = parser.parse_args(argv)
     profile = PROFILES["quick" if args.quick else args.profile]
+    if args.cells is not None:
+        profile = _with_cells(profile, args.cells)
     seeds = args.seeds or profile.seeds
     if seeds < 1:
         raise InputError(f"--seeds must be ≥ 1, got {seeds}")
@@ -317,6 +322,19 @@ def study(argv: list[str]) -> Path:
     if args.export:
         print(f"exported: {export(out, Path(args.export))}")
     return report
+
+
+def _with_cells(profile: Profile, cells: list[str]) -> Profile:
+    """``profile`` restricted to ``cells`` (``RxW`` strings) of its regime grid."""
+    import dataclasses
+
+    if not profile.grid:
+        raise InputError(f"--cells needs a regime profile (one with a grid, e.g. regime); {profile.name!r} has none")
+    allowed = [f"{r}x{w}" for r, w in profile.grid]
+    bad = [c for c in cells if c not in allowed]
+    if bad:
+        raise InputError(f"--cells {' '.join(bad)}: not in the {profile.name} grid; allowed: {' '.join(allowed)}")
+    return dataclasses.replace(profile, grid=tuple(g for g, name in zip(profile.grid, allowed) if name in cells))
 
 
 # What a study's export keeps: the report, its figures and tables, each run's records and the images the report

@@ -100,3 +100,15 @@ def test_learning_rate_matching_looks_between_the_best_rate_and_a_faster_one_tha
 
     match_learning_rate(train, (3e-4, 1e-3), target=53.9)
     assert calls[:3] == [3e-4, 1e-3, 5.5e-4]
+
+
+def test_regime_cells_are_chosen_by_name_and_a_bad_one_is_one_clear_error():
+    from inr_lightning.errors import InputError
+    from inr_lightning.study.commands import _with_cells
+    from inr_lightning.study.profiles import PROFILES
+
+    assert _with_cells(PROFILES["regime"], ["64x128", "32x64"]).grid == ((32, 64), (64, 128))
+    with pytest.raises(InputError, match=r"--cells 40x64: .* allowed: 32x64 32x128"):
+        _with_cells(PROFILES["regime"], ["40x64"])
+    with pytest.raises(InputError, match="'decisive' has none"):
+        _with_cells(PROFILES["decisive"], ["32x64"])
