@@ -44,7 +44,7 @@ DATASETS = {
 
 
 # Our GPU-sized protocol (the paper's sizes are not public): what ``generated_cuts`` compares every profile with.
-REFERENCE = {"resolution": 128, "width": 256, "cohort_steps": 5000, "fit_steps": 2000, "seeds": 5, "num_heldout": 10}
+REFERENCE = {"resolution": 128, "width": 256, "layers": 5, "cohort_steps": 5000, "fit_steps": 2000, "seeds": 5, "num_heldout": 10}
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ class Profile:
         if (self.resolution, self.width) != (ref["resolution"], ref["width"]):
             out.append(f"{self.resolution}×{self.resolution} px and width {self.width} (reference: "
                        f"{ref['resolution']}×{ref['resolution']}, width {ref['width']})")
-        for name, what in (("cohort_steps", "cohort steps"), ("fit_steps", "fit steps")):
+        for name, what in (("layers", "encoder layers"), ("cohort_steps", "cohort steps"), ("fit_steps", "fit steps")):
             if getattr(self, name) != ref[name]:
                 out.append(f"{getattr(self, name)} {what} (reference: {ref[name]})")
         if seeds < ref["seeds"]:
