@@ -112,3 +112,19 @@ def test_regime_cells_are_chosen_by_name_and_a_bad_one_is_one_clear_error():
         _with_cells(PROFILES["regime"], ["40x64"])
     with pytest.raises(InputError, match="'decisive' has none"):
         _with_cells(PROFILES["decisive"], ["32x64"])
+
+
+def test_progress_extrapolates_the_stages_that_ran_and_ignores_reused_ones(capsys):
+    from pathlib import Path
+
+    from inr_lightning.study.stages import Progress
+
+    progress = Progress()
+    progress.step(Path("nothing planned"), 5.0)          # no plan: silent
+    progress.plan(5)
+    progress.step(Path("a"), 600.0)
+    progress.step(Path("b"), None)                      # reused: costs nothing, counts as done
+    progress.step(Path("c"), 1200.0)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" —")[0] for line in lines] == ["[1/5] a", "[2/5] b", "[3/5] c"]
+    assert lines[0].endswith("ETA 40 min") and lines[2].endswith("ETA 30 min")   # 2 left × 900 s
