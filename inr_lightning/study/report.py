@@ -321,6 +321,21 @@ def finding2_lines(rows: list[dict], out: Path) -> list[str]:
     return lines + [""]
 
 
+def cohort_quality(result: dict, backbones: list[str]) -> dict:
+    """The cohort gate of one dataset's result (``run_dataset``): every cohort seed's PSNR per backbone."""
+    return judge_cohorts({b: [s["val/psnr"] for (bb, _), (_, s) in sorted(result["cohorts"].items()) if bb == b]
+                          for b in backbones})
+
+
+def sweep_runs(result: dict, ds: str, view: str, backbone: str, seeds: int) -> Runs:
+    """Every cohort seed's sweep of one backbone and held-out set, as ``Runs``."""
+    runs = Runs()
+    for seed in range(seeds):
+        for label, s in result["sweeps"][ds, view, backbone, seed].items():
+            runs.add(seed, label, s)
+    return runs
+
+
 # -- the whole report --------------------------------------------------------------------------------------
 def write_study_report(out: Path, profile, results: dict, backbones: list[str], seeds: int, elapsed: float,
                        command: str) -> Path:
@@ -381,9 +396,7 @@ def write_study_report(out: Path, profile, results: dict, backbones: list[str], 
             body.append(f"Gap of the chosen FFMLP: {gap:.2f} dB — " + (
                 "within 1 dB." if gap <= 1 else "**not** within 1 dB: no tried learning rate matches; the backbones "
                 "are compared at unequal cohort quality."))
-        cohort_psnr = {b: [s["val/psnr"] for (bb, _), (_, s) in sorted(res["cohorts"].items()) if bb == b]
-                       for b in backbones}
-        cohort_gate = judge_cohorts(cohort_psnr)
+        cohort_gate = cohort_quality(res, backbones)
         body += ["", f"Cohort quality (mean over {seeds} cohort seed(s) of PSNR capped at {CAP_DB:.0f} dB): "
                  + ", ".join(f"{b} {m:.2f} dB" for b, m in cohort_gate["means"].items())
                  + f"; gap {cohort_gate['gap']:.2f} dB (the gate asks ≥ {cohort_gate['level']:.0f} dB each and ≤ "
@@ -396,11 +409,7 @@ def write_study_report(out: Path, profile, results: dict, backbones: list[str], 
             body += ["", f"### Finding 1 on {what}", ""]
             by_backbone = {}
             for backbone in backbones:
-                runs = Runs()
-                for seed in range(seeds):
-                    for label, s in res["sweeps"][ds, view, backbone, seed].items():
-                        runs.add(seed, label, s)
-                by_backbone[backbone] = runs
+                runs = by_backbone[backbone] = sweep_runs(res, ds, view, backbone, seeds)
                 sweep = "sweep" if view == "heldout" else f"sweep_{view}"
                 body += [fit_protocol_line(out / ds / "seed0" / sweep / backbone / "finetune", profile.claims), ""]
                 lines1, g, verdicts = finding1_lines(backbone, runs, out, f"{ds}/seed*/{sweep}/{backbone}",
@@ -523,14 +532,9 @@ def write_regime_report(out: Path, profile, results: dict, backbones: list[str],
     stages = [json.loads(p.read_text()) for p in out.glob("**/stage.json")]
     cells, rows = {}, []
     for (res, width, ds), result in sorted(results.items()):
-        psnr = {b: [s["val/psnr"] for (bb, _), (_, s) in sorted(result["cohorts"].items()) if bb == b]
-                for b in backbones}
-        cohort = judge_cohorts(psnr)
+        cohort = cohort_quality(result, backbones)
         for backbone in backbones:
-            full = Runs()
-            for seed in range(seeds):
-                for label, s in result["sweeps"][ds, "heldout", backbone, seed].items():
-                    full.add(seed, label, s)
+            full = sweep_runs(result, ds, "heldout", backbone, seeds)
             lr = next((r["lr"] for r in (result["lr_search"] or {}).get(backbone, []) if r["chosen"]), None)
             for budget in profile.budgets:
                 c = regime_cell(full.truncated(budget) if budget != full.final_step else full, cohort,

@@ -211,13 +211,16 @@ def steps_saved(runs: Runs, level: float, faster: str = "finetune", slower: str 
     interval over cohort means.  A run that never reaches it counts as ``final_step + 1``; ``faster`` failing
     to reach it anywhere is reported (``faster_never``) and voids the test (the bound would favour it)."""
     end = (runs.final_step or max(runs.steps)) + 1
+
+    def steps(curves: dict[int, list[float]], i: int) -> int | None:   # the final value counts at the last step
+        return steps_to({(end - 1 if s == Runs.FINAL else s): v[i] for s, v in curves.items()}, level)
+
     per, never = {}, 0
     for c in runs.cohorts:
         fa, sl = runs.psnr[c][faster], runs.psnr[c][slower]
         per[c] = []
         for i in range(len(fa[Runs.FINAL])):
-            f = steps_to({(end - 1 if s == Runs.FINAL else s): v[i] for s, v in fa.items()}, level)
-            s = steps_to({(end - 1 if s == Runs.FINAL else s): v[i] for s, v in sl.items()}, level)
+            f, s = steps(fa, i), steps(sl, i)
             never += f is None
             per[c].append((end if s is None else s) - (end if f is None else f))
     return {**interval(cohort_means(per)), "level": level, "faster_never": never}
@@ -269,10 +272,11 @@ def rule_verdict(runs: Runs, reading: str, form: str, margin: float = MARGIN_DB)
         return {"reading": reading, "form": form, "available": False}
     label = dict(candidates(reading, runs.layers))
     best = best_depths(runs, reading)
-    auto = paired(runs, {c: label[p] for c, p in picks.items()}, "finetune")
+    auto_labels = {c: label[p] for c, p in picks.items()}
+    auto = paired(runs, auto_labels, "finetune")
     shares = [frozen_share(runs.net, frozen_layers(reading, p)) for p in picks.values()] if runs.net else []
     share = max(shares) if shares else math.nan
-    by_step = {s: paired(runs, {c: label[p] for c, p in picks.items()}, "finetune", s) for s in runs.steps}
+    by_step = {s: paired(runs, auto_labels, "finetune", s) for s in runs.steps}
     enough = len(runs.cohorts) >= 2
     return {
         "reading": reading, "form": form, "available": True, "picks": picks, **best,
