@@ -8,13 +8,19 @@ NaN for atoms that never fire.
 
 - ``mass_radius``: radius around the activation-weighted centroid holding ``fraction`` of the atom's
   activation mass, as a fraction of the image diagonal (compact atoms: small).
+- ``uniform_mass_radius``: the mass radius of a perfectly uniform map on the same pixel grid — the ceiling
+  of a broad atom (≈ 0.40 of the diagonal for ``fraction`` 0.9); r90 / it compares atoms across grids.
 - ``tiling_ratio``: mean nearest-neighbour distance of the live atoms' centroids over that of the same
   number of uniform random points in the same rectangle (Clark–Evans style: ≈ 1 random, > 1 regular /
   tiling, < 1 clustered), with the interval the random reference spans.
+- ``pixel_tiling_ratio``: the same against random pixel centres of the same grid (centroids of small atoms
+  snap to pixels; a continuous null then calls plain quantisation "clustered").
 - ``pearson_with``: Pearson correlation of every atom map with each of several signals on the grid,
   computed from the sparse codes (no dense atom maps).  ``content_signals`` builds the signals the atom
   table uses: the cohort images, their edge magnitude (kornia Sobel) and their foreground masks.
 - ``damage_per_support``: a single-atom PSNR drop divided by the atom's support fraction.
+- ``damage_distribution``: quantiles of the single-atom damage over the live atoms and the support of the
+  most damaging ones, so a maximum can be read as the extreme value it is.
 - ``median_ci``: median with a percentile-bootstrap 95 % interval.
 """
 
@@ -65,6 +71,38 @@ def mass_radius(vals: Tensor, idx: Tensor, n_atoms: int, shape: tuple[int, int],
     return out
 
 
+def uniform_mass_radius(shape: tuple[int, int], fraction: float = 0.9) -> float:
+    """``mass_radius`` of a map equal to 1 on every pixel of the ``(H, W)`` grid, in the same units (fraction of
+    the diagonal hypot(H − 1, W − 1)).  Why: the largest r90 a broad atom can reach on this grid (≈ 0.40 for
+    0.9: the disc around the centre holding 90 % of a square), so r90 / this is comparable across grids.
+    Computed by ``mass_radius`` itself, so the two cannot drift apart."""
+    num = shape[0] * shape[1]
+    ones = torch.ones(num, 1, dtype=torch.float64)
+    return float(mass_radius(ones, torch.zeros(num, 1, dtype=torch.long), 1, shape, fraction)[0])
+
+
+def _mean_nn(p: np.ndarray) -> float:
+    """Mean distance of each point to its nearest other point (coincident points: 0)."""
+    d, _ = cKDTree(p).query(p, k=2)
+    return float(d[:, 1].mean())
+
+
+def _against(points: np.ndarray, draw, draws: int, seed: int) -> dict[str, float]:
+    """Observed mean NN distance of ``points`` over that of ``draws`` reference sets ``draw(rng, n)``."""
+    n = len(points)
+    rng = np.random.default_rng(seed)
+    ref = np.array([_mean_nn(draw(rng, n)) for _ in range(draws)])
+    observed = _mean_nn(points)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio, low, high = observed / np.array([ref.mean(), np.quantile(ref, 0.975), np.quantile(ref, 0.025)])
+    return {"ratio": float(ratio), "ci_low": float(low), "ci_high": float(high), "points": n}
+
+
+def _finite_points(points) -> np.ndarray:
+    points = np.asarray(points, dtype=np.float64)
+    return points[np.isfinite(points).all(1)] if len(points) else points.reshape(0, 2)
+
+
 def tiling_ratio(points: np.ndarray, extent: tuple[float, float] = (1.0, 1.0), draws: int = 200,
                  seed: int = 0) -> dict[str, float]:
     """Clark–Evans-style ratio of ``points (n, 2)`` in the rectangle [0, extent[0]] × [0, extent[1]].
@@ -72,23 +110,57 @@ def tiling_ratio(points: np.ndarray, extent: tuple[float, float] = (1.0, 1.0), d
     ``ratio``: mean nearest-neighbour distance of the points / its mean over ``draws`` sets of n uniform random
     points in the same rectangle (edge effects are the same on both sides); ``ci_low``/``ci_high``: the ratio
     against the 97.5 % and 2.5 % quantiles of the random sets — a ratio outside them is not random at 95 %.
-    NaN for fewer than 2 points.
+    NaN for fewer than 2 points.  This continuous null is fair for centroids that move freely (broad atoms);
+    for centroids that snap to pixels see ``pixel_tiling_ratio``.
     """
-    points = np.asarray(points, dtype=np.float64)
-    points = points[np.isfinite(points).all(1)] if len(points) else points.reshape(0, 2)
-    n = len(points)
-    if n < 2:
+    points = _finite_points(points)
+    if len(points) < 2:
+        return {"ratio": math.nan, "ci_low": math.nan, "ci_high": math.nan, "points": len(points)}
+    size = np.asarray(extent, dtype=np.float64)
+    return _against(points, lambda rng, n: rng.random((n, 2)) * size, draws, seed)
+
+
+def pixel_tiling_ratio(points: np.ndarray, shape: tuple[int, int], draws: int = 200, seed: int = 0,
+                       null: str = "iid") -> dict[str, float]:
+    """``tiling_ratio`` of ``points (n, 2)`` in pixel units (row, col; pixel centres at 0..H−1, 0..W−1) against
+    n random points on the pixels of the same ``(H, W)`` grid; same keys.
+
+    Why: the centroid of a one-pixel atom is a pixel centre, and several atoms can share one, so the observed
+    distances are quantised; against continuous points, n independent random pixel centres alone read as
+    "clustered" once n is a sizeable share of H·W (≈ 0.81 at n = 2000 on 48²).  ``null``:
+
+    - ``"iid"``: n independent uniform pixel centres, coincidences allowed (complete spatial randomness on
+      the grid).  Once n exceeds about a fifth of H·W, the smallest reference distances of all nulls, so the
+      conservative one for a claim of *clustering*; far too lenient for "tiles" when centroids are not on
+      pixels.  (Sparser, all nulls agree within a few %.)
+    - ``"distinct"``: n distinct pixel centres (a hard core of one pixel).  The largest reference distances,
+      so the conservative one for a claim of *tiling*.  NaN when n > H·W.
+    - ``"subpixel"``: each reference point keeps one observed point's sub-pixel offset (its distance to the
+      nearest pixel centre, per axis) and moves to a uniform random pixel, staying inside [0, H−1] × [0, W−1].
+      Quantisation is then the same on both sides — one-pixel atoms stay on pixels and may coincide, broad
+      atoms keep their in-between positions — so it is the fair null in both directions (as far as the grid
+      goes; it keeps no other property of the atoms).
+
+    The continuous null of ``tiling_ratio`` lies between ``iid`` and ``distinct`` (for dense draws).
+    """
+    if null not in ("iid", "distinct", "subpixel"):
+        raise ValueError(f"null must be 'iid', 'distinct' or 'subpixel', got {null!r}")
+    points = _finite_points(points)
+    n, (height, width) = len(points), shape
+    if n < 2 or (null == "distinct" and n > height * width):
         return {"ratio": math.nan, "ci_low": math.nan, "ci_high": math.nan, "points": n}
+    offset = points - np.round(points)                                  # in [−0.5, 0.5] per axis
+    low = (offset < 0).astype(np.int64)                                 # a negative offset needs pixel ≥ 1,
+    span = np.array([height, width]) - low - (offset > 0)               # a positive one pixel ≤ size − 2
 
-    def mean_nn(p: np.ndarray) -> float:
-        d, _ = cKDTree(p).query(p, k=2)
-        return float(d[:, 1].mean())
+    def draw(rng, k):
+        if null == "subpixel":
+            return low + np.floor(rng.random((k, 2)) * span) + offset
+        num = height * width
+        flat = rng.choice(num, size=k, replace=False) if null == "distinct" else rng.integers(0, num, k)
+        return np.stack([flat // width, flat % width], 1).astype(np.float64)
 
-    rng = np.random.default_rng(seed)
-    ref = np.array([mean_nn(rng.random((n, 2)) * np.asarray(extent)) for _ in range(draws)])
-    observed = mean_nn(points)
-    return {"ratio": observed / float(ref.mean()), "ci_low": observed / float(np.quantile(ref, 0.975)),
-            "ci_high": observed / float(np.quantile(ref, 0.025)), "points": n}
+    return _against(points, draw, draws, seed)
 
 
 @torch.no_grad()
@@ -139,6 +211,29 @@ def damage_per_support(drop_db: np.ndarray, support_fraction: np.ndarray) -> np.
     ok = support_fraction > 0
     out[ok] = drop_db[ok] / support_fraction[ok]
     return out
+
+
+def damage_distribution(max_drop_db, support_fraction, top: float = 0.01) -> dict[str, float]:
+    """Single-atom damage over the live atoms: ``max_drop_db (n,)`` (each atom's worst PSNR drop) and its
+    ``support_fraction (n,)``; non-finite entries are dropped.  Returns ``n``, ``median``, ``q90``, ``q99``,
+    ``max`` of the damage, ``max_support`` (support of the most damaging atom), ``top_n`` and
+    ``top_support_median`` (the ⌈top · n⌉ most damaging atoms, at least one) and ``support_median`` (all live
+    atoms).  Why: the largest drop alone is an extreme value; this says how far it is from the typical atom
+    and whether the damaging atoms are the broad ones.  NaN entries for no atoms."""
+    drop = np.asarray(max_drop_db, dtype=np.float64)
+    support = np.asarray(support_fraction, dtype=np.float64)
+    ok = np.isfinite(drop) & np.isfinite(support)
+    drop, support = drop[ok], support[ok]
+    n = len(drop)
+    if n == 0:
+        return {"n": 0, "median": math.nan, "q90": math.nan, "q99": math.nan, "max": math.nan,
+                "max_support": math.nan, "top_n": 0, "top_support_median": math.nan, "support_median": math.nan}
+    order = np.argsort(-drop, kind="stable")
+    top_n = max(1, math.ceil(top * n - 1e-9))
+    q50, q90, q99 = np.quantile(drop, [0.5, 0.9, 0.99])
+    return {"n": n, "median": float(q50), "q90": float(q90), "q99": float(q99), "max": float(drop[order[0]]),
+            "max_support": float(support[order[0]]), "top_n": top_n,
+            "top_support_median": float(np.median(support[order[:top_n]])), "support_median": float(np.median(support))}
 
 
 def median_ci(values, level: float = 0.95, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:

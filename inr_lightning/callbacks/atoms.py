@@ -40,12 +40,15 @@ from inr_lightning.analysis.ablation import (
 )
 from inr_lightning.analysis.locality import (
     content_signals,
+    damage_distribution,
     damage_per_support,
     mass_radius,
     max_abs,
     median_ci,
     pearson_with,
+    pixel_tiling_ratio,
     tiling_ratio,
+    uniform_mass_radius,
 )
 
 ATOM_COLUMNS = ["atom", "support_fraction", "mean_activation", "spread", "mass_radius90", "components",
@@ -240,6 +243,10 @@ def write_atom_report(sae, net, layer: int, x: torch.Tensor, target: torch.Tenso
     height, width = shape
     centroids = np.stack([stats["centroid_row"][alive] * (height - 1), stats["centroid_col"][alive] * (width - 1)], 1)
     tiling = tiling_ratio(centroids, (height - 1, width - 1), seed=seed)
+    # Nulls on the same pixel grid: conservative for "clustered", for "tiles", and matched to the quantisation.
+    tiling_grid = {name: pixel_tiling_ratio(centroids, shape, seed=seed, null=null)
+                   for name, null in (("pixel", "iid"), ("pixel_distinct", "distinct"), ("subpixel", "subpixel"))}
+    radius_uniform = uniform_mass_radius(shape)
 
     summary = {
         "atoms/alive": int(alive.sum()),
@@ -248,6 +255,8 @@ def write_atom_report(sae, net, layer: int, x: torch.Tensor, target: torch.Tenso
         "atoms/components_median": float(np.median(stats["components"][alive])) if alive.any() else math.nan,
         "atoms/components_mean": float(np.mean(stats["components"][alive])) if alive.any() else math.nan,
         **_median_entries("atoms/mass_radius90", radius[alive]),
+        "atoms/mass_radius90_uniform": radius_uniform,
+        **_median_entries("atoms/mass_radius90_rel_uniform", radius[alive] / radius_uniform),
         **_median_entries("atoms/components", stats["components"][alive]),
         "atoms/tiling_ratio": tiling["ratio"],
         "atoms/tiling_ratio_random_range95": [tiling["ci_low"], tiling["ci_high"]],
@@ -257,6 +266,9 @@ def write_atom_report(sae, net, layer: int, x: torch.Tensor, target: torch.Tenso
         **_median_entries("atoms/align_foreground", align["foreground"][alive]),
         "atoms/gallery_random_atoms": chosen,
     }
+    for name, t in tiling_grid.items():
+        summary[f"atoms/tiling_ratio_{name}"] = t["ratio"]
+        summary[f"atoms/tiling_ratio_{name}_random_range95"] = [t["ci_low"], t["ci_high"]]
     nan = np.full(n_atoms, math.nan)
     max_drop, mean_drop, max_drop_ep = nan, nan, nan
     if ablation:
@@ -274,7 +286,7 @@ def write_atom_report(sae, net, layer: int, x: torch.Tensor, target: torch.Tenso
                                 f"{abl['drop_ep_support'][a, i]:.6g}"])
         a_max, i_max = np.unravel_index(int(np.argmax(drop)), drop.shape)
         worst = np.argsort(-max_drop, kind="stable")[:worst_atoms]
-        alive_max = max_drop[alive]
+        dist = damage_distribution(max_drop[alive], stats["support_fraction"][alive])
         rho = math.nan
         if alive.sum() > 2:
             from scipy.stats import spearmanr
@@ -288,9 +300,13 @@ def write_atom_report(sae, net, layer: int, x: torch.Tensor, target: torch.Tenso
             "ablation/max_drop_image": int(i_max),
             "ablation/max_drop_support_fraction": float(stats["support_fraction"][a_max]),
             "ablation/max_drop_ep_db": float(drop_ep.max()),
-            "ablation/atom_max_drop_q50": float(np.quantile(alive_max, 0.5)) if alive.any() else math.nan,
-            "ablation/atom_max_drop_q90": float(np.quantile(alive_max, 0.9)) if alive.any() else math.nan,
-            "ablation/atom_max_drop_q99": float(np.quantile(alive_max, 0.99)) if alive.any() else math.nan,
+            "ablation/atom_max_drop_q50": dist["median"],
+            "ablation/atom_max_drop_q90": dist["q90"],
+            "ablation/atom_max_drop_q99": dist["q99"],
+            "ablation/atom_max_drop_top1pct_n": dist["top_n"],
+            "ablation/atom_max_drop_top1pct_support_median": dist["top_support_median"],
+            "ablation/max_drop_support_rel_median": dist["max_support"] / dist["support_median"]
+            if dist["support_median"] > 0 else math.nan,
             "ablation/drop_vs_support_spearman": rho,
             **_median_entries("ablation/damage_per_support", damage[alive]),
             **_median_entries("ablation/damage_ep_per_support", damage_ep[alive]),
