@@ -14,6 +14,9 @@ A LightningCLI with
 - checkpoints loaded with ``weights_only=True`` only, ``--ckpt_path`` resumes included (a checkpoint that
   needs arbitrary objects unpickled is refused with one line; ``--weights_only=false`` is the explicit
   opt-out for checkpoints you made yourself);
+- ``fit --ckpt_path=last`` both starts and continues a run: with no ``last.ckpt`` yet it starts a new one,
+  with one it resumes, and with one that already reached ``max_steps`` it trains nothing and keeps every
+  file (what ``make demo`` relies on to be run twice);
 - a run that cannot go on ends with one line and a non-zero exit status, its checkpoints intact:
   a non-finite loss (``FiniteLoss``, exit 1), SIGTERM (exit 143: Lightning finishes the current step, no
   checkpoint is written mid-epoch, the newest ``last.ckpt`` is from the last validation), or W&B failing to
@@ -161,6 +164,11 @@ class INRLightningCLI(LightningCLI):
         refused or unreadable checkpoint, or one written by another stage than the config's, becomes one line."""
         subcommand = self.config.get("subcommand")
         ckpt = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if subcommand == "fit" and str(ckpt) == "last" and not self._last_checkpoint().is_file():
+            # Nothing to resume yet: a new run (Lightning would warn and do the same), so that one command
+            # (``make demo``) both starts the run and continues it.
+            print(f"fit: no {self._last_checkpoint()} yet; starting a new run")
+            self.config[subcommand]["ckpt_path"] = ckpt = None
         if ckpt and str(ckpt) not in CKPT_KEYWORDS:
             if not Path(ckpt).is_file():
                 raise InputError(f"--ckpt_path {str(ckpt)!r} does not exist; give a .ckpt file written by a run "
@@ -171,6 +179,32 @@ class INRLightningCLI(LightningCLI):
             super()._parse_ckpt_path()
         except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
             raise _refused(ckpt, err) from None
+
+    def _last_checkpoint(self) -> Path:
+        """``<run>/checkpoints/last.ckpt`` of the parsed config's run directory (what ``--ckpt_path=last`` reads)."""
+        trainer = self.config[self.config["subcommand"]].get("trainer") or {}
+        return Path(trainer.get("default_root_dir") or os.getcwd()) / "checkpoints" / "last.ckpt"
+
+    def _fit_already_complete(self) -> bool:
+        """A fit resumed from a checkpoint that already reached ``max_steps`` has nothing to train: it ends
+        with one line and leaves every file of the run as it is (Lightning would run no step but rewrite
+        ``summary.json`` without the final evaluation and start an empty W&B run)."""
+        ckpt = self.config["fit"].get("ckpt_path")
+        path = self._last_checkpoint() if str(ckpt) == "last" else Path(str(ckpt)) if ckpt else None
+        max_steps = self.trainer.max_steps
+        if path is None or not path.is_file() or max_steps is None or max_steps < 0:
+            return False
+        try:
+            step = torch.load(path, map_location="cpu", weights_only=True).get("global_step")
+        except Exception:  # noqa: BLE001 — an unreadable checkpoint is reported by the fit itself
+            return False
+        if not isinstance(step, int) or step < max_steps:
+            return False
+        root = Path(self.trainer.default_root_dir)
+        print(f"fit: the run in '{root}' is complete ({path} is at step {step}, max_steps={max_steps}); nothing "
+              f"to train, its files are kept: {root / 'summary.json'}. Train on with a larger "
+              "--trainer.max_steps, or start anew in another --trainer.default_root_dir")
+        return True
 
     def _check_stage(self, subcommand: str, ckpt: str) -> None:
         """The checkpoint's model (``hyper_parameters["_class_path"]``) must be the config's model."""
@@ -224,6 +258,8 @@ class INRLightningCLI(LightningCLI):
 
     def _run_subcommand(self, subcommand: str) -> None:
         """Runs the subcommand; a stop the user must act on becomes one ``InputError``/``RunStopped`` line."""
+        if subcommand == "fit" and self._fit_already_complete():
+            return
         try:
             super()._run_subcommand(subcommand)
         except SIGTERMException:

@@ -29,6 +29,8 @@ def offline_wandb(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    # jsonargparse shows one deprecation per kind per process: Lightning's would hide ours of the same kind.
+    monkeypatch.setenv("JSONARGPARSE_DEPRECATION_WARNINGS", "all")
 
 
 def run_cli(args: list[str]) -> None:

@@ -1,9 +1,10 @@
 """The command line as users run it: a real subprocess, validate/test, interpolation, one-line errors."""
 
 import json
+import shlex
 
 import pytest
-from conftest import TINY, read_summary, run_subprocess
+from conftest import ROOT, TINY, read_summary, run_subprocess
 
 
 def test_fit_then_validate_and_test_in_a_subprocess(tmp_path):
@@ -76,3 +77,39 @@ def test_a_new_fit_never_overwrites_another_runs_checkpoints(tmp_path):
     resumed = run_subprocess([*args, "--ckpt_path=last", "--trainer.max_steps=6"])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert read_summary(run)["trainer/global_step"] == 6
+
+
+def demo_command() -> list[str]:
+    """The arguments after ``python -m inr_lightning`` in the Makefile's ``demo`` recipe."""
+    lines = (ROOT / "Makefile").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("demo:"))
+    for line in lines[start + 1:]:
+        if not line.startswith("\t"):
+            break
+        words = shlex.split(line.partition("#")[0])
+        if "inr_lightning" in words:
+            return words[words.index("inr_lightning") + 1:]
+    raise AssertionError("the Makefile's demo recipe runs no `python -m inr_lightning` command")
+
+
+def test_make_demo_twice_keeps_the_first_run(tmp_path):
+    """``make demo`` a second time: the run is complete, so nothing is trained and no file of it changes
+    (a run interrupted before its end would be resumed: ``--ckpt_path=last``)."""
+    run = tmp_path / "run"
+    args = [*demo_command(), f"--trainer.default_root_dir={run}", *TINY]
+    first = run_subprocess(args)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert f"no {run / 'checkpoints' / 'last.ckpt'} yet; starting a new run" in first.stdout
+    assert read_summary(run)["trainer/global_step"] == 4
+
+    def snapshot() -> dict:
+        return {p.relative_to(run).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+                for p in sorted(run.rglob("*")) if p.is_file()}
+
+    before = snapshot()
+    again = run_subprocess(args)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"fit: the run in '{run}' is complete ({run / 'checkpoints' / 'last.ckpt'} is at step 4, max_steps=4)" \
+        in again.stdout
+    assert "Traceback" not in again.stderr
+    assert snapshot() == before

@@ -261,8 +261,10 @@ def malicious_copy(source: Path, path: Path, marker: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("via", ["cohort_ckpt", "ckpt_path"])
+@pytest.mark.parametrize("via", ["cohort_ckpt", "ckpt_path", "ckpt_path=last"])
 def test_a_checkpoint_carrying_a_malicious_pickle_is_refused(via, cohort, tmp_path, capsys):
+    """``--ckpt_path=last`` (what ``make demo`` passes) is read by Lightning itself: refused since Lightning
+    2.6 loads it with the ``weights_only=True`` the CLI passes (2.5 unpickles it: pyproject's floor)."""
     marker = tmp_path / "pwned"
     (tmp_path / "evil" / "checkpoints").mkdir(parents=True)   # a run folder: the fit reads its config.yaml
     shutil.copy(cohort / "config.yaml", tmp_path / "evil" / "config.yaml")
@@ -271,9 +273,13 @@ def test_a_checkpoint_carrying_a_malicious_pickle_is_refused(via, cohort, tmp_pa
         line = cli_error(fit_args(tmp_path / "r", evil), capsys)
         assert line.startswith(f"error: cohort checkpoint '{evil}' is not a readable checkpoint (UnpicklingError); "
                                "only checkpoints that load with weights_only=True are accepted")
-    else:
+    elif via == "ckpt_path":
         line = cli_error(cohort_args(tmp_path / "r", f"--ckpt_path={evil}"), capsys)
         assert line.startswith(f"error: checkpoint '{evil}' was refused: it holds objects that only load by "
+                               "running arbitrary code, and checkpoints are loaded with weights_only=True")
+    else:
+        line = cli_error(cohort_args(tmp_path / "evil", "--ckpt_path=last"), capsys)
+        assert line.startswith("error: checkpoint 'last' was refused: it holds objects that only load by "
                                "running arbitrary code, and checkpoints are loaded with weights_only=True")
     assert not marker.exists()
 

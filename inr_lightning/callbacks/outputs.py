@@ -291,10 +291,10 @@ class RunConfig(SaveConfigCallback):
         if stage == "fit":
             path = Path(trainer.default_root_dir) / self.config_filename
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.parser.save(self.config, str(path), skip_none=False, overwrite=True, multifile=False)
+            self.parser.save(self.config, str(path), skip_unset=False, overwrite=True, multifile=False)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                resolved = json.loads(self.parser.dump(self.config, skip_none=False, format="json"))
+                resolved = json.loads(self.parser.dump(self.config, skip_unset=False, format="json"))
                 # Values linked from the data (num_signals, out_channels) are set at instantiation and are
                 # absent from the parsed config; the module's hyper-parameters hold them.
                 model_args = resolved.get("model", {}).setdefault("init_args", {})
