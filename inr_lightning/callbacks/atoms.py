@@ -16,7 +16,7 @@ At the end of training (``on_train_end``, so ``RunSummary`` writes the summary a
   the un-ablated SAE path, and the error-preserving variant (x − z_a·d_a) vs the INR path;
 - ``worst_atoms.png``: the most damaging atoms: map, un-ablated SAE-path image, ablated image, |difference|;
 
-fills ``pl_module.summary_extra`` (→ ``summary.json``) and, with a WandbLogger, logs both images and the
+reports its numbers through ``summary()`` (→ ``summary.json``) and, with a WandbLogger, logs both images and the
 atom table.  ``write_atom_report`` does the same outside a Trainer.
 """
 
@@ -80,32 +80,6 @@ def _to_images(values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     """``(N, P, C)`` on [−1, 1] → ``(N, C, H, W)`` on [0, 1]."""
     n, _, c = values.shape
     return ((values.double().cpu().transpose(1, 2).reshape(n, c, *shape) + 1) * 0.5).clamp(0, 1)
-
-
-def plot_curves(path: Path, curves: dict, title: str) -> None:
-    """SAE training curves: FVU (training batches and full-grid evaluations, log scale) and the dead fraction
-    on the grid, against the optimizer step."""
-    plt = _plt()
-    fig, (ax_f, ax_d) = plt.subplots(1, 2, figsize=(9, 3.4))
-    steps, fvu = curves.get("train_step", []), curves.get("train_fvu", [])
-    if steps:
-        ax_f.plot(steps, np.maximum(fvu, 1e-12), lw=0.6, alpha=0.6, label="training batch")
-    if curves.get("step"):
-        ax_f.plot(curves["step"], np.maximum(curves["fvu"], 1e-12), "o-", ms=3, label="full grid")
-        ax_d.plot(curves["step"], curves["dead_fraction"], "o-", ms=3, color="C3")
-    ax_f.set_yscale("log")
-    ax_f.set_xlabel("step")
-    ax_f.set_ylabel("FVU = Σ‖x − x̂‖² / Σ‖x − x̄‖²")
-    ax_f.legend(fontsize=8)
-    ax_d.set_xlabel("step")
-    ax_d.set_ylabel("dead fraction (never fires on the grid)")
-    ax_d.set_ylim(-0.02, 1.02)
-    for ax in (ax_f, ax_d):
-        ax.grid(alpha=0.3)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _gallery(path: Path, groups: list[tuple[str, list[tuple[int, np.ndarray, float]]]], image: torch.Tensor,
@@ -374,28 +348,29 @@ class AtomReport(L.Callback):
         self.top_atoms, self.worst_atoms, self.ablation = top_atoms, worst_atoms, ablation
         self.image_index, self.chunk, self.dirname = image_index, chunk, dirname
         self.seed, self.foreground_threshold = seed, foreground_threshold
-        self.summary: dict = {}
+        self._summary: dict = {}
+
+    def summary(self) -> dict:
+        """The report's numbers (``atoms/…``, ``ablation/…``) for ``summary.json``; empty before the report."""
+        return dict(self._summary)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        dm = trainer.datamodule
+        # The frozen INR at the layer is the one the module received; the grid, its activations and the cohort
+        # images are the data module's public tensors (contracts.ActivationData).
+        readout, dm = pl_module.readout, trainer.datamodule
         device = pl_module.device
-        sae, net = pl_module.sae, dm.net.to(device)
+        sae = pl_module.sae
         was_training = sae.training
         sae.eval()
         out_dir = Path(trainer.default_root_dir) / self.dirname
         x = dm.grid_activations(device)
-        describe = getattr(dm, "describe", None)
-        self.summary, table = write_atom_report(
-            sae, net, dm.layer, x, dm.targets.to(device), dm.images, dm.resolution, out_dir, self.top_atoms,
-            self.worst_atoms, self.ablation, self.image_index, self.chunk, seed=self.seed,
-            title=describe() if callable(describe) else f"layer {dm.layer}",
-            foreground_threshold=self.foreground_threshold)
+        self._summary, table = write_atom_report(
+            sae, readout.to(device).net, readout.layer, x, dm.targets.to(device), dm.images, dm.resolution, out_dir,
+            self.top_atoms, self.worst_atoms, self.ablation, self.image_index, self.chunk, seed=self.seed,
+            title=readout.describe(), foreground_threshold=self.foreground_threshold)
         sae.train(was_training)
-        extra = getattr(pl_module, "summary_extra", None)
-        if isinstance(extra, dict):
-            extra.update(self.summary)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 for name in ("gallery", "worst_atoms", "distributions"):  # separate keys: the pictures differ in size

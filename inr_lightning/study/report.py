@@ -314,7 +314,7 @@ def finding2_lines(rows: list[dict], out: Path) -> list[str]:
     lines += sae_table(depth, out) + [""]
     lines += _seed_lines(rows) + _size_lines(rows, out)
     for r in depth:
-        for name in ("atoms/gallery.png", "atoms/worst_atoms.png", "sae_curves.png"):
+        for name in ("atoms/gallery.png", "atoms/worst_atoms.png", "curves.png"):
             image = Path(r["run"]) / name
             if image.is_file():
                 lines.append(f"![{r['backbone']} layer {r['layer']} ({r['encoder']}): {image.name}]({rel(image, out)})")
