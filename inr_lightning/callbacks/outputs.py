@@ -75,13 +75,10 @@ def summarize(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def component_summary(component: Any) -> dict:
-    """``component.summary()`` when it has one (a dict of ``summary.json`` entries), else ``summary_extra`` (the
-    older contract, still used by some components), else nothing."""
+    """``component.summary()`` when it has one (a dict of ``summary.json`` entries), else nothing."""
     report = getattr(component, "summary", None)
-    if callable(report):
-        entries = report()
-        return dict(entries) if isinstance(entries, dict) else {}
-    return dict(getattr(component, "summary_extra", None) or {})
+    entries = report() if callable(report) else None
+    return dict(entries) if isinstance(entries, dict) else {}
 
 
 def collect_summaries(trainer: L.Trainer, pl_module: L.LightningModule) -> dict:

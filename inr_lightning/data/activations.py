@@ -151,7 +151,7 @@ class ActivationDataModule(L.LightningDataModule):
         self.readout = LayerReadout(self.net, self.layer, chunk=self.eval_chunk, sampler=self.init_sample,
                                     encoder=self.encoder)
         summary = getattr(cohort, "summary", None)
-        cohort_extra = dict(summary() if callable(summary) else getattr(cohort, "summary_extra", None) or {})
+        cohort_extra = dict(summary() if callable(summary) else {})
         self._summary: dict = {
             "data/cohort_ckpt": str(cohort_ckpt),
             "data/cohort_run": str(getattr(cohort, "cohort_run", run_dir_of(cohort_ckpt))),

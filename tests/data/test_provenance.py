@@ -112,7 +112,7 @@ def test_the_validation_split_comes_from_the_cohort_runs_num_validation(tmp_path
                                 num_signals=4, num_heldout=2, num_validation=2)
     val = CohortRunDataModule(ckpt, split="validation")
     assert val.signal_names == ["synthetic seed 0 #3", "synthetic seed 0 #4"] and val.overrides == {}
-    assert val.summary_extra["data/num_validation"] == 2 and val.resolution == (16, 16)
+    assert val.summary()["data/num_validation"] == 2 and val.resolution == (16, 16)
     assert {row["split"] for row in val.signal_table()} == {"validation"}
     held = CohortRunDataModule(ckpt).signal_names
     trained = CohortRunDataModule(ckpt, split="cohort", allow_cohort_signals=True).signal_names
