@@ -151,10 +151,11 @@ class SAEModule(L.LightningModule):
         self.readout = readout   # a plain object, not a child module: never in the state_dict
         self.sae = TopKSAE(d_in, n_atoms, k, k_aux, dead_window, seed=init_seed, encoder_input=encoder_input)
         self._eval: SAEEvalSums | None = None
+        self._fitting = False   # the input scale is reported by fits (as it was when the fit started)
 
     def summary(self) -> dict:
-        """Entries for ``summary.json``: the learning rate and the input scale."""
-        return {"sae/lr": self.lr, "sae/input_scale": float(self.sae.input_scale)}
+        """Entries for ``summary.json``: the learning rate and, in a fit, the input scale."""
+        return {"sae/lr": self.lr, **({"sae/input_scale": float(self.sae.input_scale)} if self._fitting else {})}
 
     def setup(self, stage: str) -> None:
         if self.sae.d_in is None:
@@ -177,6 +178,7 @@ class SAEModule(L.LightningModule):
             if self.hparams.decoder_init == "data":
                 gen = torch.Generator().manual_seed(int(self.hparams.init_seed))
                 self.sae.init_decoder_from_data(sample, gen)
+        self._fitting = True
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         x, total = batch["x"], int(batch["num_samples"])
