@@ -1,7 +1,8 @@
-"""What the stages' modules and callbacks may read from the data module they train on.
+"""What the stages' modules receive and what modules and callbacks may read from the data module.
 
 Lightning hands a module ``trainer.datamodule`` as an untyped object; these protocols name what each stage
-reads from it, so a data module of one's own works when it has these members (checked with ``isinstance``)
+reads from it or is handed (the SAE module receives its ``readout``: ``ActivationSource``/``LayerOutputs``, and
+reads batches only), so an object of one's own works when it has these members (checked with ``isinstance``)
 and a missing one is a clear error instead of an ``AttributeError`` mid-run.
 """
 
