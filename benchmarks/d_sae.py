@@ -62,21 +62,18 @@ def fvu_after_training(ctx: Ctx, x: torch.Tensor, init: str) -> tuple[float, flo
 
     from inr_lightning.analysis import sae_metrics
     from inr_lightning.models import SAEModule
+    from inr_lightning.nn.readout import SampledActivations
 
     s, steps = ctx.s, ctx.s["sae_init_steps"]
 
-    class GridActivations(L.LightningDataModule):   # what SAEModule reads (contracts.ActivationBatches)
-        d_in = x.shape[1]
-
-        def init_sample(self, n, device="cpu"):
-            return x[:n].to(device)
-
+    class GridActivations(L.LightningDataModule):   # batches of x; the SAE initialises from SampledActivations(x)
         def train_dataloader(self):
             return torch.utils.data.DataLoader([{"x": x, "num_samples": len(x)}] * steps, batch_size=None)
 
     L.seed_everything(0, verbose=False)
-    module = SAEModule(n_atoms=s["sae_init_atoms"], k=s["sae_init_k"], lr=2e-3, warmup_steps=steps // 10,
-                       decay_fraction=0.3, dead_window=4 * len(x), decoder_init=init, init_samples=len(x))
+    module = SAEModule(SampledActivations(x), n_atoms=s["sae_init_atoms"], k=s["sae_init_k"], lr=2e-3,
+                       warmup_steps=steps // 10, decay_fraction=0.3, dead_window=4 * len(x), decoder_init=init,
+                       init_samples=len(x))
     L.Trainer(max_steps=steps, accelerator=ctx.device.type, devices=1, logger=False, enable_checkpointing=False,
               enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, gradient_clip_val=1.0,
               default_root_dir=ctx.tmp / f"sae_{init}").fit(module, GridActivations())

@@ -196,7 +196,8 @@ class FitRun(Run):
     def __init__(self, path: Path, ckpt_path: Path, ckpt: dict) -> None:
         super().__init__(path, ckpt_path, ckpt)
         hp = self.hparams
-        net_cfg = ((ckpt.get("fit_state") or {}).get("summary_extra") or {}).get("fit/net") \
+        state = ckpt.get("fit_state") or {}
+        net_cfg = (state.get("summary") or state.get("summary_extra") or {}).get("fit/net") \
             or self.summary.get("fit/net")
         if net_cfg is None:  # older checkpoints: the architecture of the cohort it started from
             from inr_lightning.checkpoints import load_cohort

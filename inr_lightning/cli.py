@@ -4,7 +4,8 @@ A LightningCLI with
 - the ``omegaconf+`` parser mode: ``${...}`` interpolation is resolved after every config file and
   command-line override is merged, so ``--trainer.default_root_dir=X`` moves the logger's files too;
 - model and data chosen by ``class_path`` in the config (one CLI for every stage);
-- the facts of the data linked into the model (``data.num_signals → model.num_signals``), never typed twice;
+- the facts of the data linked into the model (``data.num_signals → model.num_signals``, ``data.readout →
+  model.readout``), never typed twice;
 - every run's outputs in one folder (``trainer.default_root_dir``): ``config.yaml``, ``summary.json`` (the
   last real evaluation: a fit always ends with one), ``metrics.csv`` and ``curves.png`` (with or without
   W&B), ``checkpoints/{last,best}.ckpt``, ``wandb/``; ``validate``/``test`` write ``validate_summary.json``/
@@ -105,6 +106,8 @@ class INRLightningCLI(LightningCLI):
         # Targets missing from a model's signature are skipped, so one CLI serves every stage.
         parser.link_arguments("data.num_signals", "model.init_args.num_signals", apply_on="instantiate")
         parser.link_arguments("data.num_channels", "model.init_args.out_channels", apply_on="instantiate")
+        # The SAE stage: the frozen INR at the layer (nn.readout.LayerReadout), built by ActivationDataModule.
+        parser.link_arguments("data.readout", "model.init_args.readout", apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:
         """``validate``/``test``/``predict`` keep their W&B run out of the training run's ``wandb/``: it goes to

@@ -1,7 +1,8 @@
-"""What the stages' modules and callbacks may read from the data module they train on.
+"""What the stages' modules receive and what modules and callbacks may read from the data module.
 
 Lightning hands a module ``trainer.datamodule`` as an untyped object; these protocols name what each stage
-reads from it, so a data module of one's own works when it has these members (checked with ``isinstance``)
+reads from it or is handed (the SAE module receives its ``readout``: ``ActivationSource``/``LayerOutputs``, and
+reads batches only), so an object of one's own works when it has these members (checked with ``isinstance``)
 and a missing one is a clear error instead of an ``AttributeError`` mid-run.
 """
 
@@ -23,23 +24,39 @@ class GridData(Protocol):
 
 
 @runtime_checkable
-class ActivationBatches(Protocol):
-    """What ``SAEModule`` needs to train: the width of the activations and a sample of them to initialise from
-    (training batches carry the activations themselves as ``batch["x"]``)."""
+class ActivationSource(Protocol):
+    """What ``SAEModule`` needs to train, handed to it as ``readout``: the width of the activations and a
+    deterministic sample of them to initialise from (training batches carry the activations themselves as
+    ``batch["x"]``).  ``nn.readout.LayerReadout`` and ``nn.readout.SampledActivations`` have it."""
 
-    d_in: int
+    @property
+    def width(self) -> int: ...
 
-    def init_sample(self, n: int, device=...) -> Tensor: ...
+    def sample(self, n: int, device=...) -> Tensor: ...
 
 
 @runtime_checkable
-class ActivationData(ActivationBatches, Protocol):
-    """What the SAE's evaluation, ``AtomReport`` and the Python API read as well: the frozen cohort network and
-    the layer whose activations are served, the grid and the activations on it."""
+class LayerOutputs(ActivationSource, Protocol):
+    """What the SAE's downstream term and evaluation read as well (``nn.readout.LayerReadout``): the frozen cohort
+    network from the layer on, ``(P, width)`` activations → ``(N, P, C)`` outputs of every head."""
 
-    net: object            # the cohort's ``CohortINR`` (frozen)
+    layer: int
+
+    def outputs_from(self, x: Tensor) -> Tensor: ...
+
+    def describe(self) -> str: ...
+
+
+@runtime_checkable
+class ActivationData(Protocol):
+    """What ``AtomReport`` and the Python API read from an SAE run's data module besides batches: the readout,
+    the grid, the activations and the cohort images on it."""
+
+    readout: LayerOutputs
     layer: int             # the encoder layer the activations come from
     coords: Tensor         # (H·W, 2) evaluation grid
+    targets: Tensor        # (N, H·W, C) on [−1, 1]
+    images: Tensor         # (N, C, H, W) on [−1, 1]
     resolution: tuple[int, int]
 
     def describe(self) -> str: ...

@@ -16,14 +16,16 @@ At the end of training (``on_train_end``, so ``RunSummary`` writes the summary a
   the un-ablated SAE path, and the error-preserving variant (x − z_a·d_a) vs the INR path;
 - ``worst_atoms.png``: the most damaging atoms: map, un-ablated SAE-path image, ablated image, |difference|;
 
-fills ``pl_module.summary_extra`` (→ ``summary.json``) and, with a WandbLogger, logs both images and the
-atom table.  ``write_atom_report`` does the same outside a Trainer.
+reports its numbers through ``summary()`` (→ ``summary.json``) and, with a WandbLogger, logs both images and the
+atom table.  ``write_atom_report`` does the same outside a Trainer: ``measure_atoms`` (numbers, no files) →
+``plot_atom_figures`` → ``write_atom_tables`` (``atoms.csv`` built by column name, ``ablation.csv``).
 """
 
 from __future__ import annotations
 
 import csv
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
@@ -55,6 +57,7 @@ ATOM_COLUMNS = ["atom", "support_fraction", "mean_activation", "spread", "mass_r
                 "centroid_row", "centroid_col", "content_alignment", "align_image", "align_edges", "align_foreground",
                 "max_drop_db",
                 "mean_drop_db", "max_drop_ep_db", "damage_per_support", "damage_ep_per_support"]
+INT_COLUMNS = ("atom", "components")
 
 
 def _plt():
@@ -80,32 +83,6 @@ def _to_images(values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     """``(N, P, C)`` on [−1, 1] → ``(N, C, H, W)`` on [0, 1]."""
     n, _, c = values.shape
     return ((values.double().cpu().transpose(1, 2).reshape(n, c, *shape) + 1) * 0.5).clamp(0, 1)
-
-
-def plot_curves(path: Path, curves: dict, title: str) -> None:
-    """SAE training curves: FVU (training batches and full-grid evaluations, log scale) and the dead fraction
-    on the grid, against the optimizer step."""
-    plt = _plt()
-    fig, (ax_f, ax_d) = plt.subplots(1, 2, figsize=(9, 3.4))
-    steps, fvu = curves.get("train_step", []), curves.get("train_fvu", [])
-    if steps:
-        ax_f.plot(steps, np.maximum(fvu, 1e-12), lw=0.6, alpha=0.6, label="training batch")
-    if curves.get("step"):
-        ax_f.plot(curves["step"], np.maximum(curves["fvu"], 1e-12), "o-", ms=3, label="full grid")
-        ax_d.plot(curves["step"], curves["dead_fraction"], "o-", ms=3, color="C3")
-    ax_f.set_yscale("log")
-    ax_f.set_xlabel("step")
-    ax_f.set_ylabel("FVU = Σ‖x − x̂‖² / Σ‖x − x̄‖²")
-    ax_f.legend(fontsize=8)
-    ax_d.set_xlabel("step")
-    ax_d.set_ylabel("dead fraction (never fires on the grid)")
-    ax_d.set_ylim(-0.02, 1.02)
-    for ax in (ax_f, ax_d):
-        ax.grid(alpha=0.3)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _gallery(path: Path, groups: list[tuple[str, list[tuple[int, np.ndarray, float]]]], image: torch.Tensor,
@@ -199,20 +176,37 @@ def _median_entries(prefix: str, values: np.ndarray) -> dict:
     return {f"{prefix}_median": med, f"{prefix}_median_ci95": [lo, hi]}
 
 
-@torch.no_grad()
-def write_atom_report(sae, net, layer: int, x: torch.Tensor, target: torch.Tensor, images: torch.Tensor,
-                      shape: tuple[int, int], out_dir: str | Path, top_atoms: int = 16, worst_atoms: int = 5,
-                      ablation: bool = True, image_index: int = 0, chunk: int = 65536, random_atoms: int | None = None,
-                      seed: int = 0, title: str = "SAE", foreground_threshold: float = 0.05) -> tuple[dict, list[list]]:
-    """Writes the report files into ``out_dir``; returns (summary entries, rows of the atom table).
+@dataclass
+class AtomMeasures:
+    """What ``measure_atoms`` finds, by name: ``columns`` (``ATOM_COLUMNS`` → a ``(n_atoms,)`` array each), the
+    ``summary`` entries, the per-atom-and-image ``ablation`` arrays (``drop``, ``drop_support``, ``drop_ep``,
+    ``drop_ep_support``: ``(n_atoms, N)``; ``None`` without ablations), and what the figures show."""
 
-    ``x``: activations on the full grid ``(P, d)``; ``target``: ``(N, P, C)`` on [−1, 1]; ``images``:
-    ``(N, C, H, W)`` on [−1, 1] (display and content alignment); ``title``: names the backbone and layer
-    (the figures add the dictionary size and k); ``random_atoms``: typical atoms drawn (seeded) from the live
-    ones for the gallery's second row (``None`` = ``top_atoms``).
-    """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    columns: dict[str, np.ndarray]
+    summary: dict
+    alive: np.ndarray                                  # (n_atoms,) bool: fires somewhere on the grid
+    title: str                                         # "<backbone layer>, <n> atoms, k = <k>"
+    gallery: list[tuple[str, list[tuple[int, np.ndarray, float]]]]
+    image: torch.Tensor                                # the cohort image beside the gallery, (C, H, W) on [0, 1]
+    image_index: int
+    distributions: dict[str, np.ndarray]               # per-metric values over the live atoms
+    worst: list[dict] = field(default_factory=list)    # the most damaging atoms' maps and images
+    ablation: dict[str, np.ndarray] | None = None
+
+    def rows(self) -> list[list]:
+        """The atom table, one row per atom in ``ATOM_COLUMNS`` order, each value taken by its column's name."""
+        n = len(self.columns["atom"])
+        return [[(int if name in INT_COLUMNS else float)(self.columns[name][a]) for name in ATOM_COLUMNS]
+                for a in range(n)]
+
+
+@torch.no_grad()
+def measure_atoms(sae, net, layer: int, x: torch.Tensor, target: torch.Tensor, images: torch.Tensor,
+                  shape: tuple[int, int], top_atoms: int = 16, worst_atoms: int = 5, ablation: bool = True,
+                  image_index: int = 0, chunk: int = 65536, random_atoms: int | None = None, seed: int = 0,
+                  title: str = "SAE", foreground_threshold: float = 0.05) -> AtomMeasures:
+    """Every atom's statistics, locality, content alignment and (``ablation``) ablation drops; no files.
+    Arguments as ``write_atom_report``."""
     n_atoms = sae.n_atoms
     what = f"{title}, {n_atoms} atoms, k = {sae.k}"
     vals, idx = encode_grid(sae, x, chunk)
@@ -228,10 +222,7 @@ def write_atom_report(sae, net, layer: int, x: torch.Tensor, target: torch.Tenso
     def maps(atoms):
         return [(a, atom_map(vals, idx, a, shape).cpu().numpy(), float(stats["support_fraction"][a])) for a in atoms]
 
-    _gallery(out_dir / "gallery.png", [("top by mean activation", maps(order)),
-                                       (f"random live atoms (seed {seed})", maps(chosen))],
-             ((images[image_index].cpu() + 1) * 0.5).clamp(0, 1), image_index,
-             f"{what}: atom maps z_a over the grid")
+    gallery = [("top by mean activation", maps(order)), (f"random live atoms (seed {seed})", maps(chosen))]
 
     # Locality beyond the support fraction (which TopK fixes on average).
     radius = mass_radius(vals, idx, n_atoms, shape)
@@ -271,19 +262,13 @@ def write_atom_report(sae, net, layer: int, x: torch.Tensor, target: torch.Tenso
         summary[f"atoms/tiling_ratio_{name}_random_range95"] = [t["ci_low"], t["ci_high"]]
     nan = np.full(n_atoms, math.nan)
     max_drop, mean_drop, max_drop_ep = nan, nan, nan
+    worst_rows, ablation_arrays = [], None
     if ablation:
         abl = ablate_all(sae, net, layer, x, target, chunk)
         drop, drop_ep = abl["drop"].numpy(), abl["drop_ep"].numpy()
+        ablation_arrays = {"drop": drop, "drop_support": np.asarray(abl["drop_support"]), "drop_ep": drop_ep,
+                           "drop_ep_support": np.asarray(abl["drop_ep_support"])}
         max_drop, mean_drop, max_drop_ep = drop.max(1), drop.mean(1), drop_ep.max(1)
-        with open(out_dir / "ablation.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["atom", "image", "support_fraction", "drop_db", "drop_support_db", "drop_ep_db",
-                        "drop_ep_support_db"])
-            for a in np.flatnonzero(alive):
-                for i in range(drop.shape[1]):
-                    w.writerow([int(a), i, f"{stats['support_fraction'][a]:.6g}", f"{drop[a, i]:.6g}",
-                                f"{abl['drop_support'][a, i]:.6g}", f"{drop_ep[a, i]:.6g}",
-                                f"{abl['drop_ep_support'][a, i]:.6g}"])
         a_max, i_max = np.unravel_index(int(np.argmax(drop)), drop.shape)
         worst = np.argsort(-max_drop, kind="stable")[:worst_atoms]
         dist = damage_distribution(max_drop[alive], stats["support_fraction"][alive])
@@ -320,39 +305,86 @@ def write_atom_report(sae, net, layer: int, x: torch.Tensor, target: torch.Tenso
         x_hat = torch.cat([sae.decode(vals[s:s + chunk], idx[s:s + chunk]) for s in range(0, len(x), chunk)])
         base = _to_images(torch.cat([net.forward_from(x_hat[s:s + chunk].unsqueeze(0), layer)
                                      for s in range(0, len(x), chunk)], dim=1), shape)
-        rows = []
         for a in worst:
             i = int(np.argmax(drop[a]))
             ablated = _to_images(ablated_output(sae, net, layer, x, int(a), chunk=chunk)[i:i + 1], shape)[0]
-            rows.append({"atom": int(a), "image": i, "drop": float(drop[a, i]),
-                         "support": float(stats["support_fraction"][a]),
-                         "map": atom_map(vals, idx, int(a), shape).cpu().numpy(), "base": base[i],
-                         "ablated": ablated, "diff": (ablated - base[i]).abs().mean(0).numpy()})
-        if rows:
-            _worst(out_dir / "worst_atoms.png", rows, f"{what}: the most damaging single-atom ablations")
+            worst_rows.append({"atom": int(a), "image": i, "drop": float(drop[a, i]),
+                               "support": float(stats["support_fraction"][a]),
+                               "map": atom_map(vals, idx, int(a), shape).cpu().numpy(), "base": base[i],
+                               "ablated": ablated, "diff": (ablated - base[i]).abs().mean(0).numpy()})
     else:
         damage = damage_ep = nan
 
-    _distributions(out_dir / "distributions.png", {
+    distributions = {
         "support_fraction": stats["support_fraction"][alive], "mass_radius90": radius[alive],
         "components": stats["components"][alive], "content_alignment": align["content"][alive],
         "align_image": align["image"][alive],
         "align_edges": align["edges"][alive], "align_foreground": align["foreground"][alive],
-        "max_drop_db": max_drop[alive], "damage_per_support": damage[alive]}, what)
+        "max_drop_db": max_drop[alive], "damage_per_support": damage[alive]}
+    columns = {
+        "atom": np.arange(n_atoms), "support_fraction": stats["support_fraction"],
+        "mean_activation": stats["mean_activation"], "spread": stats["spread"], "mass_radius90": radius,
+        "components": stats["components"], "centroid_row": stats["centroid_row"], "centroid_col": stats["centroid_col"],
+        "content_alignment": align["content"], "align_image": align["image"], "align_edges": align["edges"],
+        "align_foreground": align["foreground"], "max_drop_db": max_drop, "mean_drop_db": mean_drop,
+        "max_drop_ep_db": max_drop_ep, "damage_per_support": damage, "damage_ep_per_support": damage_ep}
+    assert list(columns) == ATOM_COLUMNS, "every column of the atom table is measured, by name"
+    return AtomMeasures(columns=columns, summary=summary, alive=alive, title=what, gallery=gallery,
+                        image=((images[image_index].cpu() + 1) * 0.5).clamp(0, 1), image_index=image_index,
+                        distributions=distributions, worst=worst_rows, ablation=ablation_arrays)
 
-    table = []
-    for a in range(n_atoms):
-        table.append([a, float(stats["support_fraction"][a]), float(stats["mean_activation"][a]),
-                      float(stats["spread"][a]), float(radius[a]), int(stats["components"][a]),
-                      float(stats["centroid_row"][a]), float(stats["centroid_col"][a]), float(align["content"][a]),
-                      float(align["image"][a]),
-                      float(align["edges"][a]), float(align["foreground"][a]), float(max_drop[a]),
-                      float(mean_drop[a]), float(max_drop_ep[a]), float(damage[a]), float(damage_ep[a])])
+
+def plot_atom_figures(m: AtomMeasures, out_dir: str | Path) -> None:
+    """``gallery.png``, ``worst_atoms.png`` (with ablations) and ``distributions.png`` into ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _gallery(out_dir / "gallery.png", m.gallery, m.image, m.image_index, f"{m.title}: atom maps z_a over the grid")
+    if m.worst:
+        _worst(out_dir / "worst_atoms.png", m.worst, f"{m.title}: the most damaging single-atom ablations")
+    _distributions(out_dir / "distributions.png", m.distributions, m.title)
+
+
+def write_atom_tables(m: AtomMeasures, out_dir: str | Path) -> list[list]:
+    """``atoms.csv`` (``ATOM_COLUMNS``, one row per atom) and, with ablations, ``ablation.csv`` (one row per live
+    atom and cohort image) into ``out_dir``; returns the atom table's rows."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if m.ablation is not None:
+        abl, support = m.ablation, m.columns["support_fraction"]
+        with open(out_dir / "ablation.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["atom", "image", "support_fraction", "drop_db", "drop_support_db", "drop_ep_db",
+                        "drop_ep_support_db"])
+            for a in np.flatnonzero(m.alive):
+                for i in range(abl["drop"].shape[1]):
+                    w.writerow([int(a), i, f"{support[a]:.6g}", f"{abl['drop'][a, i]:.6g}",
+                                f"{abl['drop_support'][a, i]:.6g}", f"{abl['drop_ep'][a, i]:.6g}",
+                                f"{abl['drop_ep_support'][a, i]:.6g}"])
+    table = m.rows()
     with open(out_dir / "atoms.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(ATOM_COLUMNS)
         w.writerows([[f"{v:.6g}" if isinstance(v, float) else v for v in row] for row in table])
-    return summary, table
+    return table
+
+
+def write_atom_report(sae, net, layer: int, x: torch.Tensor, target: torch.Tensor, images: torch.Tensor,
+                      shape: tuple[int, int], out_dir: str | Path, top_atoms: int = 16, worst_atoms: int = 5,
+                      ablation: bool = True, image_index: int = 0, chunk: int = 65536, random_atoms: int | None = None,
+                      seed: int = 0, title: str = "SAE", foreground_threshold: float = 0.05) -> tuple[dict, list[list]]:
+    """Measures the atoms, draws the figures and writes the tables into ``out_dir`` (``measure_atoms`` →
+    ``plot_atom_figures`` → ``write_atom_tables``); returns (summary entries, rows of the atom table).
+
+    ``x``: activations on the full grid ``(P, d)``; ``target``: ``(N, P, C)`` on [−1, 1]; ``images``:
+    ``(N, C, H, W)`` on [−1, 1] (display and content alignment); ``title``: names the backbone and layer
+    (the figures add the dictionary size and k); ``random_atoms``: typical atoms drawn (seeded) from the live
+    ones for the gallery's second row (``None`` = ``top_atoms``).
+    """
+    measures = measure_atoms(sae, net, layer, x, target, images, shape, top_atoms, worst_atoms, ablation, image_index,
+                             chunk, random_atoms, seed, title, foreground_threshold)
+    plot_atom_figures(measures, out_dir)
+    table = write_atom_tables(measures, out_dir)
+    return measures.summary, table
 
 
 class AtomReport(L.Callback):
@@ -374,28 +406,29 @@ class AtomReport(L.Callback):
         self.top_atoms, self.worst_atoms, self.ablation = top_atoms, worst_atoms, ablation
         self.image_index, self.chunk, self.dirname = image_index, chunk, dirname
         self.seed, self.foreground_threshold = seed, foreground_threshold
-        self.summary: dict = {}
+        self._summary: dict = {}
+
+    def summary(self) -> dict:
+        """The report's numbers (``atoms/…``, ``ablation/…``) for ``summary.json``; empty before the report."""
+        return dict(self._summary)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        dm = trainer.datamodule
+        # The frozen INR at the layer is the one the module received; the grid, its activations and the cohort
+        # images are the data module's public tensors (contracts.ActivationData).
+        readout, dm = pl_module.readout, trainer.datamodule
         device = pl_module.device
-        sae, net = pl_module.sae, dm.net.to(device)
+        sae = pl_module.sae
         was_training = sae.training
         sae.eval()
         out_dir = Path(trainer.default_root_dir) / self.dirname
         x = dm.grid_activations(device)
-        describe = getattr(dm, "describe", None)
-        self.summary, table = write_atom_report(
-            sae, net, dm.layer, x, dm.targets.to(device), dm.images, dm.resolution, out_dir, self.top_atoms,
-            self.worst_atoms, self.ablation, self.image_index, self.chunk, seed=self.seed,
-            title=describe() if callable(describe) else f"layer {dm.layer}",
-            foreground_threshold=self.foreground_threshold)
+        self._summary, table = write_atom_report(
+            sae, readout.to(device).net, readout.layer, x, dm.targets.to(device), dm.images, dm.resolution, out_dir,
+            self.top_atoms, self.worst_atoms, self.ablation, self.image_index, self.chunk, seed=self.seed,
+            title=readout.describe(), foreground_threshold=self.foreground_threshold)
         sae.train(was_training)
-        extra = getattr(pl_module, "summary_extra", None)
-        if isinstance(extra, dict):
-            extra.update(self.summary)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 for name in ("gallery", "worst_atoms", "distributions"):  # separate keys: the pictures differ in size

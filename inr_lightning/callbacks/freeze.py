@@ -81,6 +81,11 @@ class StableRankFreeze(L.Callback):
         self.init_profile: list[float] | None = None
         self.layer: int | None = None
         self.last_frozen_layer: int | None = None
+        self._summary: dict = {}
+
+    def summary(self) -> dict:
+        """Entries for ``summary.json``: the stable-rank profile, the rule and (when applied) what it froze."""
+        return dict(self._summary)
 
     @staticmethod
     def loaded_weights(pl_module: L.LightningModule) -> list[torch.Tensor]:
@@ -105,9 +110,7 @@ class StableRankFreeze(L.Callback):
             self.profile, self.rule, self.depth, self.allow_first_layer,
             self.init_profile if self.relative_to_init else None)
         argmax = max(range(len(self.profile)), key=lambda i: self.profile[i])
-        extra = getattr(pl_module, "summary_extra", None)
-        if extra is None:
-            extra = pl_module.summary_extra = {}
+        extra = self._summary = {}
         protocol = getattr(pl_module, "protocol", "auto")
         self.applied = protocol == "auto"
         extra.update({"freeze/stable_rank": self.profile, "freeze/stable_rank_init": self.init_profile,

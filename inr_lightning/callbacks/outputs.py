@@ -33,7 +33,7 @@ METRICS_FILE, CURVES_FILE = "metrics.csv", "curves.png"
 CURVE_PANELS = (
     ("loss", ("train/loss", "train/mse"), True),
     ("PSNR (dB)", ("train/psnr", "val/psnr"), False),
-    ("SAE FVU", ("sae/fvu",), True),
+    ("SAE FVU", ("train/fvu", "sae/fvu"), True),
     ("SAE dead fraction", ("sae/dead_fraction",), False),
     ("PSNR through the SAE (dB)", ("sae/psnr", "sae/inr_psnr"), False),
 )
@@ -74,9 +74,25 @@ def summarize(metrics: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def component_summary(component: Any) -> dict:
+    """``component.summary()`` when it has one (a dict of ``summary.json`` entries), else nothing."""
+    report = getattr(component, "summary", None)
+    entries = report() if callable(report) else None
+    return dict(entries) if isinstance(entries, dict) else {}
+
+
+def collect_summaries(trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
+    """The entries every component reports, in order: the data module, the model, the callbacks."""
+    payload: dict = {}
+    for component in (trainer.datamodule, pl_module, *trainer.callbacks):
+        if component is not None:
+            payload.update(component_summary(component))
+    return payload
+
+
 class RunSummary(L.Callback):
-    """Writes the run's record: the latest value of every logged scalar and ``extra`` entries that the data
-    module and the model add through ``summary_extra``.
+    """Writes the run's record: the latest value of every logged scalar and the entries that the data module,
+    the model and every callback report through ``summary() -> dict`` (``collect_summaries``).
 
     Under ``fit``: ``<run>/summary.json``, refreshed after each real validation (so an interrupted run still
     has one) and at the end; the sanity check's step-0 values never enter it.  Under ``validate``/``test``:
@@ -111,9 +127,8 @@ class RunSummary(L.Callback):
         if not trainer.is_global_zero or filename is None:
             return
         payload = summarize(self.metrics)
-        # What the data module and the model add: provenance of the data, recorded PSNR history, …
-        payload.update(getattr(trainer.datamodule, "summary_extra", None) or {})
-        payload.update(getattr(pl_module, "summary_extra", {}))
+        # What the data module, the model and the callbacks report: provenance of the data, recorded PSNR history, …
+        payload.update(collect_summaries(trainer, pl_module))
         payload["trainer/global_step"] = trainer.global_step
         payload["trainer/epoch"] = trainer.current_epoch
         if filename != SUMMARY_FILES["fit"]:

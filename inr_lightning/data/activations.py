@@ -13,8 +13,10 @@ coordinates are new every step and go through the encoder on the training device
 ``on_after_batch_transfer`` (the frozen network lives here and follows the batch's device).
 
 The cohort images and every data setting come from the cohort run's ``config.yaml`` beside ``checkpoints/``
-(``CohortRunDataModule`` with ``split: cohort``), or from ``cohort_data`` when given.  ``summary_extra``
-(merged into ``summary.json``) records where the data came from and which encoder the SAE reads:
+(``CohortRunDataModule`` with ``split: cohort``), or from ``cohort_data`` when given.  ``readout`` (a
+``nn.readout.LayerReadout``) is the frozen network split at the layer, with this module's initialisation
+sample: what the SAE module receives (the CLI links ``data.readout`` into ``model.init_args.readout``).
+``summary()`` (merged into ``summary.json``) records where the data came from and which encoder the SAE reads:
 ``sae/encoder`` is ``untrained`` when the cohort run kept the layers up to ``layer`` at their random
 initialisation (``CohortINRModule(freeze_random_prefix=j)`` with ``layer ≤ j``), else ``cohort``.
 """
@@ -33,6 +35,7 @@ from inr_lightning.data.cohort import CohortRunDataModule, SignalDataModule
 from inr_lightning.data.grid import StepStream, rank_and_world, step_generator, step_indices
 from inr_lightning.data.provenance import run_dir_of
 from inr_lightning.errors import InputError
+from inr_lightning.nn.readout import LayerReadout
 
 COORDS = ("grid", "continuous")
 
@@ -70,7 +73,7 @@ class ActivationSteps(StepStream):
 
 class GridShard(IterableDataset):
     """One evaluation batch: this rank's shard ``[rank::world]`` of the full grid (coordinates and row indices)
-    and the cohort targets there."""
+    and the cohort targets there (the activations ``x`` are added after the transfer to the device)."""
 
     def __init__(self, coords: Tensor, targets: Tensor, shape: tuple[int, int]) -> None:
         self.coords, self.targets, self.shape = coords, targets, shape
@@ -145,8 +148,11 @@ class ActivationDataModule(L.LightningDataModule):
         self.resolution = cohort.resolution
         self.signal_table = getattr(cohort, "signal_table", None)   # the cohort images: signals.csv
         self._table: Tensor | None = None       # the layer's activations on the grid (precompute)
-        cohort_extra = dict(getattr(cohort, "summary_extra", None) or {})
-        self.summary_extra: dict = {
+        self.readout = LayerReadout(self.net, self.layer, chunk=self.eval_chunk, sampler=self.init_sample,
+                                    encoder=self.encoder)
+        summary = getattr(cohort, "summary", None)
+        cohort_extra = dict(summary() if callable(summary) else {})
+        self._summary: dict = {
             "data/cohort_ckpt": str(cohort_ckpt),
             "data/cohort_run": str(getattr(cohort, "cohort_run", run_dir_of(cohort_ckpt))),
             "data/source": cohort_extra.get("data/source"),
@@ -159,24 +165,25 @@ class ActivationDataModule(L.LightningDataModule):
             "sae/encoder": self.encoder,
         }
 
-    # -- facts for the model ----------------------------------------------------------------------
+    def summary(self) -> dict:
+        """Entries for ``summary.json``: where the data came from and which encoder the SAE reads."""
+        return dict(self._summary)
+
+    # -- facts ------------------------------------------------------------------------------------
     @property
     def d_in(self) -> int:
-        return self.net.cfg.width
+        return self.readout.width
 
     def describe(self) -> str:
         """``SIREN layer 2 (cohort encoder)``: what a figure title names."""
-        return f"{self.backbone.upper()} layer {self.layer} ({self.encoder} encoder)"
+        return self.readout.describe()
 
     # No ``num_signals``/``num_channels`` attributes on purpose: the CLI links those into the model when the data
     # has them, and an SAE has no heads to size (the cohort's count is ``len(self.images)``).
 
-    @torch.no_grad()
     def activations_at(self, coords: Tensor) -> Tensor:
         """``(P, 2)`` → ``(P, width)`` activations of ``layer``, on ``coords``' device, in chunks."""
-        self.net.to(coords.device)
-        out = [self.net.encoder(c.unsqueeze(0), stop=self.layer + 1)[0] for c in coords.split(self.eval_chunk)]
-        return torch.cat(out) if out else coords.new_zeros(0, self.d_in)
+        return self.readout.activations(coords)
 
     def grid_activations(self, device: torch.device | str = "cpu") -> Tensor:
         """Activations on the full grid ``(H·W, width)``: the precomputed table (computed on first use, moved
@@ -213,6 +220,7 @@ class ActivationDataModule(L.LightningDataModule):
     test_dataloader = _full_grid
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        """Adds the activations ``x``: to training batches, and to evaluation batches (beside ``target``)."""
         if not isinstance(batch, dict) or "x" in batch:
             return batch
         if "index" in batch and self.precompute:

@@ -9,7 +9,7 @@ three a module serves.
 ``SignalDataModule`` is configured in full (the cohort stage).  ``CohortRunDataModule`` serves the data of
 a cohort *run*: every data setting comes from that run's ``config.yaml`` unless given explicitly, and an
 explicit setting that differs is printed and recorded (the fitting stage).  Both record the data settings
-they used (``summary_extra`` → ``summary.json``) and which image is signal *i* (``signal_table`` → ``signals.csv``).
+they used (``summary()`` → ``summary.json``) and which image is signal *i* (``signal_table`` → ``signals.csv``).
 """
 
 from __future__ import annotations
@@ -112,11 +112,15 @@ class SignalDataModule(L.LightningDataModule):
         self.coords = make_grid(*self.resolution)
         # (N, H·W, C): every signal's values at every grid coordinate, the layout the loss uses.
         self.targets = self.images.flatten(2).transpose(1, 2).contiguous()
-        self.summary_extra: dict = {
+        self._summary: dict = {
             "data/source": describe_source(source), "data/resolution": list(self.resolution),
             "data/channels": channels, "data/aspect": aspect, "data/split": split,
             "data/num_signals": num_signals, "data/num_heldout": num_heldout, "data/num_validation": num_validation,
             "data/served": self.num_signals, "data/seed": seed}
+
+    def summary(self) -> dict:
+        """Entries for ``summary.json``: the data settings used (and, for a cohort run's data, where from)."""
+        return dict(self._summary)
 
     def signal_table(self) -> list[dict]:
         """One row per served signal: which image it is, its split and its preprocessing (``signals.csv``)."""
@@ -214,7 +218,7 @@ class CohortRunDataModule(SignalDataModule):
                          coords_per_step, steps_per_epoch, settings["seed"])
         if not allow_cohort_signals:
             self._refuse_cohort_images(settings, cohort, config)
-        self.summary_extra.update({"data/cohort_run": str(config.parent), "data/overrides": overrides,
+        self._summary.update({"data/cohort_run": str(config.parent), "data/overrides": overrides,
                                    "data/allow_cohort_signals": allow_cohort_signals})
 
     def _refuse_cohort_images(self, settings: dict, cohort: dict, config: Path) -> None:

@@ -31,7 +31,7 @@ training up to GEMM rounding; tested).  Memory: the cache is ``M × P × width``
 width 256: 335 MB (84 MB at 128×128); turn it off for very large grids.  Without a frozen layer, without
 ``index`` in the batch or without the data module's ``coords`` the step runs uncached.
 
-Heads are always fresh.  ``summary_extra`` (merged into ``summary.json``) holds the PSNR and SSIM of every
+Heads are always fresh.  ``summary()`` (merged into ``summary.json``) holds the PSNR and SSIM of every
 signal at each step of ``record_steps`` (evaluated on the full grid at those steps only) and at the end.
 """
 
@@ -132,9 +132,14 @@ class SignalFitModule(INRModule):
         self._freeze_applied = False
         # Only init arguments go into hparams (``test --ckpt_path`` feeds them back); the architecture read
         # from the cohort checkpoint is reported here instead.
-        self.summary_extra: dict = {"fit/protocol": protocol, "fit/above": above, "fit/encoder_weights": encoder_weights,
-                                    "fit/net": cfg.to_dict()}
+        self._summary: dict = {"fit/protocol": protocol, "fit/above": above, "fit/encoder_weights": encoder_weights,
+                               "fit/net": cfg.to_dict()}
         self._recorded: dict[int, tuple[list[float], list[float]]] = {}
+
+    def summary(self) -> dict:
+        """Entries for ``summary.json``: the protocol, the network, what was frozen, PSNR/SSIM at the recorded
+        steps and at the end."""
+        return dict(self._summary)
 
     # -- set-up -------------------------------------------------------------------------------------
     @staticmethod
@@ -159,7 +164,7 @@ class SignalFitModule(INRModule):
         if depth != -1:
             self.check_depth(depth, len(self.net.encoder))
         self.last_frozen_layer = depth
-        self.summary_extra["fit/freeze_source"] = source
+        self._summary["fit/freeze_source"] = source
 
     def setup(self, stage: str) -> None:
         if stage != "fit" or self._freeze_applied:
@@ -186,8 +191,8 @@ class SignalFitModule(INRModule):
                 p.requires_grad_(False)
         self.last_frozen_layer = depth
         self._freeze_applied = True
-        self.summary_extra["fit/last_frozen_layer"] = depth
-        self.summary_extra["fit/frozen_layers"] = list(range(depth + 1))
+        self._summary["fit/last_frozen_layer"] = depth
+        self._summary["fit/frozen_layers"] = list(range(depth + 1))
 
     # -- frozen-prefix cache ---------------------------------------------------------------------------
     def _grid_data(self) -> GridData | None:
@@ -243,7 +248,7 @@ class SignalFitModule(INRModule):
         the checkpoint still loads with ``weights_only=True``)."""
         checkpoint["fit_state"] = {"last_frozen_layer": self.last_frozen_layer,
                                    "recorded": {int(s): (list(p), list(q)) for s, (p, q) in self._recorded.items()},
-                                   "summary_extra": dict(self.summary_extra)}
+                                   "summary": dict(self._summary)}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """On resume (``--ckpt_path``): ``setup`` has frozen the layers again from the same config; the
@@ -256,7 +261,7 @@ class SignalFitModule(INRModule):
             raise InputError(f"the checkpoint was trained with encoder layers 0..{saved} frozen, this run freezes "
                              f"0..{self.last_frozen_layer}; resume with the run's own config ({{run}}/config.yaml)")
         self._recorded.update({int(s): (list(p), list(q)) for s, (p, q) in state.get("recorded", {}).items()})
-        self.summary_extra.update(state.get("summary_extra", {}))
+        self._summary.update(state.get("summary", state.get("summary_extra", {})))   # the older checkpoints' key
 
     # -- PSNR / SSIM at the recorded steps -----------------------------------------------------------
     def _full_grid_batch(self) -> dict | None:
@@ -286,8 +291,8 @@ class SignalFitModule(INRModule):
         ssim = structural_similarity_index_measure(pred, target, data_range=1.0, reduction="none")
         self._recorded[step] = ([float(v) for v in psnr], [float(v) for v in ssim])
         recorded = sorted(self._recorded)
-        self.summary_extra["fit/psnr_at_step"] = {str(s): self._recorded[s][0] for s in recorded}
-        self.summary_extra["fit/ssim_at_step"] = {str(s): self._recorded[s][1] for s in recorded}
+        self._summary["fit/psnr_at_step"] = {str(s): self._recorded[s][0] for s in recorded}
+        self._summary["fit/ssim_at_step"] = {str(s): self._recorded[s][1] for s in recorded}
         for logger in self.loggers:
             logger.log_metrics({"record/psnr": float(psnr.mean()), "record/ssim": float(ssim.mean())}, step=step)
 
@@ -303,4 +308,4 @@ class SignalFitModule(INRModule):
         step = self.trainer.global_step
         self._record(step)
         psnr, ssim = self._recorded[step] if step in self._recorded else ([], [])
-        self.summary_extra.update({"fit/final_step": step, "fit/psnr_final": psnr, "fit/ssim_final": ssim})
+        self._summary.update({"fit/final_step": step, "fit/psnr_final": psnr, "fit/ssim_final": ssim})

@@ -1,50 +1,51 @@
 """SAEModule: a TopK SAE on one encoder layer's activations of a frozen cohort INR.
 
-The data module (``ActivationDataModule``) owns the frozen INR and serves activations; this module owns the
-SAE only (its checkpoint holds nothing else).  The SAE's input width is read from the data module at
-``setup`` and stored as the hyper-parameter ``d_in``.
+The module receives what it uses: ``readout`` (``nn.readout.LayerReadout``), the frozen INR split at the layer
+— its width sizes the SAE at construction, ``readout.sample`` is the initialisation sample, and
+``readout.outputs_from`` carries x and x̂ through the rest of the network (downstream term, evaluation).  The
+CLI links it from the data (``data.readout``); from Python: ``SAEModule(readout=dm.readout, …)``.  The readout is
+not a child module: the checkpoint holds the SAE alone.  From the data module it reads batches only
+(``batch["x"]``; evaluation batches also ``batch["target"]``).  Without a readout: ``d_in`` must be given
+(and, to train, an activation source with ``sample``/``width``, e.g. ``nn.readout.SampledActivations``).
 
-Loss (as in Gao et al. 2024), on inputs divided by the SAE's ``input_scale`` (their mean norm):
-Σ‖x − x̂‖² / Σ‖x − x̄‖² + aux_weight · AuxK / Σ‖e − ē‖², each sum over the global batch, e the residual the
-dead atoms reconstruct; with ``downstream_weight`` w > 0, plus w · Σ‖f(x̂) − f(x)‖² / Σ‖f(x) − f̄‖², f the frozen
-INR from the layer on (remaining layers and every head): the error of the outputs the SAE is spliced into
-(end-to-end SAE training, Braun et al. 2024, here beside the local loss).  The denominators are all-reduced and
-the loss is scaled by the world size, so DDP's gradient average equals the single-process gradient on the union
-of the shards exactly.
+Loss (as in Gao et al. 2024; ``nn.sae.sae_loss_terms``), on inputs divided by the SAE's ``input_scale`` (their
+mean norm): Σ‖x − x̂‖² / Σ‖x − x̄‖² + aux_weight · AuxK / Σ‖e − ē‖², each sum over the global batch, e the
+residual the dead atoms reconstruct; with ``downstream_weight`` w > 0, plus w · Σ‖f(x̂) − f(x)‖² / Σ‖f(x) − f̄‖²,
+f the frozen INR from the layer on (remaining layers and every head): the error of the outputs the SAE is
+spliced into (end-to-end SAE training, Braun et al. 2024, here beside the local loss).  The global-batch sums
+are all-reduced in one call, by name (``nn.sae.reduce_by_name``), and the loss is scaled by the world size, so
+DDP's gradient average equals the single-process gradient on the union of the shards exactly.
 
 Learning rate: linear warm-up over ``warmup_steps``, then constant, then a decay to 0 (``decay``: linear or
 cosine) over the last ``decay_fraction`` of ``trainer.max_steps``.
 
-Curves: every training step's batch FVU and every evaluation's FVU and dead fraction are kept (and
-checkpointed); ``<run>/sae_curves.png`` and ``<run>/sae_curves.csv`` are rewritten at each evaluation and at
-the end of training.
+Curves: ``train/fvu`` every step, ``sae/fvu`` and ``sae/dead_fraction`` every evaluation, through the loggers
+(``LocalMetrics``: ``<run>/metrics.csv`` and ``curves.png``).
 
 Evaluation (validation/test) runs over the full grid, each rank on its shard, with float64 sums and
-per-atom fire counts all-reduced across ranks: ``sae/fvu``, ``sae/explained_variance``, ``sae/l0``,
-``sae/dead_fraction``, ``sae/dense_fraction``, ``sae/cosine``, ``sae/rel_bias``, ``sae/psnr`` (x̂ spliced in at
-the layer, remaining layers and every head, mean over cohort images), ``sae/inr_psnr`` and ``sae/psnr_drop``.
+per-atom fire counts reduced across ranks (``models.sae_eval.SAEEvalSums``): ``sae/fvu``,
+``sae/explained_variance``, ``sae/l0``, ``sae/dead_fraction``, ``sae/dense_fraction``, ``sae/cosine``,
+``sae/rel_bias``, ``sae/psnr`` (x̂ spliced in at the layer, remaining layers and every head, mean over cohort
+images), ``sae/inr_psnr`` and ``sae/psnr_drop``.
 """
 
 from __future__ import annotations
 
-import csv
 import math
-import time
-from pathlib import Path
 
 import lightning as L
 import torch
 from torch import Tensor
 
 from inr_lightning.analysis import sae_metrics
-from inr_lightning.contracts import ActivationBatches, ActivationData
+from inr_lightning.contracts import ActivationSource, LayerOutputs
 from inr_lightning.errors import InputError
 from inr_lightning.models.base import check_lr
-from inr_lightning.nn.sae import B_PRE_INITS, TopKSAE, spread_from_sums, spread_sums
+from inr_lightning.models.sae_eval import SAEEvalSums
+from inr_lightning.nn.readout import LayerReadout
+from inr_lightning.nn.sae import B_PRE_INITS, TopKSAE, reduce_by_name, sae_loss_terms, spread_from_sums, spread_sums
 
 SAE_TYPES = ("topk",)
-# train_*: one entry per training step; the others one per evaluation (seconds: wall-clock since the fit started)
-CURVE_KEYS = ("train_step", "train_fvu", "step", "seconds", "fvu", "dead_fraction")
 DECAYS = ("none", "linear", "cosine")
 DECODER_INITS = ("random", "data")
 
@@ -65,6 +66,9 @@ class SAEModule(L.LightningModule):
     """Trains a TopK SAE on ``ActivationDataModule`` batches.
 
     Args:
+        readout: the frozen INR at the layer (``LayerReadout``; ``ActivationDataModule.readout``): width,
+            initialisation sample, outputs from the layer on.  ``None``: give ``d_in`` (nothing to train from
+            or evaluate through until a readout is set).
         n_atoms: dictionary size (4096).
         k: active atoms per coordinate (32).
         lr: Adam learning rate; ``None`` = ``lr_base``/√(n_atoms/2¹⁴), the reference's scaling with the
@@ -90,12 +94,12 @@ class SAEModule(L.LightningModule):
         eval_chunk: coordinates per pass during evaluation.
         sae_type: ``topk`` (the only one so far).
         init_seed: seed of the SAE's initialisation (independent of what else used the global RNG before).
-        d_in: input width; ``None`` = read from the data module (then saved in the checkpoint).
+        d_in: input width; ``None`` = the readout's (saved in the checkpoint either way).
     """
 
     checkpoint_monitor = ("sae/fvu", "min")
 
-    def __init__(self, n_atoms: int = 4096, k: int = 32, lr: float | None = None, lr_base: float = 2e-4,
+    def __init__(self, readout: LayerReadout | None = None, n_atoms: int = 4096, k: int = 32, lr: float | None = None, lr_base: float = 2e-4,
                  warmup_steps: int = 100,
                  decay: str = "linear", decay_fraction: float = 0.2,
                  k_aux: int | None = None, aux_weight: float = 1 / 32, dead_window: int = 1_000_000,
@@ -127,45 +131,54 @@ class SAEModule(L.LightningModule):
             raise InputError(f"decay_fraction must be between 0 and 1, got {decay_fraction!r}")
         if int(n_atoms) < 1:
             raise InputError(f"n_atoms must be ≥ 1, got {n_atoms!r}")
+        if readout is not None and not isinstance(readout, ActivationSource):
+            raise InputError(f"readout must have a width and sample(n, device) (contracts.ActivationSource, e.g. "
+                             f"ActivationDataModule.readout), got {type(readout).__name__}")
+        if downstream_weight > 0 and readout is not None and not isinstance(readout, LayerOutputs):
+            raise InputError(f"downstream_weight={downstream_weight!r} needs the frozen INR beside the activations "
+                             f"(a LayerReadout, e.g. ActivationDataModule.readout); {type(readout).__name__} has none: "
+                             f"set downstream_weight: 0")
+        if readout is not None:
+            if d_in is not None and int(d_in) != readout.width:
+                raise InputError(f"d_in={d_in!r} disagrees with the readout's width {readout.width}")
+            d_in = readout.width
         self.lr = check_lr(check_lr(lr_base) / math.sqrt(int(n_atoms) / 2 ** 14) if lr is None else lr)
-        self.save_hyperparameters()
-        # With d_in unknown the SAE's parameters stay uninitialised until ``setup`` reads the width from the
-        # data; they exist from here on, so an optimizer the CLI builds before ``setup`` can hold them.
+        self.save_hyperparameters(ignore=["readout"])
+        # The CLI hands its parsed arguments over as the hyper-parameters: d_in is set here (saved in the
+        # checkpoint: the SAE can be rebuilt without the data) and the readout is never one.
+        self.hparams["d_in"] = d_in
+        self.hparams.pop("readout", None)
+        self.readout = readout   # a plain object, not a child module: never in the state_dict
         self.sae = TopKSAE(d_in, n_atoms, k, k_aux, dead_window, seed=init_seed, encoder_input=encoder_input)
-        self.summary_extra: dict = {"sae/lr": self.lr}
-        self.curves: dict[str, list] = {key: [] for key in CURVE_KEYS}
-        self._sums: dict | None = None
-        self._values = 0.0
-        self._clock: float | None = None   # wall-clock start of this fit (curves' "seconds" column)
-        self.title = f"SAE, {n_atoms} atoms, k = {k}"   # names the data once ``setup`` has seen it
+        self._eval: SAEEvalSums | None = None
+        self._fitting = False   # the input scale is reported by fits (as it was when the fit started)
+
+    def summary(self) -> dict:
+        """Entries for ``summary.json``: the learning rate and, in a fit, the input scale."""
+        return {"sae/lr": self.lr, **({"sae/input_scale": float(self.sae.input_scale)} if self._fitting else {})}
 
     def setup(self, stage: str) -> None:
-        """Sizes the SAE from its data (``contracts.ActivationData``: what this module reads from it)."""
-        dm = self.trainer.datamodule if self._trainer is not None else None
-        if not isinstance(dm, ActivationBatches):
-            raise InputError(f"SAEModule needs activation data (contracts.ActivationBatches, e.g. data.class_path: "
-                             f"inr_lightning.data.ActivationDataModule), got {type(dm).__name__}")
-        if self.hparams.downstream_weight > 0 and not isinstance(dm, ActivationData):
+        if self.sae.d_in is None:
+            raise InputError("SAEModule needs a readout (e.g. data.class_path: inr_lightning.data.ActivationDataModule, "
+                             "linked as model.init_args.readout) or d_in")
+        if self.hparams.downstream_weight > 0 and not isinstance(self.readout, LayerOutputs):
             raise InputError(f"downstream_weight={self.hparams.downstream_weight!r} needs the frozen INR beside the "
-                             f"activations (contracts.ActivationData, e.g. ActivationDataModule); "
-                             f"{type(dm).__name__} has none: set downstream_weight: 0")
-        self.sae.materialize(int(dm.d_in))
-        self.hparams["d_in"] = int(dm.d_in)  # saved with the checkpoint: the SAE can be rebuilt without the data
-        where = dm.describe() if isinstance(dm, ActivationData) else "SAE"
-        self.title = f"{where}, {self.sae.n_atoms} atoms, k = {self.sae.k}"
+                             f"activations (a LayerReadout, e.g. ActivationDataModule.readout); "
+                             f"{type(self.readout).__name__} has none: set downstream_weight: 0")
 
     # -- training ---------------------------------------------------------------------------------
     def on_fit_start(self) -> None:
-        self._clock = time.perf_counter()
         if not bool(self.sae.initialized):  # fresh run (a resumed run restores s and b_pre from its checkpoint)
-            sample = self.trainer.datamodule.init_sample(self.hparams.init_samples, self.device)
+            if self.readout is None:
+                raise InputError("SAEModule needs a readout to initialise from (readout.sample)")
+            sample = self.readout.sample(self.hparams.init_samples, self.device)
             self.sae.init_input_scale(sample)
             self.sae.init_b_pre(sample, self.hparams.b_pre_init)
             self.sae.init_encoder_whitener(sample, self.hparams.whiten_eps)
             if self.hparams.decoder_init == "data":
                 gen = torch.Generator().manual_seed(int(self.hparams.init_seed))
                 self.sae.init_decoder_from_data(sample, gen)
-        self.summary_extra["sae/input_scale"] = float(self.sae.input_scale)
+        self._fitting = True
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         x, total = batch["x"], int(batch["num_samples"])
@@ -177,44 +190,36 @@ class SAEModule(L.LightningModule):
         world = self.trainer.world_size
         use_down = self.hparams.downstream_weight > 0
         if use_down:   # the INR's outputs from x̂ against those from x: every head, every channel
-            dm = self.trainer.datamodule
-            net, layer = dm.net.to(x.device), dm.layer
             with torch.no_grad():
-                y = net.forward_from(x.unsqueeze(0), layer).permute(1, 0, 2).flatten(1)
-            y_hat = net.forward_from(out.x_hat.unsqueeze(0), layer).permute(1, 0, 2).flatten(1)
+                y = self.readout.outputs_from(x).permute(1, 0, 2).flatten(1)
+            y_hat = self.readout.outputs_from(out.x_hat).permute(1, 0, 2).flatten(1)
             dsse = ((y_hat - y) ** 2).sum()
         with torch.no_grad():
-            counts = sae_metrics.fire_counts(out.vals, out.idx, self.sae.n_atoms)
-            down = [spread_sums(y), dsse.detach().double().reshape(1)] if use_down else []
-            sums = torch.cat([self.sae.normalized_sums(x), self.sae.normalized_sums(x - out.x_hat),
-                              torch.stack([sse.detach().double(), aux.detach().double(),
-                                           (out.vals > 0).sum().double()]), *down])
-            if world > 1:
-                counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
-                sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
-            d = x.shape[-1]
-            spread_x = spread_from_sums(sums[:d + 1], total).clamp_min(1e-30)
-            spread_e = spread_from_sums(sums[d + 1:2 * d + 2], total).clamp_min(1e-30)
-            sse_all, aux_all, active = sums[2 * d + 2:2 * d + 5]
+            # This shard's sums, all-reduced by name over the global batch (float64).
+            sums = {"x": self.sae.normalized_sums(x), "e": self.sae.normalized_sums(x - out.x_hat),
+                    "sse": sse.detach().double(), "aux": aux.detach().double(), "active": (out.vals > 0).sum().double(),
+                    "fire": sae_metrics.fire_counts(out.vals, out.idx, self.sae.n_atoms)}
             if use_down:
-                spread_y = spread_from_sums(sums[2 * d + 5:-1], total).clamp_min(1e-30)
-                self.log("train/downstream_fvu", sums[-1] / spread_y)
-            self.sae.update_dead(counts, total)
-        loss = sse / spread_x.to(sse.dtype) + self.hparams.aux_weight * aux / spread_e.to(sse.dtype)
-        if use_down:
-            loss = loss + self.hparams.downstream_weight * dsse / spread_y.to(sse.dtype)
-        loss = loss * world
+                sums.update(y=spread_sums(y), dsse=dsse.detach().double())
+            if world > 1:
+                sums = reduce_by_name(sums, lambda t: self.trainer.strategy.reduce(t, reduce_op="sum"))
+            spread_x = spread_from_sums(sums["x"], total).clamp_min(1e-30)
+            spread_e = spread_from_sums(sums["e"], total).clamp_min(1e-30)
+            spread_y = spread_from_sums(sums["y"], total).clamp_min(1e-30) if use_down else None
+            if use_down:
+                self.log("train/downstream_fvu", sums["dsse"] / spread_y)
+            self.sae.update_dead(sums["fire"], total)
+        terms = sae_loss_terms(sse, aux, spread_x, spread_e, self.hparams.aux_weight,
+                               dsse if use_down else None, spread_y, self.hparams.downstream_weight, world)
+        d = x.shape[-1]
         scale2 = float(scale) ** 2
-        fvu = sse_all / spread_x
-        self.log("train/mse", sse_all * scale2 / (total * d), prog_bar=True)   # in the original units
-        self.log("train/fvu", fvu)
-        self.log("train/aux_mse", aux_all * scale2 / (total * d))
-        self.log("train/aux_loss", aux_all / spread_e)
-        self.log("train/l0", active / total)
+        self.log("train/mse", sums["sse"] * scale2 / (total * d), prog_bar=True)   # in the original units
+        self.log("train/fvu", sums["sse"] / spread_x)
+        self.log("train/aux_mse", sums["aux"] * scale2 / (total * d))
+        self.log("train/aux_loss", sums["aux"] / spread_e)
+        self.log("train/l0", sums["active"] / total)
         self.log("train/dead_fraction_window", self.sae.dead_mask().float().mean())
-        self.curves["train_step"].append(int(self.global_step))
-        self.curves["train_fvu"].append(float(fvu))
-        return loss
+        return terms["total"]
 
     def on_before_optimizer_step(self, optimizer) -> None:
         self.sae.project_decoder_grad()
@@ -238,40 +243,22 @@ class SAEModule(L.LightningModule):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, *args))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
-    # -- curves -----------------------------------------------------------------------------------
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["sae_curves"] = {key: list(values) for key, values in self.curves.items()}
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        saved = checkpoint.get("sae_curves") or {}
-        self.curves = {key: list(saved.get(key, [])) for key in CURVE_KEYS}
-
-    def write_curves(self) -> None:
-        """``<run>/sae_curves.png`` and ``.csv`` (rank 0): FVU (training batches and full-grid evaluations,
-        log scale) and the dead fraction on the grid, against the step."""
-        if self._trainer is None or not self.trainer.is_global_zero or not self.curves["train_step"]:
-            return
-        run = Path(self.trainer.default_root_dir)
-        run.mkdir(parents=True, exist_ok=True)
-        with open(run / "sae_curves.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["step", "seconds", "fvu", "dead_fraction"])
-            w.writerows(zip(*(self.curves[key] for key in ("step", "seconds", "fvu", "dead_fraction"))))
-        from inr_lightning.callbacks.atoms import plot_curves
-
-        plot_curves(run / "sae_curves.png", self.curves, title=self.title)
-
     # -- evaluation -------------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
-        self._sums = None
+        if self._eval is not None:
+            self._eval.reset()
 
     on_test_epoch_start = on_validation_epoch_start
 
     @torch.no_grad()
     def _evaluate_batch(self, batch: dict) -> None:
-        dm = self.trainer.datamodule
-        net, layer, chunk = dm.net.to(self.device), dm.layer, self.hparams.eval_chunk
+        if self.readout is None:
+            raise InputError("SAEModule needs a readout to evaluate through (model.init_args.readout)")
+        chunk = self.hparams.eval_chunk
         x, target = batch["x"], batch["target"]
+        if self._eval is None:
+            self._eval = SAEEvalSums(self.sae.d_in, self.sae.n_atoms, target.shape[0], self.hparams.dense_threshold)
+        self._eval.to(self.device)
         sums = None
         sse_sae = torch.zeros(target.shape[0], dtype=torch.float64, device=self.device)
         sse_inr = torch.zeros_like(sse_sae)
@@ -279,16 +266,10 @@ class SAEModule(L.LightningModule):
             xc, tc = x[start:start + chunk], target[:, start:start + chunk]
             out = self.sae(xc)
             sums = sae_metrics.add_sums(sums, sae_metrics.batch_sums(xc, out.x_hat, out.vals, out.idx, self.sae.n_atoms))
-            sse_sae += sae_metrics.sse_per_image(net.forward_from(out.x_hat.unsqueeze(0), layer), tc)
-            sse_inr += sae_metrics.sse_per_image(net.forward_from(xc.unsqueeze(0), layer), tc)
-        if sums is None:  # an empty shard (more ranks than coordinates)
-            zero = torch.zeros((), dtype=torch.float64, device=self.device)
-            sums = {"n": zero, "sum_x": torch.zeros(self.sae.d_in, dtype=torch.float64, device=self.device),
-                    **{key: zero for key in ("sum_sq", "sse", "l0", "cos", "xhat_sq", "x_dot_xhat")},
-                    "fire": torch.zeros(self.sae.n_atoms, dtype=torch.float64, device=self.device)}
-        sums["sse_sae"], sums["sse_inr"] = sse_sae, sse_inr
-        self._sums = sae_metrics.add_sums(self._sums, sums)
-        self._values = float(batch["num_coords"] * target.shape[-1])  # values per image on the full grid
+            sse_sae += sae_metrics.sse_per_image(self.readout.outputs_from(out.x_hat), tc)
+            sse_inr += sae_metrics.sse_per_image(self.readout.outputs_from(xc), tc)
+        # An empty shard (more ranks than coordinates) adds nothing but the zeros of its errors.
+        self._eval.update(sums or {}, sse_sae, sse_inr, float(batch["num_coords"] * target.shape[-1]))
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._evaluate_batch(batch)
@@ -296,33 +277,14 @@ class SAEModule(L.LightningModule):
     test_step = validation_step
 
     def _log_evaluation(self) -> None:
-        if self._sums is None:
+        if self._eval is None or self._eval.update_count == 0:
             return
-        values = self._values
-        sums = {key: (self.trainer.strategy.reduce(v, reduce_op="sum") if self.trainer.world_size > 1 else v)
-                for key, v in self._sums.items()}
-        metrics = sae_metrics.metrics_from_sums(sums, self.hparams.dense_threshold)
-        psnr_sae = sae_metrics.psnr_from_sse(sums["sse_sae"], values)
-        psnr_inr = sae_metrics.psnr_from_sse(sums["sse_inr"], values)
-        metrics.update(psnr=float(psnr_sae.mean()), inr_psnr=float(psnr_inr.mean()),
-                       psnr_drop=float((psnr_inr - psnr_sae).mean()))
-        # Every rank holds the same all-reduced values: no further sync needed.
+        metrics = self._eval.compute()   # reduced across ranks: every rank logs the same values
         for key, value in metrics.items():
             self.log(f"sae/{key}", value, prog_bar=key in ("fvu", "l0"))
-        self._sums = None
-        if self.trainer.state.fn == "fit" and (not self.curves["step"] or self.curves["step"][-1] != self.global_step):
-            self.curves["step"].append(int(self.global_step))
-            elapsed = time.perf_counter() - self._clock if self._clock is not None else math.nan
-            self.curves["seconds"].append(round(elapsed, 3))
-            self.curves["fvu"].append(metrics["fvu"])
-            self.curves["dead_fraction"].append(metrics["dead_fraction"])
-            if not self.trainer.sanity_checking:
-                self.write_curves()
+        self._eval.reset()
 
     def on_validation_epoch_end(self) -> None:
         self._log_evaluation()
 
     on_test_epoch_end = on_validation_epoch_end
-
-    def on_train_end(self) -> None:
-        self.write_curves()

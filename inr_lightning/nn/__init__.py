@@ -2,7 +2,8 @@
 
 from inr_lightning.nn.inr import BACKBONES, CohortINR, Encoder, Heads, INRConfig
 from inr_lightning.nn.layers import BatchedLinear, FourierFeatures, ReLULayer, SineLayer
+from inr_lightning.nn.readout import LayerReadout, SampledActivations
 from inr_lightning.nn.sae import TopKSAE
 
 __all__ = ["BACKBONES", "BatchedLinear", "CohortINR", "Encoder", "FourierFeatures", "Heads", "INRConfig",
-           "ReLULayer", "SineLayer", "TopKSAE"]
+           "LayerReadout", "ReLULayer", "SampledActivations", "SineLayer", "TopKSAE"]

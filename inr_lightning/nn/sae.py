@@ -384,3 +384,33 @@ def spread_sums(t: Tensor) -> Tensor:
 def spread_from_sums(sums: Tensor, n: int | float) -> Tensor:
     """Σ‖t − mean t‖² from ``spread_sums`` or ``normalized_sums`` (summed over chunks or ranks) of ``n`` rows."""
     return (sums[0] - (sums[1:] ** 2).sum() / max(float(n), 1.0)).clamp_min(0)
+
+
+def sae_loss_terms(sse: Tensor, aux: Tensor, spread_x: Tensor, spread_e: Tensor, aux_weight: float,
+                   dsse: Tensor | None = None, spread_y: Tensor | None = None, downstream_weight: float = 0.0,
+                   world: int = 1) -> dict[str, Tensor]:
+    """The SAE's loss, term by term, from this shard's sums and the global batch's spreads (already reduced):
+
+    ``fvu`` = Σ‖x − x̂‖² / Σ‖x − x̄‖², ``aux`` = aux_weight · AuxK / Σ‖e − ē‖², ``downstream`` (with ``dsse``) =
+    downstream_weight · Σ‖f(x̂) − f(x)‖² / Σ‖f(x) − f̄‖², and ``total`` = their sum × ``world`` (so DDP's
+    gradient average equals the single-process gradient on the union of the shards).  Pure: no reduction here."""
+    terms = {"fvu": sse / spread_x.to(sse.dtype), "aux": aux_weight * aux / spread_e.to(sse.dtype)}
+    total = terms["fvu"] + terms["aux"]
+    if dsse is not None:
+        terms["downstream"] = downstream_weight * dsse / spread_y.to(sse.dtype)
+        total = total + terms["downstream"]
+    terms["total"] = total * world
+    return terms
+
+
+def reduce_by_name(values: dict[str, Tensor], reduce) -> dict[str, Tensor]:
+    """``reduce`` (an all-reduce of one tensor, e.g. ``strategy.reduce(t, reduce_op="sum")``) applied to every
+    tensor of ``values`` in one call: flattened, concatenated, reduced, and split back by the dict's own keys
+    and shapes.  The tensors must share a dtype and device."""
+    flat = torch.cat([v.reshape(-1) for v in values.values()]) if values else torch.zeros(0)
+    flat = reduce(flat)
+    out, start = {}, 0
+    for key, v in values.items():
+        out[key] = flat[start:start + v.numel()].reshape(v.shape)
+        start += v.numel()
+    return out

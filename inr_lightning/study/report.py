@@ -55,16 +55,21 @@ def rel(path: str | Path, out: Path) -> str:
 
 
 def git_commit() -> str:
-    """The commit of this checkout, read from ``.git`` (no subprocess)."""
+    """The commit of this checkout, read from ``.git`` (no subprocess); in a ``git worktree`` ``.git`` is a file
+    naming the worktree's own git directory, whose ``commondir`` holds the shared refs."""
     git = Path(__file__).resolve().parents[2] / ".git"
     try:
+        if git.is_file() and git.read_text().startswith("gitdir: "):
+            git = (git.parent / git.read_text()[8:].strip()).resolve()
+        common = (git / (git / "commondir").read_text().strip()).resolve() if (git / "commondir").is_file() else git
         head = (git / "HEAD").read_text().strip()
         if not head.startswith("ref: "):
             return head[:12]
         ref = head[5:]
-        if (git / ref).is_file():
-            return (git / ref).read_text().strip()[:12]
-        for line in (git / "packed-refs").read_text().splitlines():
+        for root in (git, common):
+            if (root / ref).is_file():
+                return (root / ref).read_text().strip()[:12]
+        for line in (common / "packed-refs").read_text().splitlines():
             if line.endswith(" " + ref):
                 return line.split()[0][:12]
     except OSError:
@@ -315,7 +320,7 @@ def finding2_lines(rows: list[dict], out: Path) -> list[str]:
     lines += sae_table(depth, out) + [""]
     lines += _seed_lines(rows) + _size_lines(rows, out)
     for r in depth:
-        for name in ("atoms/gallery.png", "atoms/worst_atoms.png", "sae_curves.png"):
+        for name in ("atoms/gallery.png", "atoms/worst_atoms.png", "curves.png"):
             image = Path(r["run"]) / name
             if image.is_file():
                 lines.append(f"![{r['backbone']} layer {r['layer']} ({r['encoder']}): {image.name}]({rel(image, out)})")

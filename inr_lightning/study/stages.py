@@ -25,7 +25,8 @@ import yaml
 from inr_lightning.errors import InputError
 
 # Keys that say where a run logs or how it was started, not what it computes.
-IGNORED = ("ckpt_path", "overwrite", "print_config", "trainer.enable_progress_bar", "trainer.logger")
+IGNORED = ("ckpt_path", "overwrite", "print_config", "trainer.enable_progress_bar", "trainer.logger",
+           "trainer.log_every_n_steps")
 MARKER = "stage.json"
 
 

@@ -265,3 +265,39 @@ def test_atom_report_columns_and_summary_agree(tmp_path):
     again, _ = write_atom_report(sae, net, 1, x, target, images, (12, 12), tmp_path / "b", top_atoms=4, worst_atoms=2)
     assert again["atoms/gallery_random_atoms"] == random_atoms  # seeded
     assert {"gallery.png", "worst_atoms.png", "distributions.png"} <= {p.name for p in tmp_path.iterdir()}
+
+
+def test_atom_report_is_measure_then_plot_then_write_and_the_table_is_built_by_column_name(tmp_path):
+    from inr_lightning.callbacks.atoms import (
+        ATOM_COLUMNS,
+        measure_atoms,
+        plot_atom_figures,
+        write_atom_tables,
+    )
+
+    torch.manual_seed(0)
+    net = CohortINR(INRConfig(backbone="siren", width=16, shared_layers=3), 2, 1).eval()
+    coords = make_grid(12, 12)
+    x = net.activations(coords)[1][0].detach()
+    target = torch.rand(2, len(coords), 1) * 2 - 1
+    images = target.transpose(1, 2).reshape(2, 1, 12, 12)
+    sae = TopKSAE(16, n_atoms=48, k=3)
+    sae.init_input_scale(x)
+    sae.init_b_pre(x, "mean")
+    m = measure_atoms(sae, net, 1, x, target, images, (12, 12), top_atoms=4, worst_atoms=2)
+    assert not list(tmp_path.iterdir())   # measuring writes nothing
+    assert list(m.columns) == ATOM_COLUMNS and all(len(v) == 48 for v in m.columns.values())
+    assert m.ablation["drop"].shape == (48, 2) and len(m.worst) == 2
+    plot_atom_figures(m, tmp_path)
+    assert {p.name for p in tmp_path.iterdir()} == {"gallery.png", "worst_atoms.png", "distributions.png"}
+    table = write_atom_tables(m, tmp_path)
+    rows = list(csv.DictReader((tmp_path / "atoms.csv").open()))
+    for name in ("support_fraction", "mass_radius90", "max_drop_db", "damage_ep_per_support"):
+        for a in (0, 17, 47):
+            assert float(rows[a][name]) == pytest.approx(float(m.columns[name][a]), rel=1e-5, nan_ok=True), name
+            assert table[a][ATOM_COLUMNS.index(name)] == float(m.columns[name][a]) or math.isnan(table[a][ATOM_COLUMNS.index(name)])
+    assert [int(r["atom"]) for r in rows] == list(range(48)) and isinstance(table[3][ATOM_COLUMNS.index("components")], int)
+    summary, again = write_atom_report(sae, net, 1, x, target, images, (12, 12), tmp_path / "b", top_atoms=4,
+                                       worst_atoms=2)
+    assert summary == m.summary and again == table
+    assert (tmp_path / "b" / "atoms.csv").read_text() == (tmp_path / "atoms.csv").read_text()

@@ -78,7 +78,7 @@ def test_auto_freezes_up_to_the_argmax_of_a_crafted_encoder(tmp_path, rule, froz
         key = f"net.encoder.layers.{j}.linear.weight"
         same = torch.equal(module.state_dict()[key], before[key].expand(2, -1, -1))
         assert same == (j in frozen), key
-    extra = module.summary_extra
+    extra = {**module.summary(), **callback.summary()}   # what RunSummary collects
     assert extra["freeze/stable_rank"] == pytest.approx([1.5, 3.0, 9.0, 5.0], rel=1e-4)
     assert extra["freeze/argmax"] == 2 and extra["freeze/rule"] == rule and extra["freeze/applied"]
     assert extra["fit/last_frozen_layer"] == extra["freeze/last_frozen_layer"] == frozen[-1]
@@ -103,11 +103,13 @@ def test_explicit_depth_overrides_the_argmax(tmp_path):
 
 def test_other_protocols_are_only_reported(tmp_path, capsys):
     path = crafted_ckpt(tmp_path / "c.ckpt", [1.5, 3.0, 9.0, 5.0])
-    module = fit_auto(path, StableRankFreeze(), protocol="finetune", steps=1)
+    callback = StableRankFreeze()
+    module = fit_auto(path, callback, protocol="finetune", steps=1)
     assert frozen_layers(module) == [] and module.last_frozen_layer == -1
-    assert module.summary_extra["freeze/argmax"] == 2 and not module.summary_extra["freeze/applied"]
+    extra = callback.summary()
+    assert extra["freeze/argmax"] == 2 and not extra["freeze/applied"]
     # nothing was frozen by the rule: no freeze/last_frozen_layer in the record, no console line
-    assert "freeze/last_frozen_layer" not in module.summary_extra and "auto: froze" not in capsys.readouterr().err
+    assert "freeze/last_frozen_layer" not in extra and "auto: froze" not in capsys.readouterr().err
 
 
 def test_auto_says_what_it_froze_and_why(tmp_path, capsys):
@@ -122,7 +124,7 @@ def test_relative_to_init_divides_by_the_same_layers_stable_rank_at_initialisati
     path = crafted_ckpt(tmp_path / "c.ckpt", [1.5, 3.0, 9.0, 5.0])
     callback = StableRankFreeze(relative_to_init=True)
     module = fit_auto(path, callback, steps=1)
-    init = module.summary_extra["freeze/stable_rank_init"]
+    init = callback.summary()["freeze/stable_rank_init"]
     ratios = [a / b for a, b in zip(callback.profile, init)]
     assert callback.layer == max(range(LAYERS), key=ratios.__getitem__) and len(init) == LAYERS
     assert init == pytest.approx([float(stable_rank(w)) for w in module.init_encoder_weights])

@@ -85,12 +85,13 @@ def test_data_modules_meet_the_contracts_their_stages_read():
 
 
 def test_the_sae_data_meets_its_contract_and_inherits_the_cohorts_data(cohort):
-    from inr_lightning.contracts import ActivationBatches, ActivationData
+    from inr_lightning.contracts import ActivationData, ActivationSource, LayerOutputs
     from inr_lightning.data import ActivationDataModule
 
     dm = ActivationDataModule(str(cohort / "checkpoints" / "last.ckpt"), layer=1, backbone="siren")
-    assert isinstance(dm, ActivationData) and isinstance(dm, ActivationBatches)
-    assert dm.resolution == (16, 16) and dm.summary_extra["data/cohort_run"] == str(cohort)
+    assert isinstance(dm, ActivationData) and isinstance(dm.readout, LayerOutputs)
+    assert isinstance(dm.readout, ActivationSource) and not isinstance(object(), ActivationSource)
+    assert dm.resolution == (16, 16) and dm.summary()["data/cohort_run"] == str(cohort)
     assert [row["name"] for row in dm.signal_table()] == names(cohort)   # the cohort's own images, in order
 
 
@@ -111,7 +112,7 @@ def test_the_validation_split_comes_from_the_cohort_runs_num_validation(tmp_path
                                 num_signals=4, num_heldout=2, num_validation=2)
     val = CohortRunDataModule(ckpt, split="validation")
     assert val.signal_names == ["synthetic seed 0 #3", "synthetic seed 0 #4"] and val.overrides == {}
-    assert val.summary_extra["data/num_validation"] == 2 and val.resolution == (16, 16)
+    assert val.summary()["data/num_validation"] == 2 and val.resolution == (16, 16)
     assert {row["split"] for row in val.signal_table()} == {"validation"}
     held = CohortRunDataModule(ckpt).signal_names
     trained = CohortRunDataModule(ckpt, split="cohort", allow_cohort_signals=True).signal_names

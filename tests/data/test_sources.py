@@ -130,7 +130,7 @@ def test_validation_split_is_recorded_and_served_like_the_others():
                           num_validation=2, split="validation")
     everything = SignalDataModule(Synthetic(size=16, num_images=8), resolution=16, num_signals=8).images
     torch.testing.assert_close(dm.images, everything[validation_positions(8, 2, 2)])
-    assert dm.summary_extra["data/num_validation"] == 2 and dm.summary_extra["data/split"] == "validation"
+    assert dm.summary()["data/num_validation"] == 2 and dm.summary()["data/split"] == "validation"
     assert [row["split"] for row in dm.signal_table()] == ["validation", "validation"]
     assert dm.targets.shape == (2, 256, 1)
 

@@ -47,7 +47,7 @@ def test_random_prefix_stays_bit_identical_and_the_control_reconstructs(tmp_path
     trainer.save_checkpoint(ckpt)
     for layer, tag in ((0, "untrained"), (1, "untrained"), (2, "cohort")):
         dm = ActivationDataModule(str(ckpt), layer=layer, cohort_data=data, backbone="siren")
-        assert dm.summary_extra["sae/encoder"] == tag and dm.summary_extra["data/freeze_random_prefix"] == 1
+        assert dm.summary()["sae/encoder"] == tag and dm.summary()["data/freeze_random_prefix"] == 1
         assert dm.describe() == f"SIREN layer {layer} ({tag} encoder)"
 
 

@@ -73,7 +73,7 @@ def test_frozen_parameters_stay_bit_identical(ckpt, above):
     in_optimizer = {id(p) for g in trainer.optimizers[0].param_groups for p in g["params"]}
     frozen = [p for j in range(2) for p in module.net.encoder.layers[j].parameters()]
     assert frozen and not any(id(p) in in_optimizer for p in frozen)
-    summary = module.summary_extra
+    summary = module.summary()
     assert summary["fit/last_frozen_layer"] == 1 and summary["fit/frozen_layers"] == [0, 1]
     assert set(summary["fit/psnr_at_step"]) == {"1", "3"} and len(summary["fit/psnr_final"]) == 3
     assert summary["fit/psnr_final"] == summary["fit/psnr_at_step"]["3"]

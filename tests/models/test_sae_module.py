@@ -9,12 +9,14 @@ import torch
 from conftest import TINY, assert_relative_close, fit_single_and_ddp, read_summary, run_cli
 from torch.utils.data import DataLoader
 
+from inr_lightning.callbacks.outputs import read_metrics
 from inr_lightning.data import ActivationDataModule
 from inr_lightning.data.activations import step_coordinates
 from inr_lightning.data.grid import step_indices
 from inr_lightning.errors import InputError
 from inr_lightning.models import SAEModule
 from inr_lightning.models.sae import lr_factor
+from inr_lightning.nn.readout import SampledActivations
 
 SAE_TINY = ["--model.init_args.n_atoms=64", "--model.init_args.k=4", "--model.init_args.warmup_steps=2",
             "--model.init_args.dead_window=300", "--data.init_args.batch_size=96", "--data.init_args.steps_per_epoch=2",
@@ -57,10 +59,17 @@ def test_activation_data_table_shards_and_provenance(cohorts, capsys):
     torch.testing.assert_close(x, dm.net.activations(grid.coords[train["index"]])[1][0])
     table = grid.grid_activations()
     assert grid.grid_activations() is table  # computed once
+    # The initialisation sample the SAE receives through the readout: the data's own draw, bit for bit.
+    assert torch.equal(grid.readout.sample(40), table[step_indices(256, 40, 0, -1, 0)])
+    g = torch.Generator().manual_seed(0 * 1_000_003 + 7)
+    drawn = torch.rand(40, 2, generator=g) * 2 - 1
+    assert torch.equal(dm.readout.sample(40), dm.activations_at(drawn))
+    torch.testing.assert_close(dm.readout.sample(40), dm.net.activations(drawn)[1][0])
+    assert grid.readout.net is grid.net and grid.readout.layer == 1 and grid.d_in == grid.readout.width == 16
     fresh = ActivationDataModule(str(cohorts["ffmlp"]), layer=1, batch_size=50, precompute=False)
     torch.testing.assert_close(fresh.on_after_batch_transfer(
         {"coords": grid.coords[train["index"]], "num_samples": 50}, 0)["x"], x)
-    extra = grid.summary_extra
+    extra = grid.summary()
     assert extra["data/cohort_run"] == str(cohorts["ffmlp"].parent.parent) and extra["data/resolution"] == [16, 16]
     assert extra["data/source"] == "MRISlices(min_brain_fraction=0.15, axis=axial)" and extra["data/overrides"] == {}
     assert extra["sae/encoder"] == "cohort" and grid.describe() == "FFMLP layer 1 (cohort encoder)"
@@ -69,8 +78,8 @@ def test_activation_data_table_shards_and_provenance(cohorts, capsys):
     low = ActivationDataModule(str(cohorts["ffmlp"]), layer=1, resolution=8)
     err = [line for line in capsys.readouterr().err.splitlines() if "resolution" in line]
     assert len(err) == 1 and "[8, 8]" in err[0] and "[16, 16]" in err[0]
-    assert low.summary_extra["data/overrides"]["resolution"] == {"value": [8, 8], "cohort": [16, 16]}
-    assert low.summary_extra["data/resolution"] == [8, 8] and low.grid_activations().shape == (64, 16)
+    assert low.summary()["data/overrides"]["resolution"] == {"value": [8, 8], "cohort": [16, 16]}
+    assert low.summary()["data/resolution"] == [8, 8] and low.grid_activations().shape == (64, 16)
 
 
 def test_backbone_mismatch_and_untrained_flag_are_one_line_errors(cohorts):
@@ -107,14 +116,27 @@ class _LowRank(L.LightningDataModule):
         return DataLoader([{"x": self.x[i], "num_samples": self.batch} for i in idx], batch_size=None)
 
 
+class _LoggedFVU(L.Callback):
+    """``train/fvu`` as logged at every training step (the curve the loggers receive)."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.values.append(float(trainer.callback_metrics["train/fvu"]))
+
+
 def _fit_low_rank(scale: float, tmp_path, steps: int = 200, **kwargs) -> tuple[SAEModule, _LowRank]:
     L.seed_everything(0)
     data = _LowRank(scale, steps)
-    model = SAEModule(**{"n_atoms": 32, "k": 4, "warmup_steps": 10, "lr": 3e-3, "dead_window": 2048, **kwargs})
+    model = SAEModule(**{"readout": SampledActivations(data.x), "n_atoms": 32, "k": 4, "warmup_steps": 10,
+                         "lr": 3e-3, "dead_window": 2048, **kwargs})
+    logged = _LoggedFVU()
     trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path,
-                        gradient_clip_val=1.0)
+                        gradient_clip_val=1.0, callbacks=[logged])
     trainer.fit(model, data)
+    data.train_fvu = logged.values
     return model, data
 
 
@@ -131,7 +153,7 @@ def test_sae_learns_crafted_low_rank_data_far_beyond_its_bias(tmp_path):
     fvu, fvu_bias = _fvu(x, out.x_hat), _fvu(x, bias_only)
     assert fvu <= 0.05, fvu
     assert fvu_bias >= 0.99 and 1 - fvu >= 0.95  # explained variance vs the bias-only baseline (≤ 0.01)
-    assert model.curves["train_fvu"][-1] <= 0.1 < model.curves["train_fvu"][0]
+    assert len(data.train_fvu) == 200 and data.train_fvu[-1] <= 0.1 < data.train_fvu[0]
     # Input normalisation: the scale is the data's mean norm, stored in the state, undone on decode.
     torch.testing.assert_close(sae.input_scale, x.norm(dim=1)[:16384].mean(), rtol=1e-5, atol=0)
     assert "input_scale" in sae.state_dict()
@@ -178,8 +200,8 @@ def test_whitened_encoder_input_keeps_atoms_alive_on_activations_ruled_by_a_few_
     data, result = _Dominated(), {}
     for encoder_input in ("centred", "whitened"):
         L.seed_everything(0)
-        model = SAEModule(n_atoms=64, k=4, lr=3e-3, warmup_steps=10, dead_window=2048, decoder_init="data",
-                          encoder_input=encoder_input)
+        model = SAEModule(SampledActivations(data.x), n_atoms=64, k=4, lr=3e-3, warmup_steps=10, dead_window=2048,
+                          decoder_init="data", encoder_input=encoder_input)
         L.Trainer(max_steps=data.steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                   enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path,
                   gradient_clip_val=1.0).fit(model, data)
@@ -227,10 +249,12 @@ def test_downstream_term_cuts_the_psnr_cost_of_splicing_the_sae_in(fitted_siren,
 
 
 def test_downstream_term_without_an_inr_is_a_one_line_error(tmp_path):
-    model = SAEModule(n_atoms=32, k=4, downstream_weight=1.0)
+    with pytest.raises(InputError, match=r"^downstream_weight=1.0 needs the frozen INR .* SampledActivations has none"):
+        SAEModule(SampledActivations(_LowRank(1.0, 1).x), n_atoms=32, k=4, downstream_weight=1.0)
+    model = SAEModule(n_atoms=32, k=4, d_in=24, downstream_weight=1.0)   # no readout at all: at fit time
     trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, default_root_dir=tmp_path)
-    with pytest.raises(InputError, match=r"^downstream_weight=1.0 needs the frozen INR .* _LowRank has none"):
+    with pytest.raises(InputError, match=r"^downstream_weight=1.0 needs the frozen INR .* NoneType has none"):
         trainer.fit(model, _LowRank(1.0, 1))
 
 
@@ -278,11 +302,12 @@ def test_sae_config_runs_a_tiny_fit(backbone, cohorts, tmp_path):
                 "atoms/align_foreground_median", "ablation/damage_per_support_median",
                 "ablation/damage_ep_per_support_median"):
         assert math.isfinite(s[key]) and len(s[key + "_ci95" if "tiling" not in key else key + "_random_range95"]) == 2, key
-    # Curves: one row per evaluation (sanity check at step 0, then every 2 steps), and the picture.
-    curves = (run / "sae_curves.csv").read_text().splitlines()
-    assert curves[0] == "step,seconds,fvu,dead_fraction" and [r.split(",")[0] for r in curves[1:]] == ["0", "2", "4"]
-    assert float(curves[-1].split(",")[2]) == pytest.approx(s["sae/fvu"], rel=1e-6)
-    assert (run / "sae_curves.png").stat().st_size > 10_000
+    # Curves through the loggers: train/fvu every step, sae/fvu and the dead fraction every evaluation, and the picture.
+    curves = read_metrics(run)
+    assert [step for step, _ in curves["train/fvu"]] == [1, 2, 3, 4]
+    assert [step for step, _ in curves["sae/fvu"]] == [2, 4] and len(curves["sae/dead_fraction"]) == 2
+    assert curves["sae/fvu"][-1][1] == pytest.approx(s["sae/fvu"], rel=1e-6)
+    assert (run / "curves.png").stat().st_size > 10_000 and not (run / "sae_curves.csv").exists()
     assert s["ablation/rows_forwarded_per_grid"] <= 4  # all atoms cost ≤ k passes
     assert s["ablation/psnr_sae"] == pytest.approx(s["sae/psnr"], abs=1e-3)
     assert len(s["ablation/worst_atoms"]) == 5 and "atoms/spread_median" in s
@@ -297,7 +322,8 @@ def test_sae_config_runs_a_tiny_fit(backbone, cohorts, tmp_path):
     assert ckpt["hyper_parameters"]["d_in"] == 16 and ckpt["hyper_parameters"]["n_atoms"] == 64
     w = ckpt["state_dict"]["sae.W_dec"]
     torch.testing.assert_close(w.norm(dim=1), torch.ones(64))  # unit rows after the last step
-    assert not any(k.startswith("net.") for k in ckpt["state_dict"])  # the frozen INR is not duplicated
+    assert all(k.startswith("sae.") for k in ckpt["state_dict"])  # the SAE alone: the frozen INR is not duplicated
+    assert "sae_curves" not in ckpt
     if backbone == "siren":  # the validate stage rebuilds the SAE from the checkpoint: same full-grid metrics
         run_cli(["validate", "--config", f"configs/sae/{backbone}.yaml", f"--trainer.default_root_dir={run}",
                  f"--data.init_args.cohort_ckpt={cohorts[backbone]}", *SAE_TINY, "--trainer.logger=false",

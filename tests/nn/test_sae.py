@@ -187,3 +187,36 @@ def test_whitened_encoder_input_is_white_at_unit_mean_norm_and_the_decoder_keeps
         TopKSAE(d_in=16, encoder_input="pca")
     with pytest.raises(InputError, match="whiten_eps must be > 0, got 0"):
         sae.init_encoder_whitener(x, eps=0)
+
+
+def test_loss_terms_are_named_and_equal_the_formula_they_replace():
+    from inr_lightning.nn.sae import sae_loss_terms
+
+    g = torch.Generator().manual_seed(3)
+    sse, aux, dsse = (torch.rand((), generator=g) * 10 for _ in range(3))
+    spread_x, spread_e, spread_y = (torch.rand((), generator=g, dtype=torch.float64) + 0.5 for _ in range(3))
+    terms = sae_loss_terms(sse, aux, spread_x, spread_e, 1 / 32, world=2)
+    assert set(terms) == {"fvu", "aux", "total"}
+    old = (sse / spread_x.to(sse.dtype) + 1 / 32 * aux / spread_e.to(sse.dtype)) * 2   # the former training_step
+    assert torch.equal(terms["total"], old) and terms["total"].dtype == torch.float32
+    assert torch.equal(terms["fvu"], sse / spread_x.float()) and torch.equal(terms["aux"], 1 / 32 * aux / spread_e.float())
+    terms = sae_loss_terms(sse, aux, spread_x, spread_e, 1 / 32, dsse, spread_y, 0.5, world=3)
+    old = (sse / spread_x.to(sse.dtype) + 1 / 32 * aux / spread_e.to(sse.dtype) + 0.5 * dsse / spread_y.to(sse.dtype)) * 3
+    assert set(terms) == {"fvu", "aux", "downstream", "total"} and torch.equal(terms["total"], old)
+
+
+def test_reduce_by_name_reduces_once_and_splits_by_the_dicts_own_keys_and_shapes():
+    from inr_lightning.nn.sae import reduce_by_name
+
+    values = {"a": torch.arange(3.0, dtype=torch.float64), "s": torch.tensor(5.0, dtype=torch.float64),
+              "m": torch.ones(2, 2, dtype=torch.float64)}
+    calls = []
+
+    def reduce(t):
+        calls.append(t.shape)
+        return t * 2   # what a sum over two equal ranks gives
+
+    out = reduce_by_name(values, reduce)
+    assert calls == [(8,)] and list(out) == ["a", "s", "m"]
+    for key, v in values.items():
+        assert out[key].shape == v.shape and torch.equal(out[key], v * 2), key

@@ -29,6 +29,7 @@ def test_reuse_refuse_overwrite_and_resume(tmp_path):
 
 def test_config_diff_ignores_where_a_run_logs_but_not_what_it_computes():
     a = {"trainer": {"max_steps": 4, "logger": False, "enable_progress_bar": False}, "ckpt_path": None}
-    b = {"trainer": {"max_steps": 4, "logger": {"class_path": "W"}, "enable_progress_bar": True}, "ckpt_path": "last"}
+    b = {"trainer": {"max_steps": 4, "logger": {"class_path": "W"}, "enable_progress_bar": True, "log_every_n_steps": 1},
+         "ckpt_path": "last"}
     assert config_diff(a, b) == []
     assert config_diff(a, {**b, "seed_everything": 1}) == ["seed_everything: '(absent)' → 1"]
