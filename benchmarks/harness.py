@@ -27,7 +27,7 @@ import torch
 from inr_lightning.checkpoints import save_cohort
 from inr_lightning.data.grid import make_grid
 from inr_lightning.models import SignalFitModule
-from inr_lightning.models.base import to_unit
+from inr_lightning.nn import to_unit
 from inr_lightning.nn import CohortINR, INRConfig
 
 FULL = dict(width=256, layers=5, signals=10, coords=4096, depth=2, fit_signals=5, fit_res=64, batched=16,

@@ -12,22 +12,21 @@ run also rebuilds its cohort INR and images from its ``config.yaml`` (as the SAE
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 import yaml
 from torch import Tensor
 
+from inr_lightning.checkpoints import checkpoint_path, load_net, read_checkpoint
 from inr_lightning.data.grid import make_grid
 from inr_lightning.data.provenance import instantiate
 from inr_lightning.errors import InputError
-from inr_lightning.nn import CohortINR, INRConfig
+from inr_lightning.nn import CohortINR, INRConfig, to_unit
 
 STAGE_OF_MODEL = {"CohortINRModule": "cohort", "SignalFitModule": "fit", "SAEModule": "sae"}
 EVAL_CHUNK = 16384
@@ -59,11 +58,6 @@ def region_grid(resolution: tuple[int, int], region: Sequence[float] | None = No
     return lo + (grid + 1) / 2 * torch.tensor([y1 - y0, x1 - x0])
 
 
-def to_unit(x: Tensor) -> Tensor:
-    """Network range [−1, 1] → images on [0, 1], clamped (as the training stages report PSNR)."""
-    return ((x + 1) * 0.5).clamp(0, 1)
-
-
 @torch.no_grad()
 def _outputs(net: CohortINR, coords: Tensor, chunk: int = EVAL_CHUNK) -> Tensor:
     return torch.cat([net(c) for c in coords.split(chunk)], dim=1)
@@ -78,25 +72,7 @@ def render_net(net: CohortINR, resolution: tuple[int, int], region: Sequence[flo
     return to_unit(values.transpose(1, 2).reshape(n, c, *resolution)).cpu()
 
 
-# -- checkpoints and configs -------------------------------------------------------------------------------
-def _read_checkpoint(path: Path) -> dict:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 — any unreadable file is the same user error
-        raise InputError(f"checkpoint '{path}' is not readable with weights_only=True ({type(err).__name__})") from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise InputError(f"'{path}' is not a checkpoint written by an inr_lightning run (no state_dict)")
-    return ckpt
-
-
-def _checkpoint_path(run: Path, ckpt: str | Path) -> Path:
-    path = run / "checkpoints" / f"{ckpt}.ckpt" if str(ckpt) in ("last", "best") else Path(ckpt)
-    if not path.is_file():
-        raise InputError(f"'{run}' is not a run with a checkpoint: {path} does not exist (give a folder written by "
-                         "`python -m inr_lightning fit`, i.e. its trainer.default_root_dir)")
-    return path
-
-
+# -- checkpoints -------------------------------------------------------------------------------------------
 def stage_of(hp: dict) -> str | None:
     """``cohort``, ``fit`` or ``sae`` from a checkpoint's ``hyper_parameters["_class_path"]``."""
     return STAGE_OF_MODEL.get(str(hp.get("_class_path", "")).rpartition(".")[2])
@@ -166,16 +142,6 @@ class Run:
         return h[0] if h.shape[0] == 1 else h
 
 
-def _load_net(cfg: INRConfig, state: dict, num_signals: int, out_channels: int, copies: int, path: Path) -> CohortINR:
-    net = CohortINR(cfg, num_signals, out_channels, encoder_copies=copies)
-    try:
-        net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
-    except RuntimeError as err:
-        raise InputError(f"checkpoint '{path}': weights do not match its architecture: "
-                         f"{str(err).splitlines()[-1].strip()}") from None
-    return net.eval().requires_grad_(False)
-
-
 class CohortRun(Run):
     """A cohort run: one shared encoder, one head per cohort signal."""
 
@@ -184,8 +150,8 @@ class CohortRun(Run):
     def __init__(self, path: Path, ckpt_path: Path, ckpt: dict) -> None:
         super().__init__(path, ckpt_path, ckpt)
         hp = self.hparams
-        self.net = _load_net(INRConfig(**hp["net"]), ckpt["state_dict"], int(hp["num_signals"]),
-                             int(hp["out_channels"]), 1, ckpt_path)
+        self.net = load_net(INRConfig(**hp["net"]), ckpt["state_dict"], int(hp["num_signals"]),
+                            int(hp["out_channels"]), 1, ckpt_path)
 
 
 class FitRun(Run):
@@ -196,15 +162,9 @@ class FitRun(Run):
     def __init__(self, path: Path, ckpt_path: Path, ckpt: dict) -> None:
         super().__init__(path, ckpt_path, ckpt)
         hp = self.hparams
-        state = ckpt.get("fit_state") or {}
-        net_cfg = (state.get("summary") or state.get("summary_extra") or {}).get("fit/net") \
-            or self.summary.get("fit/net")
-        if net_cfg is None:  # older checkpoints: the architecture of the cohort it started from
-            from inr_lightning.checkpoints import load_cohort
-
-            net_cfg = load_cohort(hp["cohort_ckpt"])[0].cfg.to_dict()
+        net_cfg = ckpt["fit_state"]["summary"]["fit/net"]   # SignalFitModule.on_save_checkpoint writes it
         m = int(hp["num_signals"])
-        self.net = _load_net(INRConfig(**net_cfg), ckpt["state_dict"], m, int(hp["out_channels"]), m, ckpt_path)
+        self.net = load_net(INRConfig(**net_cfg), ckpt["state_dict"], m, int(hp["out_channels"]), m, ckpt_path)
 
 
 @dataclass
@@ -264,11 +224,7 @@ class SAERun(Run):
         x = torch.as_tensor(x, dtype=torch.float32)
         parts = []
         for c in x.split(EVAL_CHUNK):
-            out = self.sae.encode(c)
-            if isinstance(out, Tensor) and out.shape[-1] == self.n_atoms:  # already dense codes
-                parts.append(out)
-                continue
-            vals, idx = out[0], out[1]
+            vals, idx = self.sae.encode(c)
             parts.append(vals.new_zeros(vals.shape[0], self.n_atoms).scatter(1, idx, vals))
         return torch.cat(parts) if parts else x.new_zeros(0, self.n_atoms)
 
@@ -278,12 +234,7 @@ class SAERun(Run):
         z = torch.as_tensor(z, dtype=torch.float32)
         if z.ndim != 2 or z.shape[-1] != self.n_atoms:
             raise InputError(f"codes must be (B, {self.n_atoms}), got shape {tuple(z.shape)}")
-        dense = getattr(self.sae, "decode_dense", None)
-        if callable(dense):
-            return dense(z)
-        # Without a dense decode: the SAE's own sparse decode of z's non-zero entries (≤ k per row from encode).
-        vals, idx = z.topk(min(self.n_atoms, max(1, int((z != 0).sum(1).max()) if len(z) else 1)), dim=-1)
-        return self.sae.decode(vals, idx)
+        return self.sae.decode_dense(z)
 
     @torch.no_grad()
     def render(self, i: int | None = None, resolution: int | Sequence[int] | None = None,
@@ -356,8 +307,13 @@ def load_run(run_dir: str | Path, ckpt: str | Path = "last") -> Run:
     path = Path(run_dir)
     if not path.is_dir():
         raise InputError(f"run folder '{path}' does not exist")
-    ckpt_path = _checkpoint_path(path, ckpt)
-    checkpoint = _read_checkpoint(ckpt_path)
+    ckpt_path = checkpoint_path(path, ckpt)
+    if not ckpt_path.is_file():
+        raise InputError(f"'{path}' is not a run with a checkpoint: {ckpt_path} does not exist (give a folder written "
+                         "by `python -m inr_lightning fit`, i.e. its trainer.default_root_dir)")
+    checkpoint = read_checkpoint(ckpt_path)
+    if "state_dict" not in checkpoint:
+        raise InputError(f"'{ckpt_path}' is not a checkpoint written by an inr_lightning run (no state_dict)")
     hp = checkpoint.get("hyper_parameters") or {}
     stage = stage_of(hp)
     if stage is None:

@@ -1,9 +1,8 @@
-"""Cohort checkpoints: the one writer outside Lightning and the one safe reader, shared by every stage.
+"""Checkpoints: the one safe reader (``read_checkpoint``), the one ``last``/``best`` resolver
+(``checkpoint_path``), and the cohort writer/loader every later stage uses.
 
-``torch.load(..., weights_only=True)`` only: a checkpoint that would need to unpickle arbitrary objects is
-refused.  The architecture is rebuilt from the checkpoint's plain hyper-parameters (``net`` is an
-``INRConfig`` dict), never from a pickled module.  ``save_cohort`` writes the part of Lightning's layout that
-``load_cohort`` reads, for a network trained or built outside a Trainer (benchmarks, tests).
+``torch.load(..., weights_only=True)`` only: a checkpoint that needs arbitrary objects unpickled is refused.
+Networks are rebuilt from plain hyper-parameters (``net`` is an ``INRConfig`` dict), never unpickled.
 """
 
 from __future__ import annotations
@@ -17,6 +16,26 @@ from inr_lightning.nn import CohortINR, INRConfig
 
 
 COHORT_CLASS_PATH = "inr_lightning.models.CohortINRModule"
+CKPT_NAMES = ("last", "best")
+
+
+def checkpoint_path(run: str | Path, ckpt: str | Path = "last") -> Path:
+    """``last``/``best`` → ``<run>/checkpoints/<ckpt>.ckpt`` (what Lightning's ``ModelCheckpoint`` writes there);
+    any other value is a path of its own."""
+    return Path(run) / "checkpoints" / f"{ckpt}.ckpt" if str(ckpt) in CKPT_NAMES else Path(ckpt)
+
+
+def read_checkpoint(path: str | Path, what: str = "checkpoint") -> dict:
+    """``torch.load(path, weights_only=True)`` on the CPU; an unreadable or refused file is one ``InputError``
+    naming ``what`` and the path."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 — any unreadable file is the same user error
+        raise InputError(f"{what} '{path}' is not a readable checkpoint ({type(err).__name__}); "
+                         "only checkpoints that load with weights_only=True are accepted") from None
+    if not isinstance(ckpt, dict):
+        raise InputError(f"{what} '{path}' is not a checkpoint written by Lightning (a {type(ckpt).__name__})")
+    return ckpt
 
 
 def save_cohort(path: str | Path, net: CohortINR, class_path: str = COHORT_CLASS_PATH) -> Path:
@@ -42,23 +61,26 @@ def load_cohort(path: str | Path) -> tuple[CohortINR, dict]:
     if not path.is_file():
         raise InputError(f"cohort checkpoint '{path}' does not exist; run the cohort stage first "
                          "(python -m inr_lightning fit --config configs/cohort/<backbone>.yaml) or fix the path")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 — any unreadable file is the same user error
-        raise InputError(f"cohort checkpoint '{path}' is not a readable checkpoint ({type(err).__name__}); "
-                         "only checkpoints that load with weights_only=True are accepted") from None
-    hp = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
-    state = ckpt.get("state_dict", {}) if isinstance(ckpt, dict) else {}
+    ckpt = read_checkpoint(path, "cohort checkpoint")
+    hp, state = ckpt.get("hyper_parameters") or {}, ckpt.get("state_dict") or {}
     class_path = str(hp.get("_class_path", COHORT_CLASS_PATH))
     if not class_path.endswith(COHORT_CLASS_PATH.rsplit(".", 1)[-1]) or not isinstance(hp.get("net"), dict) \
             or "num_signals" not in hp or "out_channels" not in hp:
         raise InputError(f"'{path}' is not a cohort-stage checkpoint (model {class_path}); expected one written "
                          "by inr_lightning.models.CohortINRModule")
-    cfg = INRConfig(**hp["net"])
-    net = CohortINR(cfg, int(hp["num_signals"]), int(hp["out_channels"]))
+    net = load_net(INRConfig(**hp["net"]), state, int(hp["num_signals"]), int(hp["out_channels"]), 1, path,
+                   "cohort checkpoint")
+    return net, hp
+
+
+def load_net(cfg: INRConfig, state: dict, num_signals: int, out_channels: int, copies: int, path: str | Path,
+             what: str = "checkpoint") -> CohortINR:
+    """A ``CohortINR`` (``copies`` encoder copies) with the ``net.*`` weights of a Lightning ``state_dict``, frozen
+    and in eval mode; weights of another architecture are one ``InputError``."""
+    net = CohortINR(cfg, num_signals, out_channels, encoder_copies=copies)
     try:
         net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
     except RuntimeError as err:
-        raise InputError(f"cohort checkpoint '{path}': weights do not match its architecture ({cfg.backbone}, "
+        raise InputError(f"{what} '{path}': weights do not match its architecture ({cfg.backbone}, "
                          f"{cfg.shared_layers}×{cfg.width}): {str(err).splitlines()[-1].strip()}") from None
-    return net.eval().requires_grad_(False), hp
+    return net.eval().requires_grad_(False)

@@ -35,7 +35,6 @@ import warnings
 from pathlib import Path
 
 import lightning as L
-import torch
 from jsonargparse import set_parsing_settings
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -45,6 +44,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from inr_lightning.callbacks import FiniteLoss, RunConfig, RunSummary
 from inr_lightning.callbacks.guards import STAGES
 from inr_lightning.callbacks.outputs import CURVES_FILE, METRICS_FILE, FinalValidation, LocalMetrics
+from inr_lightning.checkpoints import checkpoint_path, read_checkpoint
 from inr_lightning.errors import InputError, RunStopped, find_user_error, one_line
 from inr_lightning.runtime import retain_freed_memory_if_requested
 
@@ -198,8 +198,8 @@ class INRLightningCLI(LightningCLI):
         if path is None or not path.is_file() or max_steps is None or max_steps < 0:
             return False
         try:
-            step = torch.load(path, map_location="cpu", weights_only=True).get("global_step")
-        except Exception:  # noqa: BLE001 — an unreadable checkpoint is reported by the fit itself
+            step = read_checkpoint(path).get("global_step")
+        except InputError:  # an unreadable checkpoint is reported by the fit itself
             return False
         if not isinstance(step, int) or step < max_steps:
             return False
@@ -212,8 +212,8 @@ class INRLightningCLI(LightningCLI):
     def _check_stage(self, subcommand: str, ckpt: str) -> None:
         """The checkpoint's model (``hyper_parameters["_class_path"]``) must be the config's model."""
         try:
-            hp = torch.load(ckpt, map_location="cpu", weights_only=True).get("hyper_parameters") or {}
-        except Exception:  # noqa: BLE001 — unreadable files are reported by _parse_ckpt_path's own handler
+            hp = read_checkpoint(ckpt).get("hyper_parameters") or {}
+        except InputError:  # unreadable files are reported by _parse_ckpt_path's own handler
             return
         theirs = str(hp.get("_class_path") or "")
         model = self.config[subcommand].get("model")
@@ -245,10 +245,10 @@ class INRLightningCLI(LightningCLI):
         if not ckpt_path:
             raise InputError("predict needs --ckpt_path (a .ckpt of the run, or 'last'/'best'); or use "
                              "python -m inr_lightning render <run>")
-        path = root / "checkpoints" / f"{ckpt_path}.ckpt" if str(ckpt_path) in ("last", "best") else Path(ckpt_path)
+        path = checkpoint_path(root, ckpt_path)
         if not path.is_file():
             raise InputError(f"--ckpt_path {str(ckpt_path)!r}: no checkpoint at {path}")
-        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        state = read_checkpoint(path)["state_dict"]
         model.load_state_dict(state)
         resolution = tuple(getattr(datamodule, "resolution", None) or ())
         if len(resolution) != 2:

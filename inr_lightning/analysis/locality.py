@@ -33,6 +33,8 @@ import torch
 from scipy.spatial import cKDTree
 from torch import Tensor
 
+from inr_lightning.nn.inr import to_unit
+
 
 def _pairs(vals: Tensor, idx: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """(row, atom, value) of every firing (z > 0) pair, float64 values on the CPU."""
@@ -169,7 +171,7 @@ def content_signals(images: Tensor, threshold: float = 0.05) -> dict[str, Tensor
     mean on [0, 1]), ``edges`` (kornia Sobel magnitude of it) and ``foreground`` (image > ``threshold``, 0/1)."""
     import kornia
 
-    unit = ((images.detach().double().cpu() + 1) * 0.5).clamp(0, 1).mean(1, keepdim=True)   # (N, 1, H, W)
+    unit = to_unit(images.detach().double().cpu()).mean(1, keepdim=True)   # (N, 1, H, W)
     edges = kornia.filters.sobel(unit)
     return {"image": unit.flatten(1), "edges": edges.flatten(1), "foreground": (unit > threshold).double().flatten(1)}
 

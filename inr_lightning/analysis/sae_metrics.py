@@ -20,11 +20,13 @@ import math
 import torch
 from torch import Tensor
 
+from inr_lightning.nn.inr import to_unit
+
 SUM_KEYS = ("n", "sum_x", "sum_sq", "sse", "l0", "cos", "xhat_sq", "x_dot_xhat", "fire")
 
 
 def _unit(x: Tensor) -> Tensor:
-    return ((x.double() + 1) * 0.5).clamp(0, 1)
+    return to_unit(x.double())
 
 
 def fire_counts(vals: Tensor, idx: Tensor, n_atoms: int) -> Tensor:

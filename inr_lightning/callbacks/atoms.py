@@ -52,6 +52,7 @@ from inr_lightning.analysis.locality import (
     tiling_ratio,
     uniform_mass_radius,
 )
+from inr_lightning.nn.inr import to_unit
 
 ATOM_COLUMNS = ["atom", "support_fraction", "mean_activation", "spread", "mass_radius90", "components",
                 "centroid_row", "centroid_col", "content_alignment", "align_image", "align_edges", "align_foreground",
@@ -82,7 +83,7 @@ def _show_image(ax, image: torch.Tensor) -> None:
 def _to_images(values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     """``(N, P, C)`` on [−1, 1] → ``(N, C, H, W)`` on [0, 1]."""
     n, _, c = values.shape
-    return ((values.double().cpu().transpose(1, 2).reshape(n, c, *shape) + 1) * 0.5).clamp(0, 1)
+    return to_unit(values.double().cpu().transpose(1, 2).reshape(n, c, *shape))
 
 
 def _gallery(path: Path, groups: list[tuple[str, list[tuple[int, np.ndarray, float]]]], image: torch.Tensor,
@@ -330,7 +331,7 @@ def measure_atoms(sae, net, layer: int, x: torch.Tensor, target: torch.Tensor, i
         "max_drop_ep_db": max_drop_ep, "damage_per_support": damage, "damage_ep_per_support": damage_ep}
     assert list(columns) == ATOM_COLUMNS, "every column of the atom table is measured, by name"
     return AtomMeasures(columns=columns, summary=summary, alive=alive, title=what, gallery=gallery,
-                        image=((images[image_index].cpu() + 1) * 0.5).clamp(0, 1), image_index=image_index,
+                        image=to_unit(images[image_index].cpu()), image_index=image_index,
                         distributions=distributions, worst=worst_rows, ablation=ablation_arrays)
 
 

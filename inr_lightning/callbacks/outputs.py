@@ -50,9 +50,10 @@ def write_json_atomic(path: Path, payload: dict) -> None:
 
 
 def _scalar(value: Any) -> float | None:
+    """A one-element tensor or a number → float; anything else (bools included) → None."""
     if isinstance(value, torch.Tensor):
         return float(value) if value.numel() == 1 else None
-    return float(value) if isinstance(value, (int, float)) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def summarize(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -189,12 +190,6 @@ class FinalValidation(L.Callback):
                 epoch_loop._batches_that_stepped = stepped
 
 
-def _as_float(value: Any) -> float | None:
-    if isinstance(value, torch.Tensor):
-        return float(value) if value.numel() == 1 else None
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
 class LocalMetrics(Logger):
     """Every scalar the run logs, kept in the run folder whatever other logger runs (or none).
 
@@ -234,7 +229,7 @@ class LocalMetrics(Logger):
         if self.trainer is not None:
             step = self.trainer.global_step
         rows = [(step, key, v) for key, value in metrics.items()
-                if key != "epoch" and (v := _as_float(value)) is not None]
+                if key != "epoch" and (v := _scalar(value)) is not None]
         if not rows:
             return
         self._dir.mkdir(parents=True, exist_ok=True)

@@ -8,11 +8,11 @@ copy in their own config.
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
 import yaml
+from lightning.pytorch.cli import instantiate_class
 
 from inr_lightning.errors import InputError
 
@@ -40,17 +40,10 @@ def run_data_config(ckpt: str | Path) -> tuple[Path, dict]:
     return config, {"class_path": data["class_path"], "init_args": dict(data.get("init_args") or {})}
 
 
-def instantiate(spec: Any) -> Any:
-    """``{class_path, init_args}`` specs of a saved config → objects (recursively)."""
-    if isinstance(spec, dict) and "class_path" in spec:
-        module, _, name = spec["class_path"].rpartition(".")
-        cls = getattr(importlib.import_module(module), name)
-        return cls(**{k: instantiate(v) for k, v in (spec.get("init_args") or {}).items()})
-    if isinstance(spec, dict):
-        return {k: instantiate(v) for k, v in spec.items()}
-    if isinstance(spec, list):
-        return [instantiate(v) for v in spec]
-    return spec
+def instantiate(spec: dict) -> Any:
+    """A saved ``{class_path, init_args}`` spec (plain init arguments) → the object, by Lightning's
+    ``instantiate_class``."""
+    return instantiate_class((), {"class_path": spec["class_path"], "init_args": dict(spec.get("init_args") or {})})
 
 
 def same_source(obj: Any, spec: Any) -> bool:

@@ -15,7 +15,7 @@ from torchmetrics.image import StructuralSimilarityIndexMeasure
 
 from inr_lightning.analysis import stable_rank
 from inr_lightning.errors import InputError
-from inr_lightning.nn import CohortINR
+from inr_lightning.nn import CohortINR, to_unit
 
 LOSS_REDUCTIONS = ("sum", "mean")
 
@@ -24,11 +24,6 @@ def check_lr(lr: float) -> float:
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise InputError(f"learning rate must be a finite number > 0, got {lr!r}")
     return float(lr)
-
-
-def to_unit(x: Tensor) -> Tensor:
-    """Training range [−1, 1] → display/metric range [0, 1], clamped (PSNR is reported on [0, 1])."""
-    return ((x + 1) * 0.5).clamp(0, 1)
 
 
 def split_batch(batch: dict, size: int) -> list[dict]:

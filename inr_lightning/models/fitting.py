@@ -256,12 +256,12 @@ class SignalFitModule(INRModule):
         state = checkpoint.get("fit_state")
         if not state:
             return
-        saved = state.get("last_frozen_layer", state.get("freeze_depth"))  # older checkpoints' key
+        saved = state.get("last_frozen_layer")
         if self._freeze_applied and saved is not None and saved != self.last_frozen_layer:
             raise InputError(f"the checkpoint was trained with encoder layers 0..{saved} frozen, this run freezes "
                              f"0..{self.last_frozen_layer}; resume with the run's own config ({{run}}/config.yaml)")
         self._recorded.update({int(s): (list(p), list(q)) for s, (p, q) in state.get("recorded", {}).items()})
-        self._summary.update(state.get("summary", state.get("summary_extra", {})))   # the older checkpoints' key
+        self._summary.update(state.get("summary", {}))
 
     # -- PSNR / SSIM at the recorded steps -----------------------------------------------------------
     def _full_grid_batch(self) -> dict | None:

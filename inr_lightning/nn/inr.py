@@ -21,6 +21,11 @@ from inr_lightning.nn.layers import BatchedLinear, FourierFeatures, ReLULayer, S
 BACKBONES = ("siren", "ffmlp")
 
 
+def to_unit(x: Tensor) -> Tensor:
+    """Network range [−1, 1] → images on [0, 1], clamped: the range every PSNR, SSIM and picture uses."""
+    return ((x + 1) * 0.5).clamp(0, 1)
+
+
 @dataclass
 class INRConfig:
     """Architecture of a cohort INR.  Plain values only, so it round-trips through checkpoints and YAML.
