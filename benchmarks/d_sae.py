@@ -73,7 +73,7 @@ def fvu_after_training(ctx: Ctx, x: torch.Tensor, init: str) -> tuple[float, flo
     L.seed_everything(0, verbose=False)
     module = SAEModule(SampledActivations(x), n_atoms=s["sae_init_atoms"], k=s["sae_init_k"], lr=2e-3,
                        warmup_steps=steps // 10, decay_fraction=0.3, dead_window=4 * len(x), decoder_init=init,
-                       init_samples=len(x))
+                       init_samples=len(x), encoder_input="centred", downstream_weight=0.0, bias_lr_scale=1.0)
     L.Trainer(max_steps=steps, accelerator=ctx.device.type, devices=1, logger=False, enable_checkpointing=False,
               enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, gradient_clip_val=1.0,
               default_root_dir=ctx.tmp / f"sae_{init}").fit(module, GridActivations())

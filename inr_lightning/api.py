@@ -280,20 +280,15 @@ class SAERun(Run):
 
 def _load_sae(hp: dict, state: dict, path: Path):
     """The ``TopKSAE`` of an SAE checkpoint, through ``SAEModule``'s own constructor (what Lightning's
-    ``--ckpt_path`` does).  Hyper-parameters the current ``SAEModule`` no longer takes are left out and buffers
-    the checkpoint predates keep their defaults; missing *parameters* are an error."""
-    import inspect
-
+    ``--ckpt_path`` does)."""
     from inr_lightning.models import SAEModule
 
-    accepted = inspect.signature(SAEModule.__init__).parameters
-    module = SAEModule(**{k: v for k, v in hp.items() if k in accepted and not k.startswith("_")})
-    result = module.load_state_dict(state, strict=False)
-    params = {name for name, _ in module.named_parameters()}
-    missing = [k for k in result.missing_keys if k in params]
-    if missing:
-        raise InputError(f"SAE checkpoint '{path}' lacks {', '.join(missing)}; it was written by another version "
-                         "of the SAE")
+    try:
+        module = SAEModule(**{k: v for k, v in hp.items() if not k.startswith("_")})
+        module.load_state_dict(state)
+    except (TypeError, RuntimeError) as err:
+        raise InputError(f"SAE checkpoint '{path}' does not match this version's SAEModule: "
+                         f"{str(err).splitlines()[-1].strip()}") from None
     return module.sae.eval().requires_grad_(False)
 
 

@@ -102,15 +102,13 @@ class ActivationDataModule(L.LightningDataModule):
         backbone: the backbone the config expects (``${backbone}`` in the shipped configs); a checkpoint of
             another backbone is refused.  ``None``: not checked.
         precompute: with ``coords: grid``, compute the layer's activations on the grid once and gather rows.
-        untrained_control: only ``false``; the control is a cohort run with ``freeze_random_prefix`` (see
-            ``docs/sae.md``), given as ``cohort_ckpt``.
         eval_chunk: coordinates per forward pass when computing activations.
         cohort_data: the cohort images; ``None`` = rebuilt from the cohort run's ``config.yaml``.
     """
 
     def __init__(self, cohort_ckpt: str, layer: int = 2, resolution: int | list[int] | None = None,
                  batch_size: int = 8192, coords: str = "grid", steps_per_epoch: int = 100, seed: int = 0,
-                 backbone: str | None = None, precompute: bool = True, untrained_control: bool = False,
+                 backbone: str | None = None, precompute: bool = True,
                  eval_chunk: int = 65536, cohort_data: SignalDataModule | None = None) -> None:
         super().__init__()
         if coords not in COORDS:
@@ -118,10 +116,6 @@ class ActivationDataModule(L.LightningDataModule):
         for name, value in (("batch_size", batch_size), ("steps_per_epoch", steps_per_epoch), ("eval_chunk", eval_chunk)):
             if int(value) < 1:
                 raise InputError(f"{name} must be ≥ 1, got {value!r}")
-        if untrained_control:
-            raise InputError(f"untrained_control: true is not supported (the trained heads on a random encoder "
-                             f"output noise); train a control cohort with --model.init_args.freeze_random_prefix="
-                             f"{layer} and give its checkpoint as data.init_args.cohort_ckpt")
         self.cohort_ckpt, self.mode, self.batch_size = str(cohort_ckpt), coords, int(batch_size)
         self.steps_per_epoch, self.seed, self.eval_chunk = int(steps_per_epoch), int(seed), int(eval_chunk)
         self.precompute = bool(precompute)

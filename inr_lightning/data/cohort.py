@@ -14,6 +14,7 @@ they used (``summary()`` → ``summary.json``) and which image is signal *i* (``
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 
@@ -23,8 +24,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from inr_lightning.data.grid import CoordinateSteps, make_grid
-from inr_lightning.data.provenance import (DATA_DEFAULTS, DATA_KEYS, describe_source, instantiate, run_data_config,
-                                           same_source)
+from inr_lightning.data.provenance import DATA_KEYS, describe_source, instantiate, run_data_config, same_source
 from inr_lightning.data.sources import SignalSource
 from inr_lightning.data.transforms import prepare
 from inr_lightning.errors import InputError
@@ -169,8 +169,7 @@ class CohortRunDataModule(SignalDataModule):
 
     Every data setting (``source``, ``resolution``, ``channels``, ``aspect``, ``num_signals``, ``num_heldout``,
     ``num_validation``, ``seed``) is read from the cohort run's resolved ``config.yaml`` (``<run>/config.yaml``
-    beside ``<run>/checkpoints/``); a setting the config lacks (written before it existed) is its default
-    (``DATA_DEFAULTS``).  A setting given here overrides it: each one that differs is printed and recorded
+    beside ``<run>/checkpoints/``); a setting the config lacks is ``SignalDataModule``'s default.  A setting given here overrides it: each one that differs is printed and recorded
     in ``summary.json`` (``data/overrides``).  Fitting images the cohort was trained on is refused unless
     ``allow_cohort_signals`` is true.
 
@@ -191,9 +190,9 @@ class CohortRunDataModule(SignalDataModule):
                  allow_cohort_signals: bool = False) -> None:
         config, spec = run_data_config(cohort_ckpt)
         cohort = dict(spec["init_args"])
-        for key, default in DATA_DEFAULTS.items():  # absent from configs written before the key existed
-            if cohort.get(key) is None:
-                cohort[key] = default
+        for key, param in inspect.signature(SignalDataModule).parameters.items():  # a data section written by hand
+            if key in DATA_KEYS and key not in cohort and param.default is not inspect.Parameter.empty:
+                cohort[key] = param.default
         given = {"source": source, "resolution": resolution, "channels": channels, "aspect": aspect,
                  "num_signals": num_signals, "num_heldout": num_heldout, "num_validation": num_validation,
                  "seed": seed}

@@ -18,8 +18,6 @@ from inr_lightning.errors import InputError
 
 # The settings that decide which images a run sees and how: a later stage inherits them from its cohort run.
 DATA_KEYS = ("source", "resolution", "channels", "aspect", "num_signals", "num_heldout", "num_validation", "seed")
-# What a setting means where a cohort run's config.yaml lacks it (written before the setting existed).
-DATA_DEFAULTS = {"channels": 1, "aspect": "crop", "num_heldout": 0, "num_validation": 0, "seed": 0}
 
 
 def run_dir_of(ckpt: str | Path) -> Path:

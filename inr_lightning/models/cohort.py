@@ -38,7 +38,7 @@ class CohortINRModule(INRModule):
             constant-rate cohort swings by 10 dB or more between seeds and rates).
     """
 
-    def __init__(self, net: INRConfig, num_signals: int = 1, out_channels: int = 1, lr: float = 1e-4,
+    def __init__(self, net: INRConfig = INRConfig(), num_signals: int = 1, out_channels: int = 1, lr: float = 1e-4,
                  loss_reduction: str = "sum", eval_chunk: int = 65536, compile: bool = False,
                  step_chunk: int | None = None, freeze_random_prefix: int | None = None,
                  lr_schedule: Literal["constant", "cosine"] = "constant") -> None:

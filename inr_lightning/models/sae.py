@@ -45,7 +45,6 @@ from inr_lightning.models.sae_eval import SAEEvalSums
 from inr_lightning.nn.readout import LayerReadout
 from inr_lightning.nn.sae import B_PRE_INITS, TopKSAE, reduce_by_name, sae_loss_terms, spread_from_sums, spread_sums
 
-SAE_TYPES = ("topk",)
 DECAYS = ("none", "linear", "cosine")
 DECODER_INITS = ("random", "data")
 
@@ -92,25 +91,20 @@ class SAEModule(L.LightningModule):
         init_samples: activations sampled for ``b_pre`` and the input scale (mean input norm).
         dense_threshold: an atom firing on more than this share of the grid is *dense*.
         eval_chunk: coordinates per pass during evaluation.
-        sae_type: ``topk`` (the only one so far).
         init_seed: seed of the SAE's initialisation (independent of what else used the global RNG before).
         d_in: input width; ``None`` = the readout's (saved in the checkpoint either way).
     """
 
     checkpoint_monitor = ("sae/fvu", "min")
 
-    def __init__(self, readout: LayerReadout | None = None, n_atoms: int = 4096, k: int = 32, lr: float | None = None, lr_base: float = 2e-4,
-                 warmup_steps: int = 100,
-                 decay: str = "linear", decay_fraction: float = 0.2,
-                 k_aux: int | None = None, aux_weight: float = 1 / 32, dead_window: int = 1_000_000,
-                 b_pre_init: str = "median", decoder_init: str = "random", encoder_input: str = "centred",
-                 whiten_eps: float = 1e-4, downstream_weight: float = 0.0, bias_lr_scale: float = 1.0,
-                 init_samples: int = 16384,
-                 dense_threshold: float = 0.1,
-                 eval_chunk: int = 16384, sae_type: str = "topk", init_seed: int = 0, d_in: int | None = None) -> None:
+    def __init__(self, readout: LayerReadout | None = None, n_atoms: int = 4096, k: int = 32, lr: float | None = None,
+                 lr_base: float = 1e-3, warmup_steps: int = 100, decay: str = "linear", decay_fraction: float = 0.3,
+                 k_aux: int | None = None, aux_weight: float = 1 / 32, dead_window: int = 131072,
+                 b_pre_init: str = "median", decoder_init: str = "data", encoder_input: str = "whitened",
+                 whiten_eps: float = 1e-4, downstream_weight: float = 1.0, bias_lr_scale: float = 0.25,
+                 init_samples: int = 16384, dense_threshold: float = 0.1, eval_chunk: int = 16384, init_seed: int = 0,
+                 d_in: int | None = None) -> None:
         super().__init__()
-        if sae_type not in SAE_TYPES:
-            raise InputError(f"unknown SAE type {sae_type!r}; expected one of: {', '.join(SAE_TYPES)}")
         if not 1 <= int(k) <= int(n_atoms):
             raise InputError(f"k={k!r} must be between 1 and n_atoms={n_atoms!r}")
         if b_pre_init not in B_PRE_INITS:

@@ -362,14 +362,6 @@ class TopKSAE(nn.Module):
         c = float((x_hat * centred).sum() / (x_hat ** 2).sum().clamp_min(1e-30))
         self.W_enc.mul_(c if math.isfinite(c) and c > 0 else 1.0)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        # An SAE saved before the whitened encoder input existed has no m and P: it used the centred input, for
-        # which they are unused; give it the identity values instead of refusing the checkpoint.
-        if self.d_in is not None:
-            for name in ("enc_mean", "enc_whitener"):
-                state_dict.setdefault(prefix + name, getattr(self, name).detach().clone())
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
     def extra_repr(self) -> str:
         return (f"d_in={self.d_in}, n_atoms={self.n_atoms}, k={self.k}, k_aux={self.k_aux}, "
                 f"dead_window={self.dead_window}, encoder_input={'whitened' if self.whiten else 'centred'}")

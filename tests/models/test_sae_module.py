@@ -82,12 +82,9 @@ def test_activation_data_table_shards_and_provenance(cohorts, capsys):
     assert low.summary()["data/resolution"] == [8, 8] and low.grid_activations().shape == (64, 16)
 
 
-def test_backbone_mismatch_and_untrained_flag_are_one_line_errors(cohorts):
+def test_backbone_mismatch_is_a_one_line_error(cohorts):
     with pytest.raises(InputError, match=r"^backbone 'siren' of the config disagrees with the cohort checkpoint .*\(ffmlp\)"):
         ActivationDataModule(str(cohorts["ffmlp"]), backbone="siren")
-    with pytest.raises(InputError, match="freeze_random_prefix=1") as info:
-        ActivationDataModule(str(cohorts["ffmlp"]), layer=1, untrained_control=True)
-    assert "\n" not in str(info.value)
 
 
 class _LowRank(L.LightningDataModule):
@@ -130,7 +127,8 @@ def _fit_low_rank(scale: float, tmp_path, steps: int = 200, **kwargs) -> tuple[S
     L.seed_everything(0)
     data = _LowRank(scale, steps)
     model = SAEModule(**{"readout": SampledActivations(data.x), "n_atoms": 32, "k": 4, "warmup_steps": 10,
-                         "lr": 3e-3, "dead_window": 2048, **kwargs})
+                         "lr": 3e-3, "dead_window": 2048, "decay_fraction": 0.2, "decoder_init": "random",
+                         "encoder_input": "centred", "downstream_weight": 0.0, "bias_lr_scale": 1.0, **kwargs})
     logged = _LoggedFVU()
     trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path,
@@ -201,7 +199,8 @@ def test_whitened_encoder_input_keeps_atoms_alive_on_activations_ruled_by_a_few_
     for encoder_input in ("centred", "whitened"):
         L.seed_everything(0)
         model = SAEModule(SampledActivations(data.x), n_atoms=64, k=4, lr=3e-3, warmup_steps=10, dead_window=2048,
-                          decoder_init="data", encoder_input=encoder_input)
+                          decoder_init="data", encoder_input=encoder_input, decay_fraction=0.2,
+                          downstream_weight=0.0, bias_lr_scale=1.0)
         L.Trainer(max_steps=data.steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                   enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path,
                   gradient_clip_val=1.0).fit(model, data)
@@ -278,8 +277,8 @@ def test_learning_rate_schedule_and_dictionary_sizes():
     assert lr_factor(850, total, warm, "cosine", 0.2) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
     assert lr_factor(999, total, warm, "none", 0.2) == 1
     for n_atoms, lr in ((1024, 8e-4), (4096, 4e-4), (16384, 2e-4)):  # the reference rule, by config alone
-        assert SAEModule(n_atoms=n_atoms, k=32, d_in=16).lr == pytest.approx(lr)
-        assert SAEModule(n_atoms=n_atoms, k=32, lr_base=1e-3).lr == pytest.approx(5 * lr)
+        assert SAEModule(n_atoms=n_atoms, k=32, d_in=16, lr_base=2e-4).lr == pytest.approx(lr)
+        assert SAEModule(n_atoms=n_atoms, k=32).lr == pytest.approx(5 * lr)   # the shipped lr_base, 1e-3
     with pytest.raises(InputError, match="decay must be one of none, linear, cosine, got 'step'"):
         SAEModule(decay="step")
 
@@ -336,10 +335,8 @@ def test_sae_config_runs_a_tiny_fit(backbone, cohorts, tmp_path):
 @pytest.mark.parametrize("override,message", [
     ("--model.init_args.k=65", "error: k=65 must be between 1 and n_atoms=64"),
     ("--data.init_args.layer=7", "error: layer=7 is out of range: the cohort encoder has layers 0..4"),
-    ("--model.init_args.sae_type=gated", "error: unknown SAE type 'gated'; expected one of: topk"),
     ("--data.init_args.cohort_ckpt=configs/sae/siren.yaml", "error: cohort checkpoint 'configs/sae/siren.yaml' is not a readable checkpoint"),
     ("--backbone=ffmlp", "error: backbone 'ffmlp' of the config disagrees with the cohort checkpoint"),
-    ("--data.init_args.untrained_control=true", "error: untrained_control: true is not supported"),
     ("--model.init_args.decay=step", "error: decay must be one of none, linear, cosine, got 'step'"),
     ("--model.init_args.encoder_input=pca", "error: encoder_input must be one of centred, whitened, got 'pca'"),
     ("--model.init_args.whiten_eps=0", "error: whiten_eps must be > 0, got 0"),
