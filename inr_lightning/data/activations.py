@@ -107,7 +107,7 @@ class ActivationDataModule(L.LightningDataModule):
     """
 
     def __init__(self, cohort_ckpt: str, layer: int = 2, resolution: int | list[int] | None = None,
-                 batch_size: int = 8192, coords: str = "grid", steps_per_epoch: int = 100, seed: int = 0,
+                 batch_size: int = 4096, coords: str = "grid", steps_per_epoch: int = 250, seed: int = 0,
                  backbone: str | None = None, precompute: bool = True,
                  eval_chunk: int = 65536, cohort_data: SignalDataModule | None = None) -> None:
         super().__init__()
