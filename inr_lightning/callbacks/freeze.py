@@ -1,27 +1,9 @@
-"""StableRankFreeze: choose the freeze depth of a fit from the stable ranks of the loaded cohort encoder.
+"""StableRankFreeze: a fit's freeze depth from the stable ranks of the loaded cohort encoder.
 
-Finding 1 of the study: the best freeze depth is the encoder layer of highest weight stable
-rank.  Whether "freeze at layer j" includes layer j is not public, so both readings are offered:
-
-- ``through``: freeze layers ``0 .. j``     (depth ``j``);
-- ``below``:   freeze layers ``0 .. j − 1`` (depth ``j − 1``; ``j = 0`` freezes nothing).
-
-Division of labour with ``SignalFitModule`` (``inr_lightning.models.fitting``): in ``setup("fit")`` this
-callback measures the exact stable rank (float64 SVD) of every shared-encoder layer of the *loaded* encoder
-(the cohort weights, whatever the protocol), reports the profile and, only when the module's
-``protocol`` is ``auto``, hands it the chosen depth (``pl_module.set_last_frozen_layer``).  The module's own
-``setup`` — which Lightning calls right after the callbacks' — then freezes, once, before optimizers and DDP
-exist.  With ``scratch``/``finetune``/``freeze`` the callback only reports (the module's depth stands), so
-one callback can sit in every run of a sweep.
-
-The rule comes in three forms: the raw argmax; the first layer excluded (``allow_first_layer: false``:
-the SIREN's 2-input first layer can never win, an FFMLP's first layer reads 2m Fourier features and often
-does by shape alone); and relative to initialisation (``relative_to_init: true``: the argmax of
-srank(trained) / srank(same layer at its random init), which removes what the matrix shape decides).
-
-The profiles go into ``summary.json`` (``freeze/stable_rank``, ``freeze/stable_rank_init``, ``freeze/argmax``,
-``freeze/rule``, and ``freeze/last_frozen_layer`` where it is applied) and, when a WandbLogger is present, into a W&B
-table and bar chart.  With ``auto`` one console line says what was frozen and why.
+It freezes through the encoder layer of highest weight stable rank, the rule the study tests (docs/study.md,
+finding 1), in two readings (``through``: layers 0..j; ``below``: 0..j−1) and three forms (raw argmax, first
+layer excluded, relative to initialisation).  It measures and reports; under ``protocol: auto`` it hands
+``SignalFitModule`` the depth, and the module freezes (docs/architecture.md, "The fit stage").
 """
 
 from __future__ import annotations
@@ -29,7 +11,6 @@ from __future__ import annotations
 import sys
 
 import lightning as L
-import torch
 from lightning.pytorch.loggers import WandbLogger
 
 from inr_lightning.analysis import stable_rank
@@ -59,7 +40,7 @@ def choose_last_frozen_layer(profile: list[float], rule: str = "through", depth:
 
 
 class StableRankFreeze(L.Callback):
-    """Freeze a fit's encoder up to its layer of highest stable rank (see the module docstring).
+    """Chooses a fit's freeze depth by stable rank (the module docstring); reports it in ``summary()``.
 
     Args:
         rule: ``through`` (freeze 0..argmax) or ``below`` (freeze 0..argmax−1).
@@ -87,32 +68,21 @@ class StableRankFreeze(L.Callback):
         """Entries for ``summary.json``: the stable-rank profile, the rule and (when applied) what it froze."""
         return dict(self._summary)
 
-    @staticmethod
-    def loaded_weights(pl_module: L.LightningModule) -> list[torch.Tensor]:
-        """The encoder matrices to measure: the module's loaded cohort weights if it keeps them, else copy 0 of
-        its current encoder."""
-        weights = getattr(pl_module, "loaded_encoder_weights", None)
-        if weights is not None:
-            return list(weights)
-        encoder = pl_module.net.encoder
-        return [encoder.linear(j).weight[0] for j in range(len(encoder))]
-
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        self.profile = [float(stable_rank(w)) for w in self.loaded_weights(pl_module)]
-        init = getattr(pl_module, "init_encoder_weights", None)
-        self.init_profile = [float(stable_rank(w)) for w in init] if init is not None else None
-        if self.relative_to_init and self.init_profile is None:
-            raise InputError("relative_to_init: true needs a module that keeps its encoder's initial weights "
-                             "(SignalFitModule)")
+        if not hasattr(pl_module, "set_last_frozen_layer"):
+            name = type(pl_module).__name__
+            raise InputError(f"StableRankFreeze chooses the freeze depth of a fit (SignalFitModule); the model is a "
+                             f"{name}: remove the callback from trainer.callbacks")
+        self.profile = [float(stable_rank(w)) for w in pl_module.loaded_encoder_weights]
+        self.init_profile = [float(stable_rank(w)) for w in pl_module.init_encoder_weights]
         self.layer, self.last_frozen_layer = choose_last_frozen_layer(
             self.profile, self.rule, self.depth, self.allow_first_layer,
             self.init_profile if self.relative_to_init else None)
         argmax = max(range(len(self.profile)), key=lambda i: self.profile[i])
         extra = self._summary = {}
-        protocol = getattr(pl_module, "protocol", "auto")
-        self.applied = protocol == "auto"
+        self.applied = pl_module.protocol == "auto"
         extra.update({"freeze/stable_rank": self.profile, "freeze/stable_rank_init": self.init_profile,
                       "freeze/argmax": argmax, "freeze/rule": self.rule,
                       "freeze/allow_first_layer": self.allow_first_layer,
@@ -121,12 +91,7 @@ class StableRankFreeze(L.Callback):
             return
         extra.update({"freeze/layer": self.layer, "freeze/last_frozen_layer": self.last_frozen_layer,
                       "freeze/explicit_depth": self.depth})
-        if hasattr(pl_module, "set_last_frozen_layer"):
-            pl_module.set_last_frozen_layer(self.last_frozen_layer, source=f"StableRankFreeze(rule={self.rule})")
-        else:  # any module with a ``net.encoder``: freeze here, still before the optimizers exist
-            for j in range(self.last_frozen_layer + 1):
-                for p in pl_module.net.encoder.layers[j].parameters():
-                    p.requires_grad_(False)
+        pl_module.set_last_frozen_layer(self.last_frozen_layer, source=f"StableRankFreeze(rule={self.rule})")
         if trainer.is_global_zero:
             print(self.explain(), file=sys.stderr)
 

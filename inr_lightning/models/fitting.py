@@ -1,38 +1,9 @@
 """SignalFitModule: fit M new signals from a cohort encoder, each with its own INR, as one batched model.
 
-Every signal gets its own copy of the encoder (``CohortINR(cfg, M, C, encoder_copies=M)``): the M fits are
-independent — the loss is a sum over signals and Adam acts element-wise — yet run as one GEMM per layer.
-
-Protocols:
-
-- ``scratch``: random init of every layer, nothing learned is transferred (for the FFMLP the fixed Fourier
-  matrix ``B`` is kept from the cohort: it is part of the architecture, never trained);
-- ``finetune``: cohort encoder copied into every copy, every layer trained (STRAINER's recipe);
-- ``freeze``: cohort encoder copied, layers ``0 .. last_frozen_layer`` frozen; the layers above are fine-tuned
-  from the cohort weights (``above: finetune``) or re-initialised (``above: reinit``);
-- ``auto``: like ``freeze`` with the depth decided by the ``StableRankFreeze`` callback from the stable
-  ranks of the loaded encoder.
-
-``encoder_weights: random`` keeps the random initialisation instead of the cohort's weights under any
-protocol: ``freeze``/``auto`` then freeze random layers — the control that separates what the cohort
-*transfers* from what freezing alone does (fewer parameters, less gradient noise).
-
-Who freezes: this module, always, once, in ``setup("fit")`` — after every callback's ``setup`` and before the
-optimizers (and DDP) are built, so frozen parameters are excluded from the optimizer and no rank ever
-unfreezes mid-run.  The callback only *decides* the depth (``set_last_frozen_layer``) when ``protocol: auto``;
-with another protocol it only reports the stable-rank profile.  ``auto`` without the callback is an error.
-
-**Frozen-prefix caching** (``cache_frozen_prefix: true``, the default).  Frozen layers see fixed inputs
-when the coordinate grid is fixed, so with layers ``0 .. k`` frozen their output on the
-data module's full grid is computed once per fit (no grad, at the first training step) and every step runs
-only layers ``k+1 ..`` and the heads, from the rows ``batch["index"]`` of that cache — full grid,
-``coords_per_step`` subsets and DDP shards alike.  The result equals the uncached path (same weights after
-training up to GEMM rounding; tested).  Memory: the cache is ``M × P × width`` floats — 5 signals at 256×256,
-width 256: 335 MB (84 MB at 128×128); turn it off for very large grids.  Without a frozen layer, without
-``index`` in the batch or without the data module's ``coords`` the step runs uncached.
-
-Heads are always fresh.  ``summary()`` (merged into ``summary.json``) holds the PSNR and SSIM of every
-signal at each step of ``record_steps`` (evaluated on the full grid at those steps only) and at the end.
+Every signal gets its own encoder copy (``CohortINR(cfg, M, C, encoder_copies=M)``): M independent fits run
+as one GEMM per layer.  Protocols ``scratch | finetune | freeze | auto``, the random-weights control, who
+freezes (this module, once, in ``setup("fit")``) and the frozen-prefix cache: docs/architecture.md, "The fit
+stage".  ``summary()`` holds every signal's PSNR/SSIM at ``record_steps`` and at the end.
 """
 
 from __future__ import annotations
@@ -63,11 +34,11 @@ class SignalFitModule(INRModule):
     Args:
         cohort_ckpt: path to a cohort-stage checkpoint (``runs/<study>/cohort/<backbone>/checkpoints/last.ckpt``);
             the architecture is read from it.
-        protocol: ``scratch``, ``finetune``, ``freeze`` or ``auto`` (see the module docstring).
+        protocol: ``scratch``, ``finetune``, ``freeze`` or ``auto`` (docs/architecture.md).
         last_frozen_layer: for ``freeze``: encoder layers ``0 .. last_frozen_layer`` are frozen,
             ``0 ≤ last_frozen_layer < L_s`` (after a fit: −1 when nothing was frozen).
         above: ``finetune`` (layers above the freeze depth start from the cohort weights) or ``reinit``.
-        encoder_weights: ``cohort`` (default) or ``random``: the random-weights control (module docstring).
+        encoder_weights: ``cohort`` (default) or ``random``: the random-weights control.
         backbone: if given, the checkpoint's backbone must be this one (guards a config pointed at the
             wrong cohort run).
         num_signals: number of signals fitted side by side; linked from ``data.num_signals``.
@@ -75,7 +46,7 @@ class SignalFitModule(INRModule):
         lr: Adam learning rate (1e-4).
         record_steps: steps at which the full-grid PSNR/SSIM of every signal goes into ``summary.json``.
         loss_reduction, eval_chunk, compile, step_chunk: as ``INRModule``.
-        cache_frozen_prefix: compute the frozen layers' output on the grid once per fit (module docstring).
+        cache_frozen_prefix: compute the frozen layers' output on the grid once per fit.
     """
 
     def __init__(self, cohort_ckpt: str, protocol: str = "auto", last_frozen_layer: int | None = None,

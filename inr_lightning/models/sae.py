@@ -1,32 +1,9 @@
 """SAEModule: a TopK SAE on one encoder layer's activations of a frozen cohort INR.
 
-The module receives what it uses: ``readout`` (``nn.readout.LayerReadout``), the frozen INR split at the layer
-— its width sizes the SAE at construction, ``readout.sample`` is the initialisation sample, and
-``readout.outputs_from`` carries x and x̂ through the rest of the network (downstream term, evaluation).  The
-CLI links it from the data (``data.readout``); from Python: ``SAEModule(readout=dm.readout, …)``.  The readout is
-not a child module: the checkpoint holds the SAE alone.  From the data module it reads batches only
-(``batch["x"]``; evaluation batches also ``batch["target"]``).  Without a readout: ``d_in`` must be given
-(and, to train, an activation source with ``sample``/``width``, e.g. ``nn.readout.SampledActivations``).
-
-Loss (as in Gao et al. 2024; ``nn.sae.sae_loss_terms``), on inputs divided by the SAE's ``input_scale`` (their
-mean norm): Σ‖x − x̂‖² / Σ‖x − x̄‖² + aux_weight · AuxK / Σ‖e − ē‖², each sum over the global batch, e the
-residual the dead atoms reconstruct; with ``downstream_weight`` w > 0, plus w · Σ‖f(x̂) − f(x)‖² / Σ‖f(x) − f̄‖²,
-f the frozen INR from the layer on (remaining layers and every head): the error of the outputs the SAE is
-spliced into (end-to-end SAE training, Braun et al. 2024, here beside the local loss).  The global-batch sums
-are all-reduced in one call, by name (``nn.sae.reduce_by_name``), and the loss is scaled by the world size, so
-DDP's gradient average equals the single-process gradient on the union of the shards exactly.
-
-Learning rate: linear warm-up over ``warmup_steps``, then constant, then a decay to 0 (``decay``: linear or
-cosine) over the last ``decay_fraction`` of ``trainer.max_steps``.
-
-Curves: ``train/fvu`` every step, ``sae/fvu`` and ``sae/dead_fraction`` every evaluation, through the loggers
-(``LocalMetrics``: ``<run>/metrics.csv`` and ``curves.png``).
-
-Evaluation (validation/test) runs over the full grid, each rank on its shard, with float64 sums and
-per-atom fire counts reduced across ranks (``models.sae_eval.SAEEvalSums``): ``sae/fvu``,
-``sae/explained_variance``, ``sae/l0``, ``sae/dead_fraction``, ``sae/dense_fraction``, ``sae/cosine``,
-``sae/rel_bias``, ``sae/psnr`` (x̂ spliced in at the layer, remaining layers and every head, mean over cohort
-images), ``sae/inr_psnr`` and ``sae/psnr_drop``.
+It receives ``readout`` (``nn.readout.LayerReadout``: the frozen INR split at the layer; the CLI links
+``data.readout``), which sizes the SAE and carries x and x̂ through the rest of the network; the checkpoint holds
+the SAE alone.  From the data it reads batches only (``x``; evaluation also ``target``).  Loss, schedule and
+every logged metric: docs/sae.md.
 """
 
 from __future__ import annotations
@@ -65,14 +42,12 @@ class SAEModule(L.LightningModule):
     """Trains a TopK SAE on ``ActivationDataModule`` batches.
 
     Args:
-        readout: the frozen INR at the layer (``LayerReadout``; ``ActivationDataModule.readout``): width,
-            initialisation sample, outputs from the layer on.  ``None``: give ``d_in`` (nothing to train from
-            or evaluate through until a readout is set).
+        readout: the frozen INR at the layer (``ActivationDataModule.readout``): width, initialisation sample,
+            outputs from the layer on.  ``None``: give ``d_in`` (nothing to train or evaluate through).
         n_atoms: dictionary size (4096).
         k: active atoms per coordinate (32).
-        lr: Adam learning rate; ``None`` = ``lr_base``/√(n_atoms/2¹⁴), the reference's scaling with the
-            dictionary size.
-        lr_base: the rate that rule gives 2¹⁴ atoms (reference: 2e-4).
+        lr: Adam learning rate; ``None`` = ``lr_base``/√(n_atoms/2¹⁴) (the reference's scaling).
+        lr_base: the rate that rule gives 2¹⁴ atoms (the reference's: 2e-4).
         warmup_steps: linear learning-rate warm-up.
         decay: learning-rate decay at the end of training: ``none``, ``linear`` or ``cosine`` (to 0).
         decay_fraction: share of ``trainer.max_steps`` (the last ones) over which the rate decays.
@@ -80,13 +55,12 @@ class SAEModule(L.LightningModule):
         aux_weight: weight of the AuxK loss (1/32), normalised by the residual's spread; 0 turns it off.
         dead_window: samples without firing after which an atom counts as dead (for AuxK).
         b_pre_init: ``median`` (geometric), ``mean`` or ``zero``.
-        decoder_init: ``random`` unit rows, or ``data``: rows = centred, normalised activations drawn from the
-            ``init_samples`` (``TopKSAE.init_decoder_from_data``).
-        encoder_input: ``centred`` (x/s − b_pre, the reference) or ``whitened``: the encoder reads the inputs
-            ZCA-whitened on the ``init_samples`` (``TopKSAE.init_encoder_whitener``); decoder and loss unchanged.
+        decoder_init: ``data`` (rows = spread-out activations, ``TopKSAE.init_decoder_from_data``) or ``random``
+            (the reference's unit rows).
+        encoder_input: ``whitened`` (ZCA on the ``init_samples``) or ``centred`` (x/s − b_pre, the reference's).
         whiten_eps: the whitening's regulariser, relative to the largest variance.
-        downstream_weight: weight of the downstream term (the INR's outputs from x̂ against those from x, as an
-            FVU); 0 = the local loss alone (the reference).
+        downstream_weight: weight of the downstream term (FVU of the INR's outputs from x̂ against those from x);
+            0 = the local loss alone (the reference's).
         bias_lr_scale: the encoder bias b_enc learns at ``lr`` × this, every other parameter at ``lr``.
         init_samples: activations sampled for ``b_pre`` and the input scale (mean input norm).
         dense_threshold: an atom firing on more than this share of the grid is *dense*.

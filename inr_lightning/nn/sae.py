@@ -1,43 +1,10 @@
-"""TopK sparse autoencoder (Gao et al. 2024) for INR activations.
+"""TopK sparse autoencoder (Gao et al. 2024) for INR activations, plain torch.
 
-    z = TopK_k(ReLU(W_enc u(x) + b_enc)),   x̂ = s · (W_dec z + b_pre),   u(x) = x/s − b_pre
+    z = TopK_k(ReLU(W_enc u(x) + b_enc)),   x̂ = s · (W_dec z + b_pre),   u(x) = x/s − b_pre  (or (x/s − m) P)
 
-or, with ``encoder_input="whitened"``, u(x) = (x/s − m) P: the encoder reads the inputs whitened (``m`` and the
-ZCA matrix ``P`` fixed from a sample by ``init_encoder_whitener``, scaled to unit mean norm), while the decoder,
-the loss and every metric stay in the input's units.  Why: on a layer whose activations fill a few directions
-(the deep FFMLP layers: nearly all the variance in a handful of the 256), raw pre-activations W_enc (x/s − b_pre) are
-ruled by those few directions, so TopK keeps choosing the same few atoms and the rest never fire; whitened,
-every direction of the data counts the same in the choice (classical sparse coding whitens for this reason).
-
-``s`` (the buffer ``input_scale``) is the mean input norm of a sample, set once before training
-(``init_input_scale``): the SAE works on inputs of unit mean norm whatever the layer's scale, so one learning
-rate and one AuxK weight fit every layer.  It is stored with the SAE and undone on decode: inputs, outputs
-and the codes a caller sees (``vals`` = s·z, so x̂ = Σ vals_a · d_a + s·b_pre) are in the original units.
-
-Exactly ``k`` atoms are selected per input (some of them may be 0 after the ReLU), so atom maps and
-ablations never depend on the batch.  Decoding uses only the ``k`` selected atoms (``embedding_bag`` over
-the selected decoder rows); ``decode_dense`` is the reference path that builds the full code vector.
-
-Training touches only the selected atoms in the backward pass too: the dense pre-activations are computed
-without autograd (they are needed for the top-k), and the selected values carry a sparse backward
-(``SelectedCodes``): ∂W_enc, ∂b_enc and ∂(x − b_pre) from the B·k selected (row, atom) pairs alone —
-2·B·k·d FLOPs instead of the 2·B·n_atoms·d of a dense encoder backward.  Values are the same as the dense
-autograd path; gradients equal it within fp32 rounding (tested).
-
-Training-time rules the owner (a LightningModule or a plain loop) applies through methods of this class:
-
-- ``init_input_scale(sample)`` then ``init_b_pre(sample)`` once before training: s = mean ‖x‖, b_pre = mean
-  or geometric median of the normalised sample; then ``init_encoder_whitener(sample)`` (whitened encoder input)
-  and optionally ``init_decoder_from_data(sample)``.
-- ``project_decoder_grad()`` after backward, before the optimizer step: removes the gradient component
-  parallel to each decoder row; ``normalize_decoder()`` after the step: rows back to unit norm.
-- ``update_dead(fire_counts, num_samples)`` after each step, with fire counts summed over all processes:
-  an atom is *dead* once it has not fired for ``dead_window`` samples.  ``aux_sse`` is the AuxK term: the
-  top ``k_aux`` dead atoms reconstruct the (detached) residual ``x − x̂``.  ``normalized_sums`` gives the
-  squared error and the spread of a target in the normalised units, so a caller can divide one by the other
-  (the reference normalises the main loss by the input's variance and AuxK by the residual's).
-
-Shapes: inputs ``(B, d_in)``; decoder rows ``W_dec (n_atoms, d_in)``; codes as ``vals (B, k)``, ``idx (B, k)``.
+Shapes: inputs ``(B, d_in)``; decoder rows ``W_dec (n_atoms, d_in)``; codes ``vals (B, k)``, ``idx (B, k)``.
+Exactly k atoms per input; decode and backward touch only the selected atoms (``SelectedCodes``).  The input
+scale s, the whitened input, the training-time rules an owner applies and why: docs/sae.md, "The SAE in code".
 """
 
 from __future__ import annotations
@@ -334,14 +301,9 @@ class TopKSAE(nn.Module):
     @torch.no_grad()
     def init_decoder_from_data(self, sample: Tensor, generator: torch.Generator | None = None) -> None:
         """Decoder rows (and W_enc = W_decᵀ) = samples of ``(B, d_in)``, centred by ``b_pre`` and normalised,
-        chosen to be spread out (``farthest_points``); call after ``init_b_pre`` (and ``init_encoder_whitener``).
-        With a whitened encoder input, encoder row a is the same sample's u(x), normalised, and the samples are
-        spread out as the encoder sees them.  Rows beyond ``B`` keep their random initialisation.
-
-        Why: every atom starts on the data, so none starts dead, and on an INR layer (a 2-D manifold of
-        coordinates) atom a's code is then a kernel between the input and one point of the grid, which TopK
-        turns into a local reconstruction from the start; training refines it instead of finding it.  Spread
-        out, because atoms drawn at random include near-duplicates, one of which loses everywhere and dies."""
+        spread out by ``farthest_points`` (near-duplicates would die); with a whitened input, encoder row a is
+        the same sample's u(x).  Call after ``init_b_pre`` (and ``init_encoder_whitener``); rows beyond ``B``
+        stay random.  Why atoms start on the data: docs/sae.md, "Training"."""
         sample = sample.to(self.W_dec)
         centred = sample / self.input_scale - self.b_pre
         enc = self.encoder_input(sample)   # = centred unless the encoder input is whitened

@@ -142,3 +142,13 @@ def test_choose_last_frozen_layer_rule():
         StableRankFreeze(rule="at")
     with pytest.raises(InputError, match="depth must be"):
         StableRankFreeze(depth=-2)
+
+
+def test_the_callback_decides_a_fits_depth_and_never_freezes_another_module():
+    from inr_lightning.models import CohortINRModule
+    from inr_lightning.nn import INRConfig
+
+    module = CohortINRModule(INRConfig(width=8, shared_layers=2))
+    with pytest.raises(InputError, match="model is a CohortINRModule"):
+        StableRankFreeze().setup(None, module, "fit")
+    assert all(p.requires_grad for p in module.parameters())
