@@ -1,15 +1,8 @@
-"""DataModules for cohort signals, held-out signals and validation signals.
+"""DataModules for cohort, held-out and validation signals (the splits: docs/architecture.md, "The stages").
 
-The source's images are split deterministically: ``num_heldout`` of them, spread evenly through the
-source's order (for MRI: through the brain), are held out for fitting new signals; ``num_validation`` more,
-spread evenly through the rest, are kept for choosing a fit's settings (its learning rate) on signals that
-are neither cohort nor held out; the other ``num_signals`` form the cohort.  ``split`` picks which of the
-three a module serves.
-
-``SignalDataModule`` is configured in full (the cohort stage).  ``CohortRunDataModule`` serves the data of
-a cohort *run*: every data setting comes from that run's ``config.yaml`` unless given explicitly, and an
-explicit setting that differs is printed and recorded (the fitting stage).  Both record the data settings
-they used (``summary()`` → ``summary.json``) and which image is signal *i* (``signal_table`` → ``signals.csv``).
+``SignalDataModule`` is configured in full (the cohort stage); ``CohortRunDataModule`` serves the data of a
+cohort *run*, every setting read from its ``config.yaml`` unless given (the fit stage).  Both report their
+settings (``summary()``) and which image is signal *i* (``signal_table`` → ``signals.csv``).
 """
 
 from __future__ import annotations
@@ -169,8 +162,8 @@ class CohortRunDataModule(SignalDataModule):
 
     Every data setting (``source``, ``resolution``, ``channels``, ``aspect``, ``num_signals``, ``num_heldout``,
     ``num_validation``, ``seed``) is read from the cohort run's resolved ``config.yaml`` (``<run>/config.yaml``
-    beside ``<run>/checkpoints/``); a setting the config lacks is ``SignalDataModule``'s default.  A setting given here overrides it: each one that differs is printed and recorded
-    in ``summary.json`` (``data/overrides``).  Fitting images the cohort was trained on is refused unless
+    beside ``<run>/checkpoints/``); a setting the config lacks is ``SignalDataModule``'s default.  A setting
+    given here overrides it: each one that differs is printed and recorded (``data/overrides``).  Fitting images the cohort was trained on is refused unless
     ``allow_cohort_signals`` is true.
 
     Args:

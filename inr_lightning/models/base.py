@@ -40,14 +40,9 @@ def split_batch(batch: dict, size: int) -> list[dict]:
 
 
 class ChunkedLoss(torch.autograd.Function):
-    """A step's loss whose parameter gradients are computed chunk by chunk in the forward pass.
-
-    ``forward(loss_fn, chunks, *params)`` runs forward + ``autograd.grad`` on each chunk and sums the
-    gradients; ``backward`` hands them to the parameters, scaled by the incoming gradient.  To Lightning and
-    DDP this is one loss with one backward (DDP's hooks fire once per parameter, as usual); only one chunk's
-    activations are alive at a time.  ``torch.utils.checkpoint`` would bound memory too, but recomputes each
-    forward: this costs nothing extra.
-    """
+    """A step's loss whose parameter gradients are computed chunk by chunk in the forward pass: one loss and
+    one backward for Lightning and DDP, one chunk's activations alive at a time, no recomputation (unlike
+    ``torch.utils.checkpoint``).  ``forward(loss_fn, chunks, *params)`` → (loss, per-signal share)."""
 
     @staticmethod
     def forward(ctx, loss_fn, chunks: list[dict], *params: Tensor) -> tuple[Tensor, Tensor]:
@@ -71,23 +66,11 @@ class ChunkedLoss(torch.autograd.Function):
 
 
 class INRModule(L.LightningModule):
-    """The base of every INR-training stage (cohort and fitting): fits ``self.net``'s N outputs to N signals.
+    """The base of the cohort and fit stages: fits ``self.net``'s N outputs ``(N, P, C)`` to N signals.
 
-    Loss (STRAINER): per-signal MSE over the step's coordinates, summed over signals (``mean`` optional).
-    Under DDP each rank holds a disjoint shard of the step's P coordinates and normalises by the global P,
-    scaled by the world size, so that DDP's gradient *average* equals the single-process gradient of the
-    union exactly.
-
-    ``step_chunk: C`` runs a step over its P coordinates in chunks of C: each chunk's forward and backward
-    in turn, the parameter gradients summed (``ChunkedLoss``), so only one chunk's activations exist at a
-    time.  Same gradient as the whole step up to float rounding (tested), one optimizer step, one backward
-    for Lightning and DDP.  What it buys: memory bounded by C whatever the grid, and on a CPU a step whose
-    activations stay in cache (``python -m benchmarks --only g``, rows g1 and g1b).  Off (``null``) by
-    default: on a GPU a whole step at once is fastest while it fits.
-
-    ``compile: true`` runs the training forward (``train_forward``) through ``torch.compile`` (built at the
-    first step).  The compiled function is kept outside the module tree, so ``state_dict`` keys, checkpoints
-    and ``weights_only`` loading are the same with and without it; evaluation stays eager.
+    Loss (STRAINER): per-signal MSE over the step's coordinates, summed over signals, normalised by the global
+    coordinate count so that DDP equals one process exactly.  ``step_chunk`` (bounded memory) and ``compile``:
+    docs/architecture.md, "Inside a training step".
     """
 
     net: CohortINR

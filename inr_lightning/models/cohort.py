@@ -1,10 +1,6 @@
 """CohortINRModule: STRAINER cohort training, one shared encoder and one head per signal.
 
-``freeze_random_prefix: j`` builds the *untrained-encoder control* of an SAE at layer ≤ j: encoder layers
-0..j keep their random initialisation and never train (``requires_grad`` off, so the optimizer never holds
-them), while the layers above and the heads learn the cohort as usual.  Unlike trained heads on a random
-encoder, such a network reconstructs the cohort, so its atoms and ablations can be compared with the
-trained encoder's.  The value is a hyper-parameter of the checkpoint; ``ActivationDataModule`` reads it.
+``freeze_random_prefix: j`` trains the untrained-encoder control of an SAE at layer ≤ j (docs/sae.md).
 """
 
 from __future__ import annotations
@@ -32,10 +28,9 @@ class CohortINRModule(INRModule):
         compile: run the training forward through ``torch.compile`` (see ``INRModule``).
         step_chunk: coordinates per chunk of a training step, null for none (see ``INRModule``).
         freeze_random_prefix: ``j`` keeps encoder layers 0..j at their random initialisation, frozen (the
-            untrained-encoder control); ``None`` trains every layer.
-        lr_schedule: ``constant`` (STRAINER) or ``cosine``: the rate decays to 0 at ``trainer.max_steps``, so the
-            final cohort is not caught in one of Adam's late spikes (at lr ≥ 3e-4 the last-step PSNR of a
-            constant-rate cohort swings by 10 dB or more between seeds and rates).
+            untrained-encoder control: the heads still learn the cohort); ``None`` trains every layer.
+        lr_schedule: ``constant`` (STRAINER) or ``cosine`` (to 0 at ``trainer.max_steps``: at lr ≥ 3e-4 a
+            constant rate leaves the last step in one of Adam's late spikes, 10 dB or more between seeds).
     """
 
     def __init__(self, net: INRConfig = INRConfig(), num_signals: int = 1, out_channels: int = 1, lr: float = 1e-4,

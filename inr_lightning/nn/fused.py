@@ -1,24 +1,9 @@
 """``sin(ω · (W x + b))`` of a ``BatchedLinear`` as one autograd node: the SIREN layer's fast path in eager mode.
 
-Why by hand: autograd runs a SIREN layer as ``linear (+ bias) → mul ω → sin`` and backward as ``cos →
-mul ∂y → mul ω → sum (bias)``: six elementwise passes over a ``(P, width)`` tensor per layer, each with a
-fresh allocation, next to three GEMMs; on a CPU those passes cost a large share of a step.  Here ω rides
-inside the GEMMs (BLAS α and β are free):
-
-    forward   z = ω·b + ω·(x Wᵀ)           one GEMM                 y = sin z     one pass
-    backward  g = cos z ⊙ ∂y               two passes, one buffer (not in place on z: retain_graph works)
-              ∂x = g (ωW)   ∂W = ω (gᵀx)   two GEMMs; ω scales the small operands ∂b = ω·Σg     one reduction
-
-Layouts: one input shared by all n copies (a cohort's encoder, its heads) runs as one ``(P, in) @ (in, n·out)``
-GEMM with the copies side by side; one input per copy (a batched fit's encoders) as batched GEMMs.  Running
-the copies in cache-sized groups instead was measured and did not pay its way (BENCHMARKS.md, "Copy blocking").
-
-Derivative supervision (a loss on ∂y/∂x, e.g. fitting an image's gradient) backpropagates through the
-backward itself: under ``create_graph=True`` the backward is rebuilt from the saved inputs in plain autograd
-ops, so every derivative order is exact; a plain backward takes the fused path.  Under ``torch.compile`` and
-autocast the caller runs the plain ops instead (``SineLayer``): inductor fuses them itself, and autocast's
-casting rules need them.  Equal to the autograd path to float rounding: gradcheck and gradgradcheck in float64
-(``tests/nn/test_fused.py``).
+Shapes: ``x (1, P, in)`` shared by n copies or ``(n, P, in)``; ``weight (n, out, in)``; ``y (n, P, out)``.  Why by
+hand: autograd runs six elementwise passes per layer where this runs two, with ω inside the GEMMs; equal to
+autograd to float rounding (gradcheck, gradgradcheck).  Derivation and measurements: docs/architecture.md,
+"Fast paths".
 """
 
 from __future__ import annotations

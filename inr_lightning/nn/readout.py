@@ -1,14 +1,9 @@
 """What an SAE reads from a frozen cohort INR, as plain objects (no Lightning).
 
-``LayerReadout(net, layer)``: the frozen network split at encoder layer ``layer`` — coordinates → the layer's
-activations (``activations``), and activations (an SAE's reconstruction, say) → every head's outputs
-(``outputs_from``).  It is deliberately *not* an ``nn.Module``: a module that holds it (``SAEModule``) keeps it
-out of its ``state_dict`` and checkpoint, which hold the SAE alone.  ``sample(n, device)`` is the deterministic
-sample of activations an SAE initialises from; the data module that builds the readout supplies how it is
-drawn (``sampler``), so it is the same sample as that data module's training distribution.
-
-``SampledActivations(x)``: the minimal activation source for an SAE trained on activations one already has
-(no network behind them: no downstream term, no evaluation through the INR).
+``LayerReadout(net, layer)``: the frozen network split at encoder layer ``layer`` (``activations``: coordinates
+→ ``(P, width)``; ``outputs_from``: activations → ``(N, P, C)``; ``sample``: the initialisation sample).  Not an
+``nn.Module``, so the ``SAEModule`` holding it checkpoints the SAE alone.  ``SampledActivations(x)``: activations
+one already has, with no network behind them.
 """
 
 from __future__ import annotations
