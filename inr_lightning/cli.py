@@ -186,7 +186,7 @@ class INRLightningCLI(LightningCLI):
     def _last_checkpoint(self) -> Path:
         """``<run>/checkpoints/last.ckpt`` of the parsed config's run directory (what ``--ckpt_path=last`` reads)."""
         trainer = self.config[self.config["subcommand"]].get("trainer") or {}
-        return Path(trainer.get("default_root_dir") or os.getcwd()) / "checkpoints" / "last.ckpt"
+        return checkpoint_path(trainer.get("default_root_dir") or os.getcwd(), "last")
 
     def _fit_already_complete(self) -> bool:
         """A fit resumed from a checkpoint that already reached ``max_steps`` has nothing to train: it ends
@@ -267,7 +267,7 @@ class INRLightningCLI(LightningCLI):
             super()._run_subcommand(subcommand)
         except SIGTERMException:
             root = Path(self.trainer.default_root_dir)
-            last = root / "checkpoints" / "last.ckpt"
+            last = checkpoint_path(root, "last")
             kept = f"{last} (written at the last validation)" if last.is_file() else "no checkpoint yet"
             raise RunStopped(f"interrupted by SIGTERM at step {self.trainer.global_step} of the {subcommand} run "
                              f"in '{root}'; kept: {kept}; resume with --ckpt_path=last", exit_code=143) from None
