@@ -178,11 +178,9 @@ def test_whitened_encoder_input_is_white_at_unit_mean_norm_and_the_decoder_keeps
     again = TopKSAE(d_in=16, n_atoms=32, k=4, encoder_input="whitened")
     again.load_state_dict(sae.state_dict())                    # m and P travel with the SAE's state
     assert torch.equal(again(x).idx, out.idx)
-    # an SAE saved before the whitened input existed (no m, P) still loads, as the centred SAE it was
-    old = {k: v for k, v in _sae().state_dict().items() if not k.startswith("enc_")}
-    legacy = _sae()
-    legacy.load_state_dict(old)
-    torch.testing.assert_close(legacy(x).x_hat, _sae()(x).x_hat)
+    # m and P are part of every SAE's state: a state without them is refused, not filled in
+    with pytest.raises(RuntimeError, match="enc_mean"):
+        _sae().load_state_dict({k: v for k, v in _sae().state_dict().items() if not k.startswith("enc_")})
     with pytest.raises(InputError, match="encoder_input must be one of centred, whitened, got 'pca'"):
         TopKSAE(d_in=16, encoder_input="pca")
     with pytest.raises(InputError, match="whiten_eps must be > 0, got 0"):
