@@ -66,6 +66,16 @@ def run_cohort(backbone: str, run: Path, profile: Profile, dataset: str, seed: i
     return run / "checkpoints" / "last.ckpt", summary
 
 
+def mean_psnr(summaries: list[dict]) -> dict:
+    """``val/psnr`` and ``val/psnr_capped`` (each run capped at ``CAP_DB`` first) averaged over runs."""
+    return {"val/psnr": sum(s["val/psnr"] for s in summaries) / len(summaries),
+            "val/psnr_capped": sum(capped(s["val/psnr"]) for s in summaries) / len(summaries)}
+
+
+def _capped(summary: dict) -> float:
+    return summary.get("val/psnr_capped", capped(summary["val/psnr"]))
+
+
 def match_learning_rate(train, lrs: tuple[float, ...], target: float | None, tolerance: float = 1.0,
                         refinements: int = 2) -> dict[float, tuple[Path, dict]]:
     """Trains the FFMLP cohort at each of ``lrs``; while no run is within ``tolerance`` dB of the SIREN cohort's
@@ -78,7 +88,7 @@ def match_learning_rate(train, lrs: tuple[float, ...], target: float | None, tol
         return tried
     target = capped(target)   # above the cap every cohort reproduces its images; differences there are noise
     for _ in range(refinements):
-        psnr = {lr: capped(run[1]["val/psnr"]) for lr, run in tried.items()}
+        psnr = {lr: _capped(run[1]) for lr, run in tried.items()}
         if min(abs(v - target) for v in psnr.values()) <= tolerance:
             break
         ordered = sorted(psnr)
@@ -137,30 +147,32 @@ def run_dataset(profile: Profile, root: Path, ds: str, backbones: list[str], see
     cohorts: dict[tuple[str, int], tuple[Path, dict]] = {}
     matching: list[dict] = []
     ffmlp_lr = None
-    for seed in range(seeds):
-        for backbone in backbones:
-            if backbone == "siren":
-                cohorts["siren", seed] = run_cohort("siren", root / f"seed{seed}" / "cohort" / "siren", profile, ds,
-                                                    seed, study, profile.siren_cohort_lr, logger, overwrite)
-                continue
-            if ffmlp_lr is not None:
-                cohorts["ffmlp", seed] = run_cohort("ffmlp", root / f"seed{seed}" / "cohort" / f"ffmlp_lr{ffmlp_lr:g}",
-                                                    profile, ds, seed, study, ffmlp_lr, logger, overwrite)
-                continue
-            target = cohorts["siren", seed][1]["val/psnr"] if ("siren", seed) in cohorts else None
+    if "siren" in backbones:  # first: the FFMLP is matched to them
+        for seed in range(seeds):
+            cohorts["siren", seed] = run_cohort("siren", root / f"seed{seed}" / "cohort" / "siren", profile, ds, seed,
+                                                study, profile.siren_cohort_lr, logger, overwrite)
+    if "ffmlp" in backbones:
+        matched = range(min(profile.match_seeds, seeds))
 
-            def train(lr: float, seed: int = seed) -> tuple[Path, dict]:
-                return run_cohort("ffmlp", root / f"seed{seed}" / "cohort" / f"ffmlp_lr{lr:g}", profile, ds,
-                                  seed, study, lr, logger, overwrite)
+        def ffmlp(lr: float, seed: int) -> tuple[Path, dict]:
+            return run_cohort("ffmlp", root / f"seed{seed}" / "cohort" / f"ffmlp_lr{lr:g}", profile, ds, seed,
+                              study, lr, logger, overwrite)
 
-            tried = match_learning_rate(train, profile.ffmlp_lrs, target)
-            if target is None:  # no SIREN to match: the best FFMLP cohort
-                ffmlp_lr = max(tried, key=lambda lr: tried[lr][1]["val/psnr"])
-            else:
-                ffmlp_lr = min(tried, key=lambda lr: abs(capped(tried[lr][1]["val/psnr"]) - capped(target)))
-                matching = [{"lr": lr, "psnr": s["val/psnr"], "siren": target, "run": str(c.parent.parent),
-                             "chosen": lr == ffmlp_lr} for lr, (c, s) in sorted(tried.items())]
-            cohorts["ffmlp", seed] = tried[ffmlp_lr]
+        def train(lr: float) -> tuple[Path, dict]:  # one rate on every matched seed: its mean PSNR
+            runs = [ffmlp(lr, seed) for seed in matched]
+            return runs[0][0], mean_psnr([s for _, s in runs])
+
+        siren = mean_psnr([cohorts["siren", seed][1] for seed in matched]) if "siren" in backbones else None
+        tried = match_learning_rate(train, profile.ffmlp_lrs, siren and siren["val/psnr_capped"])
+        if siren is None:  # no SIREN to match: the best FFMLP cohort
+            ffmlp_lr = max(tried, key=lambda lr: tried[lr][1]["val/psnr"])
+        else:
+            ffmlp_lr = min(tried, key=lambda lr: abs(_capped(tried[lr][1]) - siren["val/psnr_capped"]))
+            matching = [{"lr": lr, "psnr": s["val/psnr"], "siren": siren["val/psnr"], "run": str(c.parent.parent),
+                         "psnr_capped": _capped(s), "siren_capped": siren["val/psnr_capped"],
+                         "chosen": lr == ffmlp_lr, "seeds": len(matched)} for lr, (c, s) in sorted(tried.items())]
+        for seed in range(seeds):  # matched seeds at the chosen rate are reused
+            cohorts["ffmlp", seed] = ffmlp(ffmlp_lr, seed)
     fit_lr = {}
     searches = {}
     for backbone in backbones:
@@ -192,12 +204,14 @@ def run_dataset(profile: Profile, root: Path, ds: str, backbones: list[str], see
 
 
 def planned_runs(profile: Profile, backbones: list[str], datasets: list[str], seeds: int) -> int:
-    """How many stages ``run_study`` runs (for the ETA; the FFMLP learning-rate refinements may add up to two)."""
+    """How many stages ``run_study`` runs (for the ETA; the FFMLP learning-rate refinements may add up to two rates
+    × ``match_seeds``)."""
     sweep = len(protocols(profile.layers, profile.controls))
     total = 0
     for ds in datasets:
         views = 1 + (len(DATASETS[ds].views) if profile.views else 0)
-        total += seeds * len(backbones) + ("ffmlp" in backbones) * (len(profile.ffmlp_lrs) - 1)
+        matched = min(profile.match_seeds, seeds)
+        total += seeds * len(backbones) + ("ffmlp" in backbones) * (len(profile.ffmlp_lrs) - 1) * matched
         total += sum(2 * len(profile.fit_lr_grid(b)) for b in backbones)
         total += views * len(backbones) * seeds * sweep
         if profile.sae_layers != ():

@@ -78,6 +78,7 @@ class Profile:
     transfer_level: float = 40.0       # the PSNR [dB] whose steps-to-reach the transfer gate compares
     grid: tuple[tuple[int, int], ...] = ()  # (resolution, width) cells of a regime map; () = one study
     budgets: tuple[int, ...] = ()      # fit budgets a regime map judges (recorded steps of the fits)
+    match_seeds: int = 1               # cohort seeds the FFMLP rate is matched on (mean capped PSNR vs SIREN's)
 
     @property
     def claims(self) -> bool:

@@ -391,17 +391,21 @@ def write_study_report(out: Path, profile, results: dict, backbones: list[str], 
             body.append(f"| {backbone} | {seed} | {lr:g} | {s['val/psnr']:.2f} | {s.get('val/ssim', math.nan):.4f} | "
                         f"{s['trainer/global_step']} | `{rel(ckpt.parent.parent, out)}` |")
         if res["matching"]:
-            body += ["", "Matched quality: the FFMLP cohort learning rate was chosen (seed 0) as the one whose cohort "
-                     "PSNR comes closest to the SIREN cohort's; every later section uses it for every seed.", "",
+            n = res["matching"][0].get("seeds", 1)
+            on = "seed 0" if n == 1 else f"the mean over seeds 0–{n - 1}"
+            body += ["", f"Matched quality: the FFMLP cohort learning rate was chosen ({on}, PSNR capped at "
+                     f"{CAP_DB:.0f} dB) as the one whose cohort PSNR comes closest to the SIREN cohort's; every later "
+                     "section uses it for every seed.", "",
                      "| FFMLP lr | FFMLP val/psnr | SIREN val/psnr | gap [dB] | used |", "|---|---|---|---|---|"]
             for m in res["matching"]:
                 body.append(f"| {m['lr']:g} | {m['psnr']:.2f} | {m['siren']:.2f} | {m['psnr'] - m['siren']:+.2f} | "
                             f"{'**yes**' if m['chosen'] else 'no'} |")
             chosen = next(m for m in res["matching"] if m["chosen"])
-            raw, gap = chosen["psnr"] - chosen["siren"], capped(chosen["psnr"]) - capped(chosen["siren"])
+            raw = chosen["psnr"] - chosen["siren"]
+            gap = chosen.get("psnr_capped", capped(chosen["psnr"])) - chosen.get("siren_capped", capped(chosen["siren"]))
             body.append("")
-            body.append(f"Gap of the chosen FFMLP (seed 0): {raw:+.2f} dB, {gap:+.2f} dB with both capped at "
-                        f"{CAP_DB:.0f} dB (matching compares capped values) — " + (
+            body.append(f"Gap of the chosen FFMLP ({on}): {raw:+.2f} dB, {gap:+.2f} dB with both capped at "
+                        f"{CAP_DB:.0f} dB (matching compares capped values{', each run capped before the mean' if n > 1 else ''}) — " + (
                             "within 1 dB." if abs(gap) <= 1 else "**not** within 1 dB: no tried learning rate "
                             "matches; the backbones are compared at unequal cohort quality."))
         cohort_gate = cohort_quality(res, backbones)
