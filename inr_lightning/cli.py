@@ -359,6 +359,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "sae-depths": ("inr_lightning.study.commands", "sae_depths", "an SAE at every encoder depth of cohort runs"),
     "compare": ("inr_lightning.compare", "compare", "final metrics of runs in a table, a metric's curves in a plot"),
     "render": ("inr_lightning.render", "render", "every signal of a cohort or fit run as PNGs and a tensor, any grid"),
+    "export": ("inr_lightning.export", "export", "a cohort run as a shareable folder: model.safetensors, config, card"),
 }
 
 

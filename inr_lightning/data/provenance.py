@@ -24,7 +24,8 @@ DATA_DEFAULTS = {"channels": 1, "aspect": "crop", "num_heldout": 0, "num_validat
 
 def run_dir_of(ckpt: str | Path) -> Path:
     """``<run>/checkpoints/x.ckpt`` → ``<run>``."""
-    return Path(ckpt).resolve().parent.parent
+    path = Path(ckpt).resolve()
+    return path if path.is_dir() else path.parent.parent   # an exported folder holds its own config.yaml
 
 
 def run_data_config(ckpt: str | Path) -> tuple[Path, dict]:
