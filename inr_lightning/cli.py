@@ -44,6 +44,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from inr_lightning.callbacks import FiniteLoss, RunConfig, RunSummary
 from inr_lightning.callbacks.guards import STAGES
+from inr_lightning.callbacks.lineage import WandbLineage
 from inr_lightning.callbacks.outputs import CURVES_FILE, METRICS_FILE, FinalValidation, LocalMetrics
 from inr_lightning.errors import InputError, RunStopped, find_user_error, one_line
 from inr_lightning.runtime import retain_freed_memory_if_requested
@@ -135,7 +136,7 @@ class INRLightningCLI(LightningCLI):
         configured = trainer_cfg.get("callbacks") or []
         configured = list(configured) if isinstance(configured, list) else [configured]
         # FinalValidation first: its validation must come before the end-of-training reports of other callbacks.
-        extra = [FinalValidation()] + configured + [checkpoint, RunSummary(), FiniteLoss()] \
+        extra = [FinalValidation()] + configured + [checkpoint, RunSummary(), FiniteLoss(), WandbLineage()] \
             + list(kwargs.pop("callbacks", []) or [])
         loggers = _loggers(kwargs.pop("logger", trainer_cfg.get("logger")), root)
         local = None
