@@ -123,8 +123,8 @@ def model_card(net, hp: dict, config: dict, summary: dict, source_ckpt: Path, ou
         "",
         "## Stable rank per encoder layer",
         "",
-        "Exact ‖W‖²_F / ‖W‖²₂ of each layer's weight (float64 SVD); the fit stage's `auto` protocol freezes "
-        f"through the argmax (here layer {top}).",
+        "Exact ‖W‖²_F / ‖W‖²₂ of each layer's weight (float64 SVD); the fit stage's `auto` protocol "
+        f"(`rule: through`) freezes through the argmax (here layer {top}).",
         "",
         "| layer | " + " | ".join(str(j) for j in range(len(ranks))) + " |",
         "|---|" + "---|" * len(ranks),

@@ -44,7 +44,8 @@ def test_torchrun_script_runs_the_shipped_ddp_cpu_preset_as_two_processes_equal_
             for run in ("one", "two"))
     assert_relative_close(a, b)   # SGD: a shard or normalisation error would show
     config = yaml.safe_load((tmp_path / "two" / "config.yaml").read_text())["trainer"]
-    assert (str(config["devices"]), config["num_nodes"], config["strategy"], config["accelerator"]) == ("2", 1, "ddp", "cpu")
+    assert (str(config["devices"]), config["num_nodes"], config["strategy"], config["accelerator"]) == \
+        ("2", 1, "ddp", "cpu")
     assert read_summary(tmp_path / "two")["trainer/global_step"] == 3
 
 
@@ -73,7 +74,8 @@ def test_slurm_script_parses_and_its_srun_line_runs_what_the_torchrun_line_runs(
     own = script("torchrun.sh", *args, "--ckpt_path=best", env={"DRY_RUN": "1", "NPROC": "2"})
     assert stage_command(own.stdout)[-3:] == ["--ckpt_path=best", "--trainer.devices=2", "--trainer.num_nodes=1"]
     bad = script("torchrun.sh", *args, env={"DRY_RUN": "1", "NPROC": "two"})
-    assert bad.returncode == 2 and bad.stderr.strip() == "error: NPROC and NNODES must be whole numbers ≥ 1, got 'two'"
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == "error: NPROC and NNODES must be whole numbers ≥ 1, got 'two'"
     outside = script("slurm.sbatch", *args, env={"DRY_RUN": "1", "SLURM_JOB_NUM_NODES": ""})
     assert outside.returncode != 0 and "run this script with sbatch" in outside.stderr
 
