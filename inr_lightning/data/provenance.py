@@ -23,7 +23,7 @@ DATA_DEFAULTS = {"channels": 1, "aspect": "crop", "num_heldout": 0, "num_validat
 
 
 def run_dir_of(ckpt: str | Path) -> Path:
-    """``<run>/checkpoints/x.ckpt`` → ``<run>``."""
+    """``<run>/checkpoints/x.ckpt`` → ``<run>``; a folder written by ``export`` → itself."""
     path = Path(ckpt).resolve()
     return path if path.is_dir() else path.parent.parent   # an exported folder holds its own config.yaml
 
