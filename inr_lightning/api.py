@@ -195,7 +195,7 @@ class SAERun(Run):
             raise InputError(f"SAE run '{path}' has no config.yaml with its ActivationDataModule; the SAE cannot "
                              "be tied to a cohort INR without it")
         cohort_ckpt = Path((data.get("init_args") or {}).get("cohort_ckpt", ""))
-        if not cohort_ckpt.is_file():
+        if not cohort_ckpt.exists():   # a .ckpt, or a folder written by `export`
             raise InputError(f"SAE run '{path}' reads the cohort checkpoint '{cohort_ckpt}', which does not exist "
                              "from here (a relative path is read from the current directory: run from where the "
                              "SAE was trained)")
@@ -298,17 +298,23 @@ RUN_TYPES = {"cohort": CohortRun, "fit": FitRun, "sae": SAERun}
 def load_run(run_dir: str | Path, ckpt: str | Path = "last") -> Run:
     """A run folder → ``CohortRun``, ``FitRun`` or ``SAERun`` (the stage read from the checkpoint).
 
-    ``ckpt``: ``last`` (default), ``best`` or a path to a ``.ckpt`` of that run."""
+    ``ckpt``: ``last`` (default), ``best`` or a path to a ``.ckpt`` of that run.  A folder written by
+    ``python -m inr_lightning export`` loads as a ``CohortRun``."""
     path = Path(run_dir)
     if not path.is_dir():
         raise InputError(f"run folder '{path}' does not exist")
-    ckpt_path = checkpoint_path(path, ckpt)
-    if not ckpt_path.is_file():
-        raise InputError(f"'{path}' is not a run with a checkpoint: {ckpt_path} does not exist (give a folder written "
-                         "by `python -m inr_lightning fit`, i.e. its trainer.default_root_dir)")
-    checkpoint = read_checkpoint(ckpt_path)
-    if "state_dict" not in checkpoint:
-        raise InputError(f"'{ckpt_path}' is not a checkpoint written by an inr_lightning run (no state_dict)")
+    from inr_lightning.export import WEIGHTS, is_exported, read_folder
+
+    if is_exported(path) and str(ckpt) in ("last", "best"):   # a cohort written by `export`
+        ckpt_path, checkpoint = path / WEIGHTS, read_folder(path)
+    else:
+        ckpt_path = checkpoint_path(path, ckpt)
+        if not ckpt_path.is_file():
+            raise InputError(f"'{path}' is not a run with a checkpoint: {ckpt_path} does not exist (give a folder "
+                             "written by `python -m inr_lightning fit`, i.e. its trainer.default_root_dir)")
+        checkpoint = read_checkpoint(ckpt_path)
+        if "state_dict" not in checkpoint:
+            raise InputError(f"'{ckpt_path}' is not a checkpoint written by an inr_lightning run (no state_dict)")
     hp = checkpoint.get("hyper_parameters") or {}
     stage = stage_of(hp)
     if stage is None:

@@ -55,13 +55,21 @@ def save_cohort(path: str | Path, net: CohortINR, class_path: str = COHORT_CLASS
 
 
 def load_cohort(path: str | Path) -> tuple[CohortINR, dict]:
-    """A cohort-stage checkpoint → (the ``CohortINR`` with its weights, frozen and in eval mode; its
-    hyper-parameters).  Every way a path can be wrong is an ``InputError`` naming it."""
+    """A cohort-stage checkpoint, or a folder written by ``export`` → (the ``CohortINR`` with its weights, frozen
+    and in eval mode; its hyper-parameters).  Every way a path can be wrong is an ``InputError`` naming it."""
     path = Path(path)
+    if path.is_dir() and (path / "model.safetensors").is_file():   # a folder written by `export`
+        from inr_lightning.export import read_folder
+
+        return _cohort_from(read_folder(path), path)
     if not path.is_file():
         raise InputError(f"cohort checkpoint '{path}' does not exist; run the cohort stage first "
                          "(python -m inr_lightning fit --config configs/cohort/<backbone>.yaml) or fix the path")
-    ckpt = read_checkpoint(path, "cohort checkpoint")
+    return _cohort_from(read_checkpoint(path, "cohort checkpoint"), path)
+
+
+def _cohort_from(ckpt: dict, path: Path) -> tuple[CohortINR, dict]:
+    """The network of a loaded cohort checkpoint (or exported folder) ``ckpt`` read from ``path``."""
     hp, state = ckpt.get("hyper_parameters") or {}, ckpt.get("state_dict") or {}
     class_path = str(hp.get("_class_path", COHORT_CLASS_PATH))
     if not class_path.endswith(COHORT_CLASS_PATH.rsplit(".", 1)[-1]) or not isinstance(hp.get("net"), dict) \

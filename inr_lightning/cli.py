@@ -43,6 +43,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from inr_lightning.callbacks import FiniteLoss, RunConfig, RunSummary
 from inr_lightning.callbacks.guards import STAGES
+from inr_lightning.callbacks.lineage import WandbLineage
 from inr_lightning.callbacks.outputs import CURVES_FILE, METRICS_FILE, FinalValidation, LocalMetrics
 from inr_lightning.checkpoints import checkpoint_path, read_checkpoint
 from inr_lightning.errors import InputError, RunStopped, find_user_error, one_line
@@ -135,7 +136,7 @@ class INRLightningCLI(LightningCLI):
         configured = trainer_cfg.get("callbacks") or []
         configured = list(configured) if isinstance(configured, list) else [configured]
         # FinalValidation first: its validation must come before the end-of-training reports of other callbacks.
-        extra = [FinalValidation()] + configured + [checkpoint, RunSummary(), FiniteLoss()] \
+        extra = [FinalValidation()] + configured + [checkpoint, RunSummary(), FiniteLoss(), WandbLineage()] \
             + list(kwargs.pop("callbacks", []) or [])
         loggers = _loggers(kwargs.pop("logger", trainer_cfg.get("logger")), root)
         local = None
@@ -359,6 +360,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "sae-depths": ("inr_lightning.study.commands", "sae_depths", "an SAE at every encoder depth of cohort runs"),
     "compare": ("inr_lightning.compare", "compare", "final metrics of runs in a table, a metric's curves in a plot"),
     "render": ("inr_lightning.render", "render", "every signal of a cohort or fit run as PNGs and a tensor, any grid"),
+    "export": ("inr_lightning.export", "export", "a cohort run as a shareable folder: model.safetensors, config, card"),
 }
 
 

@@ -2,12 +2,16 @@
 
 FiniteLoss: stop a run at the first non-finite training loss or gradient, before it touches the weights.
 
-The checks run in ``on_before_backward`` (the step's loss) and ``on_before_optimizer_step`` (its gradients,
-before clipping): nothing has been changed yet, so the weights in memory and every checkpoint already
-written stay finite.  The run ends with a ``RunStopped``
-error that the CLI prints as one line: which stage, which step, the loss value and where the last good
-checkpoint is.  Under DDP the decision is shared by all ranks (one all-reduce of a flag per step), so every
-rank stops at the same step and none waits forever in a collective.
+``on_before_backward`` notes whether the step's loss is finite (a flag on the device, no host sync) and
+``on_before_optimizer_step`` checks the loss flags and every gradient (before clipping) at once: nothing has
+been changed yet, so the weights in memory and every checkpoint already written stay finite.  The run ends
+with a ``RunStopped`` error that the CLI prints as one line: which stage, which step, the loss value (and
+under DDP the ranks it was non-finite on) and where the last good checkpoint is.
+
+One synchronisation per step: the per-parameter checks stay on the device and are stacked into one
+``(loss, loss finite, gradients finite)`` row; under DDP the rows of all ranks are gathered in one collective
+(``strategy.all_gather``), then read on the host once.  Every rank takes the same decision at the same step
+(a NaN on one rank stops them all) and none waits forever in a collective.
 
 The CLI adds this callback to every run; checkpoints are only written after validations, so the newest
 ``last.ckpt`` always holds weights that produced finite losses.
@@ -34,22 +38,38 @@ def stage_name(pl_module: L.LightningModule) -> str:
 
 class FiniteLoss(L.Callback):
     """Raises ``RunStopped`` at the first step whose training loss — or, before the optimizer applies them,
-    whose gradients — are NaN or ±inf (see the module docstring)."""
+    whose gradients — are NaN or ±inf, with one synchronisation per step (see the module docstring)."""
 
-    @staticmethod
-    def _any_rank(trainer: L.Trainer, bad: bool) -> bool:
-        return trainer.strategy.reduce_boolean_decision(bad, all=False) if trainer.world_size > 1 else bad
+    def __init__(self) -> None:
+        self._loss: torch.Tensor | None = None   # (first non-finite or last loss value, all finite) this step
 
     def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
-        if self._any_rank(trainer, not bool(torch.isfinite(loss.detach()).all())):
-            value = float(loss.detach().float().flatten()[0]) if loss.numel() else math.nan
-            self._stop(trainer, pl_module, f"non-finite training loss ({value})")
+        loss = loss.detach().float().flatten()
+        value = loss[0] if loss.numel() else loss.new_full((), math.nan)
+        row = torch.stack([value, torch.isfinite(loss).all().float()])
+        # Several backward passes per optimizer step (gradient accumulation): keep the first non-finite one.
+        if self._loss is not None:
+            row = torch.where(self._loss[1] > 0, row, self._loss)
+        self._loss = row
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
         # A finite loss can still overflow in backward; such a step would poison the weights (and the next
         # checkpoint).  Checked before gradient clipping, which would turn inf into NaN.
-        bad = any(p.grad is not None and not bool(torch.isfinite(p.grad).all()) for p in pl_module.parameters())
-        if self._any_rank(trainer, bad):
+        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+        device = grads[0].device if grads else pl_module.device
+        loss = self._loss.to(device) if self._loss is not None else torch.tensor([0.0, 1.0], device=device)
+        self._loss = None
+        finite = torch.stack([torch.isfinite(g).all() for g in grads]).all() if grads else torch.tensor(True)
+        row = torch.cat([loss, finite.float().to(device).reshape(1)])
+        rows = trainer.strategy.all_gather(row).reshape(-1, 3) if trainer.world_size > 1 else row.reshape(1, 3)
+        rows = rows.tolist()   # the step's one host synchronisation
+        bad_loss = [rank for rank, (_, ok, _) in enumerate(rows) if not ok]
+        if bad_loss:
+            value = rows[bad_loss[0]][0]
+            where = f" on rank {', '.join(map(str, bad_loss))} of {len(rows)}" if len(rows) > 1 else ""
+            self._stop(trainer, pl_module, f"non-finite training loss ({value}{where})")
+        bad_grad = [rank for rank, (_, _, ok) in enumerate(rows) if not ok]
+        if bad_grad:
             self._stop(trainer, pl_module, "non-finite gradient")
 
     @staticmethod

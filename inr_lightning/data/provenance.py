@@ -21,8 +21,9 @@ DATA_KEYS = ("source", "resolution", "channels", "aspect", "num_signals", "num_h
 
 
 def run_dir_of(ckpt: str | Path) -> Path:
-    """``<run>/checkpoints/x.ckpt`` → ``<run>``."""
-    return Path(ckpt).resolve().parent.parent
+    """``<run>/checkpoints/x.ckpt`` → ``<run>``; a folder written by ``export`` → itself."""
+    path = Path(ckpt).resolve()
+    return path if path.is_dir() else path.parent.parent   # an exported folder holds its own config.yaml
 
 
 def run_data_config(ckpt: str | Path) -> tuple[Path, dict]:

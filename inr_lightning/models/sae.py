@@ -146,7 +146,18 @@ class SAEModule(L.LightningModule):
             if self.hparams.decoder_init == "data":
                 gen = torch.Generator().manual_seed(int(self.hparams.init_seed))
                 self.sae.init_decoder_from_data(sample, gen)
+            self._broadcast_initialisation()
         self._fitting = True
+
+    def _broadcast_initialisation(self) -> None:
+        """Every rank takes rank 0's data initialisation (the whole SAE state: W_dec, W_enc, b_pre, input scale,
+        whitener).  Why: DDP broadcast the parameters when it wrapped the module, before this hook; each rank's
+        sample, geometric median and farthest-point choice are then computed apart, and float results (or a
+        rank-dependent sample) may differ, so ranks would start from different atoms and never re-sync."""
+        if self._trainer is None or self.trainer.world_size <= 1:
+            return
+        state = {key: value.detach().cpu() for key, value in self.sae.state_dict().items()}
+        self.sae.load_state_dict(self.trainer.strategy.broadcast(state, src=0))  # copies in place: DDP keeps its views
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         x, total = batch["x"], int(batch["num_samples"])

@@ -303,6 +303,20 @@ def run_cohort_control(cohort_ckpt: Path, layer: int, run: Path, logger: str, ov
     return run / "checkpoints" / "last.ckpt"
 
 
+def check_one_process(devices: int) -> None:
+    """The study runs its stages in this process, so it refuses DDP (``--devices`` > 1, or a launch under
+    torchrun/SLURM with several ranks): each rank would run the whole study.  Its stages are small (one cohort
+    fits one GPU), so several GPUs serve it best as independent processes on disjoint datasets."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE") or os.environ.get("SLURM_STEP_NUM_TASKS") or 1)   # torchrun, srun
+    if devices > 1 or world > 1:
+        given = f"--devices {devices}" if devices > 1 else f"a launch with {world} ranks"
+        raise InputError(f"study runs every stage in one process and does not take {given}: run it once per GPU "
+                         "on disjoint --datasets (scripts/gpu_study.sh does), or one stage on several GPUs with "
+                         "scripts/torchrun.sh")
+
+
 def study(argv: list[str]) -> Path:
     parser = _parser("study", "The whole study: cohorts → freeze-depth sweeps with controls → SAEs → report.md")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
@@ -319,7 +333,9 @@ def study(argv: list[str]) -> Path:
                              "disjoint cells share one --out, and a last call without --cells writes the map")
     parser.add_argument("--export", default=None,
                         help="also copy the report, its figures and every run's records (no checkpoints) here")
+    parser.add_argument("--devices", type=int, default=1, help="refused above 1: see scripts/gpu_study.sh")
     args = parser.parse_args(argv)
+    check_one_process(args.devices)
     profile = PROFILES["quick" if args.quick else args.profile]
     if args.cells is not None:
         profile = _with_cells(profile, args.cells)
