@@ -57,7 +57,7 @@ from inr_lightning.analysis.sae_metrics import generalisation
 
 ATOM_COLUMNS = ["atom", "support_fraction", "mean_activation", "spread", "mass_radius90", "components",
                 "centroid_row", "centroid_col", "content_alignment", "align_image", "align_edges", "align_foreground",
-                "align_edges_heldout", "max_drop_db",
+                "max_drop_db",
                 "mean_drop_db", "max_drop_ep_db", "damage_per_support", "damage_ep_per_support"]
 INT_COLUMNS = ("atom", "components")
 
@@ -260,10 +260,8 @@ def measure_atoms(sae, net, layer: int, x: torch.Tensor, target: torch.Tensor, i
         **_median_entries("atoms/align_foreground", align["foreground"][alive]),
         "atoms/gallery_random_atoms": chosen,
     }
-    edges_heldout = np.full(n_atoms, math.nan)
     if heldout_images is not None and len(heldout_images):
         mem = edge_memorisation(vals, idx, n_atoms, images, heldout_images)
-        edges_heldout = mem["heldout"]
         summary.update({**_median_entries("atoms/align_edges_own_matched", mem["own"][alive]),
                         **_median_entries("atoms/align_edges_heldout", mem["heldout"][alive]),
                         **_median_entries("atoms/align_edges_memorised", mem["memorised"][alive]),
@@ -337,7 +335,7 @@ def measure_atoms(sae, net, layer: int, x: torch.Tensor, target: torch.Tensor, i
         "mean_activation": stats["mean_activation"], "spread": stats["spread"], "mass_radius90": radius,
         "components": stats["components"], "centroid_row": stats["centroid_row"], "centroid_col": stats["centroid_col"],
         "content_alignment": align["content"], "align_image": align["image"], "align_edges": align["edges"],
-        "align_foreground": align["foreground"], "align_edges_heldout": edges_heldout, "max_drop_db": max_drop, "mean_drop_db": mean_drop,
+        "align_foreground": align["foreground"], "max_drop_db": max_drop, "mean_drop_db": mean_drop,
         "max_drop_ep_db": max_drop_ep, "damage_per_support": damage, "damage_ep_per_support": damage_ep}
     assert list(columns) == ATOM_COLUMNS, "every column of the atom table is measured, by name"
     return AtomMeasures(columns=columns, summary=summary, alive=alive, title=what, gallery=gallery,
@@ -391,7 +389,7 @@ def write_atom_report(sae, net, layer: int, x: torch.Tensor, target: torch.Tenso
     ``(N, C, H, W)`` on [−1, 1] (display and content alignment); ``title``: names the backbone and layer
     (the figures add the dictionary size and k); ``random_atoms``: typical atoms drawn (seeded) from the live
     ones for the gallery's second row (``None`` = ``top_atoms``); ``heldout_images``: ``(M, C, H, W)`` images
-    the cohort never saw, for the memorisation control (``align_edges_heldout``, ``atoms/align_edges_memorised_*``).
+    the cohort never saw, for the memorisation control (``atoms/align_edges_heldout_*``, ``atoms/align_edges_memorised_*``).
     """
     measures = measure_atoms(sae, net, layer, x, target, images, shape, top_atoms, worst_atoms, ablation, image_index,
                              chunk, random_atoms, seed, title, foreground_threshold, heldout_images)
