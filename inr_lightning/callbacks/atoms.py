@@ -16,7 +16,10 @@ At the end of training (``on_train_end``, so ``RunSummary`` writes the summary a
   the un-ablated SAE path, and the error-preserving variant (x − z_a·d_a) vs the INR path;
 - ``worst_atoms.png``: the most damaging atoms: map, un-ablated SAE-path image, ablated image, |difference|;
 
-reports its numbers through ``summary()`` (→ ``summary.json``) and, with a WandbLogger, logs both images and the
+reports its numbers through ``summary()`` (→ ``summary.json``) — with a data module that serves them, also the
+memorisation checks: FVU at held-out coordinates beside training ones with activation values per SAE parameter
+(``analysis.sae_metrics.generalisation``), and edge alignment with held-out images beside the cohort's own
+(``analysis.locality.edge_memorisation``) — and, with a WandbLogger, logs both images and the
 atom table.  ``write_atom_report`` does the same outside a Trainer: ``measure_atoms`` (numbers, no files) →
 ``plot_atom_figures`` → ``write_atom_tables`` (``atoms.csv`` built by column name, ``ablation.csv``).
 """

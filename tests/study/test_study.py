@@ -2,9 +2,9 @@
 number of the report comes from a run that exists, and a second call reuses what finished."""
 
 import csv
-import math
 import dataclasses
 import json
+import math
 import re
 from pathlib import Path
 
