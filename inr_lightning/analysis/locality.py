@@ -206,6 +206,19 @@ def max_abs(r: np.ndarray) -> np.ndarray:
     return out
 
 
+def edge_memorisation(vals: Tensor, idx: Tensor, n_atoms: int, own: Tensor, heldout: Tensor) -> dict[str, np.ndarray]:
+    """Per atom, the edge alignment (max over images of |Pearson r| with the Sobel edge magnitude) with the
+    cohort's own images ``own (N, C, H, W)`` and with images it never saw ``heldout (M, C, H, W)``, each over
+    the first min(N, M) images so both maxima are over as many images (a max over more images is larger by
+    chance alone).  ``memorised`` = own − held-out: > 0 where an atom follows the trained images' contours
+    more than it follows contours in general."""
+    m = min(len(own), len(heldout))
+    edges = torch.cat([content_signals(own[:m])["edges"], content_signals(heldout[:m])["edges"]])
+    r = pearson_with(vals, idx, n_atoms, edges)
+    own_max, held_max = max_abs(r[:, :m]), max_abs(r[:, m:])
+    return {"own": own_max, "heldout": held_max, "memorised": own_max - held_max, "images": m}
+
+
 def damage_per_support(drop_db: np.ndarray, support_fraction: np.ndarray) -> np.ndarray:
     """PSNR drop (dB) per unit support fraction; NaN for atoms that never fire."""
     drop_db, support_fraction = np.asarray(drop_db, dtype=np.float64), np.asarray(support_fraction, dtype=np.float64)

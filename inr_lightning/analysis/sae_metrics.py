@@ -109,3 +109,38 @@ def psnr_from_sse(sse: Tensor, count: int | float | Tensor) -> Tensor:
     if isinstance(count, Tensor):
         count = count.to(device=sse.device, dtype=torch.float64)
     return 10 * torch.log10(count / sse.double())
+
+
+# -- memorisation --------------------------------------------------------------------------------------
+def parameter_count(module: torch.nn.Module) -> int:
+    """Trainable parameters of ``module`` (a ``TopKSAE``: 2·n_atoms·d_in + n_atoms + d_in); buffers (the input
+    scale, the whitener) are statistics of the data, not fitted by gradient, and are not counted."""
+    return int(sum(p.numel() for p in module.parameters()))
+
+
+def values_per_parameter(train_values: int | None, parameters: int) -> float:
+    """Activation values the SAE trained on (distinct coordinates × width) per SAE parameter: below ~1 a
+    dictionary can store its training set; NaN when the count is unknown."""
+    return math.nan if not train_values or parameters <= 0 else float(train_values) / float(parameters)
+
+
+@torch.no_grad()
+def sae_fvu(sae, x: Tensor, chunk: int = 65536) -> float:
+    """FVU (float64) of ``sae`` on the activations ``x (P, d)``, against ``x``'s own mean, in chunks."""
+    sums = None
+    for start in range(0, len(x), chunk):
+        xc = x[start:start + chunk]
+        out = sae(xc)
+        sums = add_sums(sums, batch_sums(xc, out.x_hat, out.vals, out.idx, sae.n_atoms))
+    return metrics_from_sums(sums)["fvu"] if sums is not None else math.nan
+
+
+def generalisation(sae, train_x: Tensor, heldout_x: Tensor, train_values: int | None, chunk: int = 65536) -> dict:
+    """``summary.json`` entries of the memorisation check: FVU on training coordinates and on held-out ones
+    (disjoint), their ratio, and activation values per SAE parameter."""
+    params = parameter_count(sae)
+    train, held = sae_fvu(sae, train_x, chunk), sae_fvu(sae, heldout_x, chunk) if len(heldout_x) else math.nan
+    return {"sae/fvu_train_coords": train, "sae/fvu_heldout_coords": held,
+            "sae/fvu_heldout_over_train": held / train if train > 0 else math.nan,
+            "sae/heldout_coords": int(len(heldout_x)), "sae/parameters": params,
+            "sae/train_values": train_values, "sae/values_per_parameter": values_per_parameter(train_values, params)}

@@ -16,7 +16,10 @@ At the end of training (``on_train_end``, so ``RunSummary`` writes the summary a
   the un-ablated SAE path, and the error-preserving variant (x − z_a·d_a) vs the INR path;
 - ``worst_atoms.png``: the most damaging atoms: map, un-ablated SAE-path image, ablated image, |difference|;
 
-reports its numbers through ``summary()`` (→ ``summary.json``) and, with a WandbLogger, logs both images and the
+reports its numbers through ``summary()`` (→ ``summary.json``) — with a data module that serves them, also the
+memorisation checks: FVU at held-out coordinates beside training ones with activation values per SAE parameter
+(``analysis.sae_metrics.generalisation``), and edge alignment with held-out images beside the cohort's own
+(``analysis.locality.edge_memorisation``) — and, with a WandbLogger, logs both images and the
 atom table.  ``write_atom_report`` does the same outside a Trainer: ``measure_atoms`` (numbers, no files) →
 ``plot_atom_figures`` → ``write_atom_tables`` (``atoms.csv`` built by column name, ``ablation.csv``).
 """
@@ -44,6 +47,7 @@ from inr_lightning.analysis.locality import (
     content_signals,
     damage_distribution,
     damage_per_support,
+    edge_memorisation,
     mass_radius,
     max_abs,
     median_ci,
@@ -52,6 +56,7 @@ from inr_lightning.analysis.locality import (
     tiling_ratio,
     uniform_mass_radius,
 )
+from inr_lightning.analysis.sae_metrics import generalisation
 from inr_lightning.nn.inr import to_unit
 
 ATOM_COLUMNS = ["atom", "support_fraction", "mean_activation", "spread", "mass_radius90", "components",
@@ -205,7 +210,8 @@ class AtomMeasures:
 def measure_atoms(sae, net, layer: int, x: torch.Tensor, target: torch.Tensor, images: torch.Tensor,
                   shape: tuple[int, int], top_atoms: int = 16, worst_atoms: int = 5, ablation: bool = True,
                   image_index: int = 0, chunk: int = 65536, random_atoms: int | None = None, seed: int = 0,
-                  title: str = "SAE", foreground_threshold: float = 0.05) -> AtomMeasures:
+                  title: str = "SAE", foreground_threshold: float = 0.05,
+                  heldout_images: torch.Tensor | None = None) -> AtomMeasures:
     """Every atom's statistics, locality, content alignment and (``ablation``) ablation drops; no files.
     Arguments as ``write_atom_report``."""
     n_atoms = sae.n_atoms
@@ -258,6 +264,12 @@ def measure_atoms(sae, net, layer: int, x: torch.Tensor, target: torch.Tensor, i
         **_median_entries("atoms/align_foreground", align["foreground"][alive]),
         "atoms/gallery_random_atoms": chosen,
     }
+    if heldout_images is not None and len(heldout_images):
+        mem = edge_memorisation(vals, idx, n_atoms, images, heldout_images)
+        summary.update({**_median_entries("atoms/align_edges_own_matched", mem["own"][alive]),
+                        **_median_entries("atoms/align_edges_heldout", mem["heldout"][alive]),
+                        **_median_entries("atoms/align_edges_memorised", mem["memorised"][alive]),
+                        "atoms/align_edges_memorised_images": mem["images"]})
     for name, t in tiling_grid.items():
         summary[f"atoms/tiling_ratio_{name}"] = t["ratio"]
         summary[f"atoms/tiling_ratio_{name}_random_range95"] = [t["ci_low"], t["ci_high"]]
@@ -372,17 +384,19 @@ def write_atom_tables(m: AtomMeasures, out_dir: str | Path) -> list[list]:
 def write_atom_report(sae, net, layer: int, x: torch.Tensor, target: torch.Tensor, images: torch.Tensor,
                       shape: tuple[int, int], out_dir: str | Path, top_atoms: int = 16, worst_atoms: int = 5,
                       ablation: bool = True, image_index: int = 0, chunk: int = 65536, random_atoms: int | None = None,
-                      seed: int = 0, title: str = "SAE", foreground_threshold: float = 0.05) -> tuple[dict, list[list]]:
+                      seed: int = 0, title: str = "SAE", foreground_threshold: float = 0.05,
+                      heldout_images: torch.Tensor | None = None) -> tuple[dict, list[list]]:
     """Measures the atoms, draws the figures and writes the tables into ``out_dir`` (``measure_atoms`` →
     ``plot_atom_figures`` → ``write_atom_tables``); returns (summary entries, rows of the atom table).
 
     ``x``: activations on the full grid ``(P, d)``; ``target``: ``(N, P, C)`` on [−1, 1]; ``images``:
     ``(N, C, H, W)`` on [−1, 1] (display and content alignment); ``title``: names the backbone and layer
     (the figures add the dictionary size and k); ``random_atoms``: typical atoms drawn (seeded) from the live
-    ones for the gallery's second row (``None`` = ``top_atoms``).
+    ones for the gallery's second row (``None`` = ``top_atoms``); ``heldout_images``: ``(M, C, H, W)`` images
+    the cohort never saw, for the memorisation control (``atoms/align_edges_heldout_*``, ``atoms/align_edges_memorised_*``).
     """
     measures = measure_atoms(sae, net, layer, x, target, images, shape, top_atoms, worst_atoms, ablation, image_index,
-                             chunk, random_atoms, seed, title, foreground_threshold)
+                             chunk, random_atoms, seed, title, foreground_threshold, heldout_images)
     plot_atom_figures(measures, out_dir)
     table = write_atom_tables(measures, out_dir)
     return measures.summary, table
@@ -425,10 +439,16 @@ class AtomReport(L.Callback):
         sae.eval()
         out_dir = Path(trainer.default_root_dir) / self.dirname
         x = dm.grid_activations(device)
+        heldout_images = dm.heldout_images() if hasattr(dm, "heldout_images") else None
         self._summary, table = write_atom_report(
             sae, readout.to(device).net, readout.layer, x, dm.targets.to(device), dm.images, dm.resolution, out_dir,
             self.top_atoms, self.worst_atoms, self.ablation, self.image_index, self.chunk, seed=self.seed,
-            title=readout.describe(), foreground_threshold=self.foreground_threshold)
+            title=readout.describe(), foreground_threshold=self.foreground_threshold, heldout_images=heldout_images)
+        if hasattr(dm, "heldout_activations") and dm.num_heldout_coords > 0:
+            # Memorisation: FVU at coordinates training never drew vs at training coordinates (same count).
+            held = dm.heldout_activations(device)
+            self._summary.update(generalisation(sae, dm.train_sample_activations(len(held), device), held,
+                                                dm.summary()["data/train_values"], self.chunk))
         sae.train(was_training)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):

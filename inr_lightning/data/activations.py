@@ -1,7 +1,10 @@
 """DataModule for SAEs: coordinates → frozen cohort encoder up to one layer → activations.
 
-Training batches are coordinates drawn per step — from the pixel grid (without replacement) or uniformly
-from the continuous square [−1, 1]² — and the activations of encoder layer ``layer`` at them.  As in
+Training batches are coordinates drawn per step — from the pixel grid (without replacement), uniformly
+from the continuous square [−1, 1]², or from a fixed ``pool`` of ``pool_size`` uniform coordinates (so many
+that the SAE cannot memorise them: ``docs/sae.md``, "Coordinates the SAE cannot memorise") — and the
+activations of encoder layer ``layer`` at them.  ``heldout_coordinates()`` is a set of uniform coordinates
+disjoint from every training coordinate, on which the atom report measures the SAE's held-out FVU.  As in
 ``data/grid.py`` the draw depends only on (seed, epoch, step), so under DDP every rank knows the global
 batch and takes the disjoint shard ``[rank::world]``.  Evaluation serves the full grid (each rank its
 shard), with the cohort images, so a module can measure the PSNR through an SAE spliced in at that layer.
@@ -37,7 +40,23 @@ from inr_lightning.data.provenance import run_dir_of
 from inr_lightning.errors import InputError
 from inr_lightning.nn.readout import LayerReadout
 
-COORDS = ("grid", "continuous")
+COORDS = ("grid", "continuous", "pool")
+POOL_STREAM, HELDOUT_STREAM = 11, 13   # seed offsets of the pool and the held-out draws (step draws use others)
+
+
+def uniform_coordinates(n: int, seed: int, stream: int) -> Tensor:
+    """``(n, 2)`` uniform on [−1, 1]², a function of (seed, stream) only (the step draws never use this seed)."""
+    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + 500_009 * int(stream) + 1)
+    return torch.rand(int(n), 2, generator=g) * 2 - 1
+
+
+def disjoint_from(candidates: Tensor, train: Tensor | None) -> Tensor:
+    """The rows of ``candidates (M, 2)`` that are no row of ``train (P, 2)`` (exact float equality), order kept."""
+    if train is None or not len(train) or not len(candidates):
+        return candidates
+    seen = set(map(tuple, train.tolist()))
+    keep = [i for i, row in enumerate(candidates.tolist()) if tuple(row) not in seen]
+    return candidates[torch.tensor(keep, dtype=torch.long)]
 
 
 def cohort_data_from_run(ckpt_path: str, resolution: int | list[int] | None = None) -> CohortRunDataModule:
@@ -96,7 +115,9 @@ class ActivationDataModule(L.LightningDataModule):
         layer: encoder layer (0-based) whose post-nonlinearity activations are served.
         resolution: evaluation grid (and ``grid`` training grid), ``H`` or ``[H, W]``; ``None`` = the cohort's.
         batch_size: coordinates per training step (all ranks together).
-        coords: ``grid`` (pixel grid, no replacement within a step) or ``continuous`` (uniform on [−1, 1]²).
+        coords: ``grid`` (pixel grid, no replacement within a step), ``continuous`` (uniform on [−1, 1]², new
+            every step) or ``pool`` (rows of a fixed set of ``pool_size`` uniform coordinates, no replacement
+            within a step; the pool's activations are computed once with ``precompute``).
         steps_per_epoch: training steps between two evaluations.
         seed: seed of the coordinate draws.
         backbone: the backbone the config expects (``${backbone}`` in the shipped configs); a checkpoint of
@@ -104,21 +125,28 @@ class ActivationDataModule(L.LightningDataModule):
         precompute: with ``coords: grid``, compute the layer's activations on the grid once and gather rows.
         eval_chunk: coordinates per forward pass when computing activations.
         cohort_data: the cohort images; ``None`` = rebuilt from the cohort run's ``config.yaml``.
+        pool_size: coordinates in the ``pool`` (2¹⁷ by default: ≥ 10⁵ distinct training samples).
+        heldout_coords: uniform coordinates, disjoint from the training ones, for the held-out FVU (0: none).
     """
 
     def __init__(self, cohort_ckpt: str, layer: int = 2, resolution: int | list[int] | None = None,
                  batch_size: int = 4096, coords: str = "grid", steps_per_epoch: int = 250, seed: int = 0,
                  backbone: str | None = None, precompute: bool = True,
-                 eval_chunk: int = 65536, cohort_data: SignalDataModule | None = None) -> None:
+                 eval_chunk: int = 65536, cohort_data: SignalDataModule | None = None, pool_size: int = 131072,
+                 heldout_coords: int = 16384) -> None:
         super().__init__()
         if coords not in COORDS:
             raise InputError(f"coords must be one of {', '.join(COORDS)}, got {coords!r}")
-        for name, value in (("batch_size", batch_size), ("steps_per_epoch", steps_per_epoch), ("eval_chunk", eval_chunk)):
+        for name, value in (("batch_size", batch_size), ("steps_per_epoch", steps_per_epoch), ("eval_chunk", eval_chunk),
+                            ("pool_size", pool_size)):
             if int(value) < 1:
                 raise InputError(f"{name} must be ≥ 1, got {value!r}")
+        if int(heldout_coords) < 0:
+            raise InputError(f"heldout_coords must be ≥ 0, got {heldout_coords!r}")
         self.cohort_ckpt, self.mode, self.batch_size = str(cohort_ckpt), coords, int(batch_size)
         self.steps_per_epoch, self.seed, self.eval_chunk = int(steps_per_epoch), int(seed), int(eval_chunk)
         self.precompute = bool(precompute)
+        self.pool_size, self.num_heldout_coords = int(pool_size), int(heldout_coords)
         self.net, self.cohort_hparams = load_cohort(cohort_ckpt)
         self.backbone = self.net.cfg.backbone
         if backbone is not None and backbone != self.backbone:
@@ -142,6 +170,8 @@ class ActivationDataModule(L.LightningDataModule):
         self.resolution = cohort.resolution
         self.signal_table = getattr(cohort, "signal_table", None)   # the cohort images: signals.csv
         self._table: Tensor | None = None       # the layer's activations on the grid (precompute)
+        self.pool = uniform_coordinates(self.pool_size, self.seed, POOL_STREAM) if coords == "pool" else None
+        self._pool_table: Tensor | None = None  # the layer's activations on the pool (precompute)
         self.readout = LayerReadout(self.net, self.layer, chunk=self.eval_chunk, sampler=self.init_sample,
                                     encoder=self.encoder)
         summary = getattr(cohort, "summary", None)
@@ -155,13 +185,77 @@ class ActivationDataModule(L.LightningDataModule):
             "data/backbone": self.backbone,
             "data/layer": self.layer,
             "data/coords": self.mode,
+            "data/pool_size": self.pool_size if self.mode == "pool" else None,
             "data/freeze_random_prefix": self.random_prefix,
             "sae/encoder": self.encoder,
         }
 
     def summary(self) -> dict:
-        """Entries for ``summary.json``: where the data came from and which encoder the SAE reads."""
-        return dict(self._summary)
+        """Entries for ``summary.json``: where the data came from, which encoder the SAE reads, and how many
+        distinct training coordinates (``data/train_coords``: the grid, the pool, or steps × batch when
+        continuous) and activation values (× width) it saw."""
+        out = dict(self._summary)
+        distinct = self.train_coords_distinct()
+        out["data/train_coords"] = distinct
+        out["data/train_values"] = None if distinct is None else distinct * self.d_in
+        return out
+
+    def train_coordinates(self) -> Tensor | None:
+        """Every coordinate training can draw (the grid or the pool); ``None`` when continuous (unbounded)."""
+        return {"grid": self.coords, "pool": self.pool}.get(self.mode)
+
+    def train_coords_distinct(self) -> int | None:
+        """Distinct training coordinates: the grid's or the pool's size; when continuous, every step's batch is
+        new, so steps × batch (``None`` before a trainer sets the steps)."""
+        finite = self.train_coordinates()
+        if finite is not None:
+            return len(finite)
+        trainer = self.trainer
+        steps = int(trainer.global_step) if trainer is not None else 0
+        return steps * self.batch_size if steps > 0 else None
+
+    def heldout_coordinates(self) -> Tensor:
+        """``heldout_coords`` uniform coordinates that no training step draws: a stream of their own, minus any
+        coordinate of the grid or pool (continuous training draws come from other generators, so a shared
+        point has probability 0)."""
+        drawn = uniform_coordinates(self.num_heldout_coords, self.seed, HELDOUT_STREAM)
+        return disjoint_from(drawn, self.train_coordinates())
+
+    def heldout_activations(self, device: torch.device | str = "cpu") -> Tensor:
+        """The layer's activations at ``heldout_coordinates()``, ``(M, width)``."""
+        return self.activations_at(self.heldout_coordinates().to(device))
+
+    def heldout_images(self) -> Tensor | None:
+        """``(M, C, H, W)`` on [−1, 1]: the cohort run's held-out images (never trained on) at this grid, for the
+        memorisation control (edge alignment with them vs with the cohort's own); ``None`` when the run has
+        none or its data cannot be rebuilt."""
+        if getattr(self, "_heldout_images", False) is False:
+            try:
+                from inr_lightning.data.cohort import CohortRunDataModule
+
+                own = not self._summary["data/overrides"].get("resolution")   # the cohort's grid: no override line
+                self._heldout_images = CohortRunDataModule(self.cohort_ckpt, split="heldout",
+                                                           resolution=None if own else list(self.resolution)).images
+            except (InputError, OSError, KeyError, ValueError):
+                self._heldout_images = None
+        return self._heldout_images
+
+    def train_sample_activations(self, n: int, device: torch.device | str = "cpu") -> Tensor:
+        """≤ ``n`` activations at training coordinates (grid or pool rows; when continuous, the coordinates of
+        the first training step): what the training FVU is measured on, beside the held-out one."""
+        finite = self.train_coordinates()
+        if finite is None:
+            return self.activations_at(step_coordinates(self.coords, "continuous", n, self.seed, 0, 0).to(device))
+        idx = step_indices(len(finite), n, self.seed, -2, 0)
+        return self._train_table(device)[idx.to(device)] if self.precompute else self.activations_at(finite[idx].to(device))
+
+    def _train_table(self, device: torch.device | str) -> Tensor:
+        """The precomputed activations of the training set (the grid's or the pool's)."""
+        if self.mode != "pool":
+            return self.grid_activations(device)
+        if self._pool_table is None or self._pool_table.device != torch.device(device):
+            self._pool_table = self.activations_at(self.pool.to(device))
+        return self._pool_table
 
     # -- facts ------------------------------------------------------------------------------------
     @property
@@ -190,11 +284,12 @@ class ActivationDataModule(L.LightningDataModule):
 
     def init_sample(self, n: int, device: torch.device | str = "cpu") -> Tensor:
         """A deterministic sample of ≤ ``n`` activations from the training distribution (same on every rank)."""
-        if self.mode == "grid":
-            idx = step_indices(len(self.coords), n, self.seed, -1, 0)
+        finite = self.train_coordinates()
+        if finite is not None:
+            idx = step_indices(len(finite), n, self.seed, -1, 0)
             if self.precompute:
-                return self.grid_activations(device)[idx.to(device)]
-            return self.activations_at(self.coords[idx].to(device))
+                return self._train_table(device)[idx.to(device)]
+            return self.activations_at(finite[idx].to(device))
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + 7)
         return self.activations_at((torch.rand(n, 2, generator=g) * 2 - 1).to(device))
 
@@ -203,8 +298,10 @@ class ActivationDataModule(L.LightningDataModule):
         return self.trainer.current_epoch if self.trainer is not None else 0
 
     def train_dataloader(self) -> DataLoader:
-        steps = ActivationSteps(self.coords, self.mode, self.batch_size, self.steps_per_epoch, self.seed, self._epoch,
-                                indices=self.mode == "grid" and self.precompute)
+        finite = self.train_coordinates()   # grid or pool: rows of a finite set, drawn like the grid's
+        steps = ActivationSteps(self.coords if finite is None else finite, "continuous" if finite is None else "grid",
+                                self.batch_size, self.steps_per_epoch, self.seed, self._epoch,
+                                indices=finite is not None and self.precompute)
         return DataLoader(steps, batch_size=None)
 
     def _full_grid(self) -> DataLoader:
@@ -217,8 +314,9 @@ class ActivationDataModule(L.LightningDataModule):
         """Adds the activations ``x``: to training batches, and to evaluation batches (beside ``target``)."""
         if not isinstance(batch, dict) or "x" in batch:
             return batch
-        if "index" in batch and self.precompute:
-            batch["x"] = self.grid_activations(batch["index"].device)[batch["index"]]
+        if "index" in batch and self.precompute:   # training rows of the grid or pool; evaluation rows of the grid
+            table = self._train_table if "target" not in batch else self.grid_activations
+            batch["x"] = table(batch["index"].device)[batch["index"]]
         elif "coords" in batch:
             batch["x"] = self.activations_at(batch["coords"])
         return batch

@@ -114,6 +114,10 @@ def run_study(profile: Profile, out: Path, backbones: list[str], datasets: list[
     study = f"study_{profile.name}"
     if profile.grid:
         return run_regime(profile, out, backbones, datasets, seeds, logger, overwrite, command)
+    if profile.finding2:   # finding 2 over cohorts, no sweeps (study/finding2.py)
+        from inr_lightning.study.finding2 import run_finding2
+
+        return run_finding2(profile, out, backbones, datasets, seeds, logger, overwrite, command)
     PROGRESS.plan(planned_runs(profile, backbones, datasets, seeds))
     results = {ds: run_dataset(profile, out / ds, ds, backbones, seeds, study, logger, overwrite, ds == datasets[0])
                for ds in datasets}

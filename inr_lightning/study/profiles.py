@@ -33,6 +33,10 @@ DATASETS = {
         "15 natural images bundled with scikit-image, grayscale, centre-cropped",
         ["--data.init_args.source=inr_lightning.data.SkimageImages",
          f"--data.init_args.source.init_args.names=[{', '.join(SKIMAGE_NAMES)}]", "--data.init_args.aspect=crop"]),
+    # other content from the same volume: a cheap second dataset for the finding-2 pipeline's test
+    "coronal": Dataset(
+        "coronal slices of the MNI152 T1 template (nilearn)",
+        ["--data.init_args.source=inr_lightning.data.MRISlices", "--data.init_args.source.init_args.axis=coronal"]),
     # every bundled photograph: enough for 10 held-out images and a validation split (the cohort takes the rest)
     "natural": Dataset(
         f"the {len(NATURAL_NAMES)} photographs bundled with scikit-image, grayscale, centre-cropped; the cohort is "
@@ -79,6 +83,7 @@ class Profile:
     grid: tuple[tuple[int, int], ...] = ()  # (resolution, width) cells of a regime map; () = one study
     budgets: tuple[int, ...] = ()      # fit budgets a regime map judges (recorded steps of the fits)
     match_seeds: int = 1               # cohort seeds the FFMLP rate is matched on (mean capped PSNR vs SIREN's)
+    finding2: bool = False             # finding 2 alone, over cohorts (``study.finding2``): no finding-1 sweeps
 
     @property
     def claims(self) -> bool:
@@ -116,6 +121,8 @@ class Profile:
             out.append("no random_k / reinit_k controls in the sweeps (scratch, finetune, freeze_k and auto only)")
         if self.sae_layers == ():
             out.append("no SAEs: finding 2 is not measured by this profile")
+        if self.finding2:
+            out.append("no freeze-depth sweeps: finding 1 is not measured by this profile")
         if not self.views:
             out.append("held-out signals of the cohort's own view only (no coronal MRI slices)")
         return out
@@ -199,3 +206,35 @@ PROFILES = {
                          sae_seeds=3, control_layers=None, dict_sizes=(1024, 16384), num_heldout=10,
                          num_validation=3, cohort_schedule="cosine", fit_lrs=(("siren", (1e-4, 3e-4, 1e-3)), ("ffmlp", (3e-4, 1e-3, 3e-3)))),
 }
+
+# Finding 2 over cohorts (≤ 180 min on 2 CPU cores; estimate: ``study.finding2.estimated_minutes``): 48×48, width 64,
+# three cohort seeds per backbone on MRI and natural images, an SAE at every depth of every cohort and each
+# backbone's own untrained control at every depth, SAEs on a pool of 2¹⁷ continuous coordinates (≈ 16 activation
+# values per SAE parameter; the grid would give 0.28), dictionary sizes 1024 / 16384 at the middle depth (MRI).
+FINDING2_SAE = ["--model.init_args.n_atoms=4096", "--model.init_args.k=32", "--trainer.max_steps=300",
+                "--data.init_args.batch_size=2304", "--data.init_args.steps_per_epoch=100",
+                "--model.init_args.warmup_steps=30", "--model.init_args.dead_window=18432",
+                "--data.init_args.coords=pool", "--data.init_args.pool_size=131072",
+                "--data.init_args.heldout_coords=16384"]
+FINDING2 = Profile("finding2", 48, 64, 5, 2000, 200, (25, 50, 100, 200), 3, ("mri", "natural"), (1e-4, 3e-4, 1e-3),
+                   None, FINDING2_SAE, control_layers=None, dict_sizes=(1024, 16384), frequencies=64, views=False,
+                   controls=False, num_heldout=10, finding2=True,
+                   cuts=("48×48, width 64, 2000 cohort steps (the `full` profile's cohorts): the CPU budget",
+                         "SAEs: 4096 atoms, k = 32, 300 steps of 2304 coordinates from a pool of 2¹⁷; dictionary "
+                         "sizes on the first dataset only"))
+
+PROFILES_FINDING2 = {
+    "finding2": FINDING2,
+    # Seconds: the test of the finding-2 pipeline (cohorts → SAEs and controls → report), not a measurement.
+    "finding2_tiny": Profile("finding2_tiny", 16, 16, 2, 4, 3, (1, 3), 2, ("mri", "coronal"), (1e-3,), None,
+                             ["--model.init_args.n_atoms=32", "--model.init_args.k=4",
+                              "--model.init_args.warmup_steps=1", "--model.init_args.init_samples=64",
+                              "--data.init_args.batch_size=64", "--data.init_args.steps_per_epoch=2",
+                              "--trainer.max_steps=2", "--trainer.callbacks.init_args.top_atoms=2",
+                              "--data.init_args.coords=pool", "--data.init_args.pool_size=2000",
+                              "--data.init_args.heldout_coords=500"],
+                             control_layers=(1,), dict_sizes=(16,), frequencies=8, steps_per_epoch=2, views=False,
+                             controls=False, num_heldout=5, finding2=True,
+                             cuts=("a test of the pipeline, not a measurement",)),
+}
+PROFILES.update(PROFILES_FINDING2)

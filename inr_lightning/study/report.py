@@ -305,14 +305,74 @@ def _size_lines(rows: list[dict], out: Path) -> list[str]:
     return lines + [""]
 
 
+# -- finding 2: what the report reads, written beside it (and exported) so every number can be recomputed ------
+INDEX_FILE, ATOMS_FILE = "finding2_runs.csv", "finding2_atoms.csv"
+INDEX_COLUMNS = ["dataset", "cohort", "backbone", "layer", "encoder", "kind", "n_atoms", "seed", "run"]
+COMPACT_ATOM_COLUMNS = ["atom", "support_fraction", "mass_radius90", "max_drop_db", "align_edges"]
+
+
+def write_finding2_tables(out: Path, rows: list[dict]) -> None:
+    """``finding2_runs.csv`` (one row per SAE run: what it is and where, relative to ``out``) and
+    ``finding2_atoms.csv`` (the per-atom columns the report reads: each run's most damaging atoms, rows of its
+    ``atoms/atoms.csv``).  Everything else the finding-2 section states is in each run's ``summary.json``."""
+    import csv
+
+    with open(out / INDEX_FILE, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(INDEX_COLUMNS)
+        for r in rows:
+            w.writerow([r.get("dataset", ""), r.get("cohort", 0), r["backbone"], r["layer"], r["encoder"],
+                        r.get("kind", "depth"), r.get("n_atoms", ""), r["seed"], rel(r["run"], out)])
+    with open(out / ATOMS_FILE, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["run", *COMPACT_ATOM_COLUMNS])
+        for r in rows:
+            table = Path(r["run"]) / "atoms" / "atoms.csv"
+            wanted = set(r.get("ablation/worst_atoms") or [])
+            if not wanted or not table.is_file():
+                continue
+            with open(table) as t:
+                for a in csv.DictReader(t):
+                    if int(a["atom"]) in wanted:
+                        w.writerow([rel(r["run"], out), *(a[c] for c in COMPACT_ATOM_COLUMNS)])
+
+
+def load_finding2_rows(root: Path) -> list[dict]:
+    """The finding-2 rows from ``root`` (a study's ``--out`` or its ``--export``): ``finding2_runs.csv``, each
+    run's ``summary.json``, and ``worst_r90`` (median 90 %-mass radius of the run's most damaging atoms) from
+    ``finding2_atoms.csv``."""
+    import csv
+    import json
+    from statistics import median
+
+    radii: dict[str, list[float]] = {}
+    with open(root / ATOMS_FILE) as f:
+        for a in csv.DictReader(f):
+            radii.setdefault(a["run"], []).append(float(a["mass_radius90"]))
+    rows = []
+    with open(root / INDEX_FILE) as f:
+        for r in csv.DictReader(f):
+            summary = json.loads((root / r["run"] / "summary.json").read_text())
+            rows.append({**summary, "dataset": r["dataset"], "cohort": int(r["cohort"]), "backbone": r["backbone"],
+                         "layer": int(r["layer"]), "encoder": r["encoder"], "kind": r["kind"],
+                         "n_atoms": int(r["n_atoms"]) if r["n_atoms"] else None, "seed": int(r["seed"]),
+                         "run": str(root / r["run"]),
+                         "worst_r90": median(radii[r["run"]]) if radii.get(r["run"]) else math.nan})
+    return rows
+
+
 def finding2_lines(rows: list[dict], out: Path) -> list[str]:
     from inr_lightning.study.claims import judge
 
-    rows = [dict(r, worst_r90=worst_atoms_r90(r["run"], r.get("ablation/worst_atoms") or [])) for r in rows]
+    if rows and "worst_r90" not in rows[0]:   # rows straight from the runs (``sae-depths``): read atoms.csv
+        rows = [dict(r, worst_r90=worst_atoms_r90(r["run"], r.get("ablation/worst_atoms") or [])) for r in rows]
     lines = ["SAEs on the encoder activations of the seed-0 cohorts at each depth; the untrained control at each "
              "control depth is a cohort whose layers 0..j kept their random initialisation, frozen, with everything "
-             "above trained on the same images (so its PSNR and ablations are comparable). Metrics on the full grid; "
-             "definitions in `docs/sae.md`.", "", "#### Claim by claim", "",
+             "above trained on the same images. Its INR PSNR (`sae/inr_psnr`, in the table) is usually far below "
+             "the trained cohort's, so its PSNR and ablations are not comparable with the trained SAE's; the "
+             "`finding2` profile decides the claims over cohorts with each backbone's own control. Metrics on the "
+             f"full grid; definitions in `docs/sae.md`; per-atom numbers from `{ATOMS_FILE}`.", "",
+             "#### Claim by claim", "",
              "| claim | deciding numbers | verdict |", "|---|---|---|"]
     lines += [f"| {c['claim']} | {c['numbers']} | {c['verdict']} |" for c in judge(rows)]
     lines += ["", "#### Every SAE", ""]
@@ -325,6 +385,189 @@ def finding2_lines(rows: list[dict], out: Path) -> list[str]:
             if image.is_file():
                 lines.append(f"![{r['backbone']} layer {r['layer']} ({r['encoder']}): {image.name}]({rel(image, out)})")
     return lines + [""]
+
+
+# -- finding 2 over cohorts (the finding2 profile) ---------------------------------------------------------
+def _iv(d: dict, spec: str = ".3f") -> str:
+    from inr_lightning.study.claims import iv
+
+    return iv(d, spec)
+
+
+def _word(flag: bool | None, yes: str = "**yes**", no: str = "no") -> str:
+    return "—" if flag is None else (yes if flag else no)
+
+
+def finding2_cohort_lines(rows: list[dict], ds: str, out: Path, backbones: list[str]) -> list[str]:
+    """One dataset's finding 2 over cohorts: SAE gates, each backbone against its own control at every depth
+    (with both INRs' PSNR), memorisation, the worst atom, dictionary size, the claims; one SAE's per-atom
+    bootstrap only as a description."""
+    from inr_lightning.study import claims as c
+
+    mine = [r for r in rows if r.get("dataset") == ds]
+    n = len({r["cohort"] for r in mine})
+    lines = [f"Unit of replication: the cohort ({n} cohort seeds per backbone, one SAE per cohort and depth); each "
+             "number is a mean over cohorts ± the 95 % t half-width (n = cohorts), differences paired by cohort "
+             "seed where both come from it (trained vs its own control), Welch where the cohorts are independent "
+             "(SIREN vs FFMLP, dataset vs dataset). A claim holds at a depth only where the difference clears the "
+             "one-sided 95 % bound. The per-atom medians are each SAE's value; their bootstrap intervals describe "
+             f"one SAE (last table) and decide nothing. Per-run records: `{INDEX_FILE}`, each run's `summary.json`, "
+             f"per-atom rows `{ATOMS_FILE}`. Definitions and nulls: `docs/sae.md`.", "",
+             "#### SAE gates (means over cohorts)", "",
+             "SAEs train on a fixed pool of continuous coordinates (`data/train_coords` of them) and are measured "
+             "on the image grid; *held-out FVU* is at coordinates no training step drew. Targets (the 128×128 "
+             f"benchmark's): FVU ≤ {', '.join(f'{v:g}' for v in c.SAE_TARGETS['siren_fvu'].values())} at SIREN "
+             f"depths 0–2, dead ≤ {100 * c.SAE_TARGETS['dead']:.0f} %, PSNR cost ≤ {c.SAE_TARGETS['psnr_drop']:g} dB, "
+             f"held-out / training FVU ≤ {c.SAE_TARGETS['heldout_over_train']:g} (the FVU targets were set at "
+             "128×128, width 256: at another size they are a yardstick, not a gate).", "",
+             "| backbone | encoder | layer | FVU (grid) | FVU training coords | FVU held-out coords | held-out / training "
+             "| values per parameter | dead | INR PSNR [dB] | PSNR cost [dB] | misses |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for backbone in backbones:
+        for kind, encoder in (("depth", "cohort"), ("control", "untrained")):
+            for j in c.layers_of(mine, ds, backbone, kind):
+                g = c.sae_gates(mine, ds, backbone, j, kind)
+                lines.append(f"| {backbone} | {encoder} | {j} | {_iv(g['fvu'], '.5f')} | {_iv(g['fvu_train'], '.5f')} | "
+                             f"{_iv(g['fvu_heldout'], '.5f')} | {_iv(g['ratio'], '.2f')} | "
+                             f"{_iv(g['values_per_parameter'], '.1f')} | {_iv(g['dead'], '.3f')} | "
+                             f"{_iv(g['inr_psnr'], '.2f')} | {_iv(g['psnr_drop'], '.2f')} | "
+                             f"{'; '.join(g['misses']) or 'none'} |")
+    lines += ["", f"#### Each backbone against its own untrained control (PSNR and ablations compared only where the "
+              f"two INRs lie within {c.COMPARABLE_GAP_DB:g} dB)", "",
+              "| backbone | layer | INR PSNR trained / control [dB] | r90 / uniform: trained, control, trained − control "
+              "| tiling ratio (sub-pixel null): trained, control | worst atom [dB]: trained, control |",
+              "|---|---|---|---|---|---|"]
+    for backbone in backbones:
+        r90 = c.versus_own_control(mine, c.R90_REL, ds, backbone, "below")
+        tiles = {d["layer"]: d for d in c.versus_own_control(mine, c.TILING, ds, backbone, "above")}
+        for d in r90:
+            j, p = d["layer"], d["psnr"]
+            worst = [c.over_cohorts(c.cohort_values(mine, "ablation/max_drop_db", dataset=ds, backbone=backbone,
+                                                    layer=j, kind=k)) for k in ("depth", "control")]
+            damage = f"{_iv(worst[0], '.2f')}, {_iv(worst[1], '.2f')}" if p["comparable"] else \
+                f"not comparable (PSNR gap {p['gap']:.1f} dB)"
+            t = tiles.get(j)
+            lines.append(f"| {backbone} | {j} | {p['a']:.2f} / {p['b']:.2f} | {_iv(d['trained'])}, {_iv(d['control'])}, "
+                         f"{_iv(d['diff'], '+.3f')} | "
+                         + (f"{_iv(t['trained'], '.2f')}, {_iv(t['control'], '.2f')}" if t else "—")
+                         + f" | {damage} |")
+    lines += ["", "#### Memorisation: edge alignment with the cohort's own images − with its held-out images", "",
+              "Per atom, the largest |Pearson r| with the Sobel edges of the cohort's own images minus that with as "
+              "many held-out images; the SAE's median, over cohorts.", "",
+              "| backbone | layer | trained | untrained control |", "|---|---|---|---|"]
+    for backbone in backbones:
+        trained = {d["layer"]: d for d in c.memorisation(mine, ds, backbone)}
+        control = {d["layer"]: d for d in c.memorisation(mine, ds, backbone, "control")}
+        for j in sorted(trained):
+            lines.append(f"| {backbone} | {j} | {_iv(trained[j]['diff'], '+.4f')} | "
+                         f"{_iv(control[j]['diff'], '+.4f') if j in control else '—'} |")
+    lines += ["", "#### The worst atom is an extreme value", "",
+              "| backbone | largest single-atom drop (per cohort, over depths) [dB] | per-atom median [dB] | "
+              "per-atom 99th percentile [dB] |", "|---|---|---|---|"]
+    for backbone in backbones:
+        w = c.worst_atom(mine, ds, backbone)
+        lines.append(f"| {backbone} | {_iv(w['max'], '.2f')} | {_iv(w['q50'], '.4f')} | {_iv(w['q99'], '.2f')} |")
+    lines += ["", f"The paper's \"up to {c.PAPER_MAX_DROP_DB} dB\" is the maximum of this kind: the one worst atom of "
+              "a whole dictionary, not what an atom typically costs.", ""]
+    sized = [b for b in backbones if c.size_dependence(mine, c.R90_REL, ds, b)]
+    if sized:
+        lines += ["#### Dictionary size (middle depth, means over cohorts)", "",
+                  "| backbone | atoms | r90 / uniform | tiling ratio (sub-pixel null) | FVU held-out coords | values per "
+                  "parameter |", "|---|---|---|---|---|---|"]
+        for backbone in sized:
+            cols = [c.size_dependence(mine, key, ds, backbone) for key in
+                    (c.R90_REL, c.TILING, "sae/fvu_heldout_coords", "sae/values_per_parameter")]
+            for size in cols[0]:
+                lines.append(f"| {backbone} | {size} | {_iv(cols[0][size])} | {_iv(cols[1][size], '.2f')} | "
+                             f"{_iv(cols[2][size], '.5f')} | {_iv(cols[3][size], '.1f')} |")
+        lines += [""]
+    lines += ["#### Claim by claim (over cohorts)", "", "| claim | deciding numbers | verdict |", "|---|---|---|"]
+    lines += [f"| {x['claim']} | {x['numbers']} | {x['verdict']} |" for x in c.judge_cohorts(mine, ds)]
+    first = sorted(r for r in {x["cohort"] for x in mine})[0] if mine else 0
+    one = [r for r in mine if r["cohort"] == first and r.get("kind", "depth") in ("depth", "control")]
+    lines += ["", f"#### One SAE per depth, described (cohort seed {first}; medians with per-atom bootstrap "
+              "intervals in its `summary.json`)", ""] + sae_table(one, out) + [""]
+    return lines
+
+
+def finding2_across_lines(rows: list[dict], datasets: list[str], backbones: list[str]) -> list[str]:
+    """Content independence: each architecture's locality and tiling on two datasets' cohorts."""
+    from inr_lightning.study import claims as c
+
+    if len(datasets) < 2:
+        return []
+    pair = (datasets[0], datasets[1])
+    lines = [f"## Finding 2 across datasets: does the content change the atoms? (`{pair[0]}` − `{pair[1]}`)", "",
+             "Independent cohorts (Welch interval of the difference of cohort means). *Same within the interval*: "
+             "the two-sided 95 % interval contains 0 — no difference this many cohorts can see, up to its half-width.",
+             "", "| backbone | metric | layer | " + " | ".join(f"`{d}`" for d in pair) + " | difference | same within "
+             "the interval |", "|---|---|---|---|---|---|---|"]
+    verdicts = {}
+    for backbone in backbones:
+        for key, name, spec in ((c.R90_REL, "r90 / uniform", ".3f"), (c.TILING, "tiling ratio (sub-pixel)", ".2f")):
+            for d in c.content_independence(rows, key, backbone, pair):
+                verdicts.setdefault(backbone, []).append(d["same"])
+                lines.append(f"| {backbone} | {name} | {d['layer']} | {_iv(d[pair[0]], spec)} | {_iv(d[pair[1]], spec)} "
+                             f"| {_iv(d['diff'], '+' + spec)} | {_word(d['same'], '**same**', 'differs')} |")
+    siren = verdicts.get("siren", [])
+    lines += ["", "Claim *SIREN atoms tile independent of the cohort's content*: "
+              + ("undecided (needs ≥ 2 cohorts per dataset)" if not siren or all(v is None for v in siren) else
+                 "**holds** (same within the interval at every depth, both metrics)" if all(siren) else
+                 f"fails ({sum(not v for v in siren if v is not None)} of {len(siren)} depth × metric cells differ)"),
+              ""]
+    return lines
+
+
+def write_finding2_report(out: Path, profile, results: dict, rows: list[dict], backbones: list[str], seeds: int,
+                          elapsed: float, command: str) -> Path:
+    """``report.md`` of the finding-2 profile, from the tables it writes first (``write_finding2_tables``) and
+    reads back (``load_finding2_rows``): the same function on an ``--export`` gives the same section."""
+    import json
+
+    write_finding2_tables(out, rows)
+    stages = [json.loads(p.read_text()) for p in out.glob("**/stage.json")]
+    datasets = list(results)
+    lines = [f"# Finding 2 over cohorts: the `{profile.name}` profile", "",
+             f"Made by `{command}` at commit `{git_commit()}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+             f"wall-clock {elapsed / 60:.1f} min for this command on {platform.machine()} "
+             f"({os.environ.get('OMP_NUM_THREADS') or os.cpu_count()} CPU threads); its {len(stages)} runs took "
+             f"{sum(float(s.get('seconds', 0)) for s in stages) / 60:.1f} min in all. Encoders: {profile.layers} shared "
+             f"layers of width {profile.width} + a linear head per image, {profile.resolution}×{profile.resolution} px; "
+             f"{seeds} cohort seeds per backbone and dataset. Paths are relative to this file.", "",
+             "## What this profile cuts", ""]
+    lines += [f"- {x}" for x in profile.generated_cuts(seeds) + list(profile.cuts)] + [""]
+    lines += finding2_report_body(out, results, backbones)
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def finding2_report_body(root: Path, results: dict, backbones: list[str]) -> list[str]:
+    """Everything below the header: cohorts, then finding 2 per dataset and across datasets, read from
+    ``root``'s tables (``load_finding2_rows``)."""
+    from inr_lightning.study.profiles import DATASETS
+
+    rows = load_finding2_rows(root)
+    datasets = list(results) or list(dict.fromkeys(r["dataset"] for r in rows))
+    body = []
+    for ds in datasets:   # the cohorts first: the finding-2 part below reads only the exported tables
+        cohorts = (results.get(ds) or {}).get("cohorts") or {}
+        if cohorts:
+            body += [f"## Cohorts of `{ds}`: {DATASETS[ds].label}", "",
+                     "| backbone | seed | lr | val/psnr [dB] | run |", "|---|---|---|---|---|"]
+            for (backbone, seed), (ckpt, s) in sorted(cohorts.items()):
+                body.append(f"| {backbone} | {seed} | {_lr(ckpt):g} | {s['val/psnr']:.2f} | "
+                            f"`{rel(ckpt.parent.parent, root)}` |")
+            body.append("")
+    for ds in datasets:
+        body += [f"### Finding 2 (`{ds}`): {DATASETS[ds].label}", ""] + finding2_cohort_lines(rows, ds, root, backbones)
+    return body + finding2_across_lines(rows, datasets, backbones)
+
+
+def finding2_section(text: str) -> str:
+    """The finding-2 part of a finding-2 report (from the first dataset's finding-2 heading to the end)."""
+    start = text.index("### Finding 2 (")
+    return text[start:]
 
 
 def cohort_quality(result: dict, backbones: list[str]) -> dict:
@@ -379,6 +622,10 @@ def write_study_report(out: Path, profile, results: dict, backbones: list[str], 
               "auto − finetune [dB] (lower bound) | auto matches or beats finetune |",
               "|---|---|---|---|---|---|---|---|---|"]
     body = []
+    sae_rows = [dict(r, dataset=ds, cohort=0) for ds, res in results.items() for r in res["sae"]]
+    if sae_rows:   # the section reads what it exports: the runs' index, their summaries, the compact atom table
+        write_finding2_tables(out, sae_rows)
+        sae_rows = load_finding2_rows(out)
     for ds, res in results.items():
         split = next(s for (b, seed), (_, s) in sorted(res["cohorts"].items()) if seed == 0)
         body += [f"## Dataset `{ds}`: {DATASETS[ds].label}", "",
@@ -440,7 +687,7 @@ def write_study_report(out: Path, profile, results: dict, backbones: list[str], 
             sweep_figure(by_backbone, figure, f"{ds}, {view}")
             body += [f"![final PSNR per freeze depth, {ds} {view}]({rel(figure, out)})", ""]
         if res["sae"]:
-            body += [f"### Finding 2 (`{ds}`)", ""] + finding2_lines(res["sae"], out)
+            body += [f"### Finding 2 (`{ds}`)", ""] + finding2_lines([r for r in sae_rows if r["dataset"] == ds], out)
     text = "\n".join(lines + glance + [""] + body)
     path = out / "report.md"
     path.write_text(text + "\n")

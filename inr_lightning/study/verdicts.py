@@ -316,3 +316,26 @@ def spearman_depth(runs: Runs) -> float:
     if len(set(profile)) < 2 or len(set(psnr)) < 2:
         return math.nan
     return float(spearmanr(profile, psnr).statistic)
+
+
+def welch_interval(a: list[float], b: list[float]) -> dict:
+    """Mean of ``a`` − mean of ``b`` for two independent groups of cohort values (e.g. cohorts trained on two
+    datasets), with a Welch t interval like ``interval``'s: two-sided 95 % half-width ``ci``, one-sided 95 %
+    ``lower``/``upper``, ``n`` = (len a, len b); NaN bounds when either group has < 2 values."""
+    from scipy.stats import t
+
+    a = [v for v in a if v is not None and not math.isnan(v)]
+    b = [v for v in b if v is not None and not math.isnan(v)]
+    n = (len(a), len(b))
+    if not a or not b:
+        return {"mean": math.nan, "ci": math.nan, "lower": math.nan, "upper": math.nan, "n": n}
+    diff = mean(a) - mean(b)
+    if min(n) < 2:
+        return {"mean": diff, "ci": math.nan, "lower": math.nan, "upper": math.nan, "n": n}
+    va, vb = stdev(a) ** 2 / n[0], stdev(b) ** 2 / n[1]
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return {"mean": diff, "ci": 0.0, "lower": diff, "upper": diff, "n": n}
+    df = (va + vb) ** 2 / (va ** 2 / (n[0] - 1) + vb ** 2 / (n[1] - 1))
+    one = t.ppf(0.95, df) * se
+    return {"mean": diff, "ci": t.ppf(0.975, df) * se, "lower": diff - one, "upper": diff + one, "n": n}

@@ -4,6 +4,7 @@ number of the report comes from a run that exists, and a second call reuses what
 import csv
 import dataclasses
 import json
+import math
 import re
 from pathlib import Path
 
@@ -147,3 +148,20 @@ def test_the_regime_map_judges_every_cell_and_budget_from_its_own_runs(tmp_path)
         fit = json.loads((tmp_path / f"r16_w{width}" / "mri" / "seed0" / "sweep" / "ffmlp" / "freeze_0" /
                           "summary.json").read_text())
         assert fit["fit/net"]["width"] == width and fit["data/resolution"] == [16, 16]
+
+
+def test_the_finding2_section_is_recomputed_from_the_export_alone(tiny, tmp_path):
+    """Every finding-2 number of the tiny report (medians, claims, "r90 of the 5 worst atoms") from what
+    ``--export`` keeps: the runs' index, their summary.json and the compact atom table — no atoms.csv."""
+    from inr_lightning.study.commands import export
+    from inr_lightning.study.report import finding2_lines, load_finding2_rows
+
+    out, report = tiny
+    docs = export(out, tmp_path / "docs").parent
+    assert not list(docs.rglob("atoms.csv")) and (docs / "finding2_atoms.csv").is_file()
+    rows = load_finding2_rows(docs)
+    assert all(math.isfinite(r["worst_r90"]) for r in rows)
+    text = report.read_text()
+    for ds in sorted({r["dataset"] for r in rows}):
+        lines = finding2_lines([r for r in rows if r["dataset"] == ds], docs)
+        assert "\n".join(lines).strip() in text, ds

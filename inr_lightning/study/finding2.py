@@ -1,0 +1,114 @@
+"""The finding-2 study (``--profile finding2``): SAEs on every cohort seed, each backbone beside its own
+untrained control at every depth, on two datasets, with cohorts as the unit of replication.
+
+Per dataset: the cohorts of every seed (the FFMLP's learning rate matched to SIREN's cohort PSNR on seed 0, as
+in the finding-1 profiles), then per cohort seed ``run_sae_depths``: an SAE at every depth, the untrained-
+encoder control (its own cohort run with layers 0..j random and frozen) at every depth, and on the first
+dataset the dictionary sizes at the middle depth.  No finding-1 sweeps.  ``write_finding2_report`` judges the
+claims over cohorts (``claims.judge_cohorts``).  Runs land under ``<out>/<dataset>/seed<s>/…``; a second call
+reuses what finished and resumes what was interrupted (``stages.run_stage``).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from inr_lightning.study.profiles import DATASETS, Profile
+
+# Wall-clock of one stage on 2 CPU cores at 48×48, width 64 (docs/study_full: the `full` profile's stage.json;
+# an SAE of 4096 atoms, 300 steps of 2304 coordinates, atom report included), plus the config resolution and
+# start-up every stage pays (measured: about 3 s).
+STAGE_SECONDS = {"cohort": 14.0, "control": 10.0, "sae": 35.0, "sae_atoms1024": 17.0, "sae_atoms16384": 101.0,
+                 "overhead": 3.0}
+
+
+def planned_stages(profile: Profile, backbones: list[str], datasets: list[str], seeds: int) -> dict[str, int]:
+    """How many stages of each kind the profile runs (the FFMLP learning-rate refinements may add two cohorts
+    per dataset)."""
+    layers = profile.layers if profile.sae_layers is None else len(profile.sae_layers)
+    controls = layers if profile.control_layers is None else len(profile.control_layers)
+    counts = {"cohort": 0, "control": 0, "sae": 0, **{f"sae_atoms{n}": 0 for n in profile.dict_sizes}}
+    for i, _ in enumerate(datasets):
+        counts["cohort"] += seeds * len(backbones) + ("ffmlp" in backbones) * (len(profile.ffmlp_lrs) - 1)
+        counts["control"] += seeds * len(backbones) * controls
+        counts["sae"] += seeds * len(backbones) * (layers + controls)
+        for n in profile.dict_sizes if i == 0 else ():
+            counts[f"sae_atoms{n}"] += seeds * len(backbones)
+    return counts
+
+
+def estimated_minutes(counts: dict[str, int], seconds: dict[str, float] = STAGE_SECONDS) -> float:
+    """The plan's cost from measured per-stage times (an unmeasured dictionary size scales linearly)."""
+    total = 0.0
+    for kind, n in counts.items():
+        per = seconds.get(kind)
+        if per is None:   # sae_atoms<N>: linear in the dictionary size from the 4096-atom SAE
+            per = seconds["sae"] * int(kind.removeprefix("sae_atoms")) / 4096
+        total += n * (per + seconds["overhead"])
+    return total / 60
+
+
+def run_cohorts(profile: Profile, root: Path, ds: str, backbones: list[str], seeds: int, study: str, logger: str,
+                overwrite: bool) -> tuple[dict, list[dict]]:
+    """Every seed's cohort per backbone, the FFMLP's learning rate matched on seed 0 (as ``run_dataset``)."""
+    from inr_lightning.study.commands import match_learning_rate, run_cohort
+    from inr_lightning.study.verdicts import capped
+
+    cohorts, matching, ffmlp_lr = {}, [], None
+    for seed in range(seeds):
+        for backbone in backbones:
+            if backbone == "siren":
+                cohorts["siren", seed] = run_cohort("siren", root / f"seed{seed}" / "cohort" / "siren", profile, ds,
+                                                    seed, study, profile.siren_cohort_lr, logger, overwrite)
+                continue
+
+            def train(lr: float, seed: int = seed):
+                return run_cohort("ffmlp", root / f"seed{seed}" / "cohort" / f"ffmlp_lr{lr:g}", profile, ds, seed,
+                                  study, lr, logger, overwrite)
+
+            if ffmlp_lr is not None:
+                cohorts["ffmlp", seed] = train(ffmlp_lr)
+                continue
+            target = cohorts["siren", seed][1]["val/psnr"] if ("siren", seed) in cohorts else None
+            tried = match_learning_rate(train, profile.ffmlp_lrs, target)
+            if target is None:
+                ffmlp_lr = max(tried, key=lambda lr: tried[lr][1]["val/psnr"])
+            else:
+                ffmlp_lr = min(tried, key=lambda lr: abs(capped(tried[lr][1]["val/psnr"]) - capped(target)))
+                matching = [{"lr": lr, "psnr": s["val/psnr"], "siren": target, "run": str(c.parent.parent),
+                             "chosen": lr == ffmlp_lr} for lr, (c, s) in sorted(tried.items())]
+            cohorts["ffmlp", seed] = tried[ffmlp_lr]
+    return cohorts, matching
+
+
+def run_finding2(profile: Profile, out: Path, backbones: list[str], datasets: list[str], seeds: int, logger: str,
+                 overwrite: bool, command: str) -> Path:
+    """Runs (or reuses) every stage of the finding-2 profile and writes ``<out>/report.md``."""
+    from inr_lightning.study import report as reporting
+    from inr_lightning.study.commands import run_sae_depths
+    from inr_lightning.study.stages import PROGRESS
+
+    start = time.perf_counter()
+    study = f"study_{profile.name}"
+    counts = planned_stages(profile, backbones, datasets, seeds)
+    print(f"[finding2] {sum(counts.values())} stages planned ({', '.join(f'{n} {k}' for k, n in counts.items())}); "
+          f"estimated {estimated_minutes(counts):.0f} min on 2 CPU cores from measured per-stage times", flush=True)
+    PROGRESS.plan(sum(counts.values()))
+    results, rows = {}, []
+    for i, ds in enumerate(datasets):
+        root = out / ds
+        cohorts, matching = run_cohorts(profile, root, ds, backbones, seeds, study, logger, overwrite)
+        for seed in range(seeds):
+            sae = run_sae_depths({b: cohorts[b, seed][0] for b in backbones}, root / f"seed{seed}",
+                                 layers=profile.sae_layers, control_layers=profile.control_layers,
+                                 dict_sizes=profile.dict_sizes if i == 0 else (), overrides=profile.sae, study=study,
+                                 logger=logger, overwrite=overwrite)
+            rows += [dict(r, dataset=ds, cohort=seed) for r in sae]
+        results[ds] = {"cohorts": cohorts, "matching": matching}
+    elapsed = time.perf_counter() - start
+    return reporting.write_finding2_report(out, profile, results, rows, backbones, seeds, elapsed, command)
+
+
+def dataset_label(ds: str) -> str:
+    return DATASETS[ds].label
