@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
+import lightning.pytorch  # noqa: F401  its log handlers bind sys.stderr at import: before any test captures it
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,6 +111,29 @@ def cli_error(args: list[str], capsys, code: int = 2) -> str:
     assert info.value.code == code, err[-3000:]
     assert len(errors) == 1 and "Traceback" not in err, err[-3000:]
     return errors[0]
+
+
+def assert_names(message: str, *values) -> None:
+    """``message`` names each of ``values`` (the bad value, the allowed ones, a key word; a number as a number).  Error tests check the
+    exception type and the values, never whole sentences: wording may change, the values it names may not."""
+    message = str(message)
+    numbers = [float(n) for n in re.findall(r"(?<![\w.])-?(?:\d+(?:\.\d*)?(?:e[-+]?\d+)?|nan|inf)(?![\w])", message)]
+
+    def named(value) -> bool:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):  # 0 is named by "0" or "0.0"
+            return any(n == value or (math.isnan(n) and math.isnan(value)) for n in numbers)
+        return str(value) in message
+
+    missing = [v for v in values if not named(v)]
+    assert not missing, f"{missing} not named in: {message}"
+
+
+@contextmanager
+def raises_naming(exc_type: type[BaseException], *values):
+    """``pytest.raises(exc_type)`` whose message must name each of ``values`` (see ``assert_names``)."""
+    with pytest.raises(exc_type) as info:
+        yield info
+    assert_names(str(info.value), *values)
 
 
 @pytest.fixture
