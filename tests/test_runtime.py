@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import raises_naming
 
 from inr_lightning import runtime
 from inr_lightning.errors import InputError
@@ -89,5 +90,5 @@ def test_only_the_value_1_applies_it(monkeypatch, value, applies):
 
 def test_a_bad_setting_is_one_input_error(monkeypatch):
     monkeypatch.setenv("INR_LIGHTNING_RETAIN_MEMORY", "yes")
-    with pytest.raises(InputError, match="INR_LIGHTNING_RETAIN_MEMORY must be 1 .* or 0 / unset .*got 'yes'"):
+    with raises_naming(InputError, "INR_LIGHTNING_RETAIN_MEMORY", "'yes'", 1, 0):
         runtime.retain_freed_memory_if_requested()

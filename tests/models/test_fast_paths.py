@@ -4,6 +4,7 @@ as an option."""
 from __future__ import annotations
 
 import pytest
+from conftest import raises_naming
 import torch
 from test_fitting import cohort_weight, fit, make_cohort_ckpt
 
@@ -91,7 +92,7 @@ def test_a_chunked_cohort_step_has_the_whole_step_gradient():
 
 
 def test_step_chunk_must_be_positive():
-    with pytest.raises(InputError, match="step_chunk must be a positive number of coordinates or null.*got 0"):
+    with raises_naming(InputError, "step_chunk", 0):
         CohortINRModule(INRConfig(width=8), step_chunk=0)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY, run_cli, run_subprocess
+from conftest import TINY, assert_names, cli_error, run_cli
 
 from inr_lightning.study.commands import match_learning_rate, sae_depths, sweep
 
@@ -28,7 +28,7 @@ def test_sweep_runs_every_protocol_with_paired_seeds(cohort, tmp_path, capsys):
     labels = {"scratch", "finetune", "freeze_0", "freeze_1", "auto"}
     assert {r["protocol"] for r in rows} == labels and {r["seed"] for r in rows} == {"0", "1"}
     assert len(rows) == len(labels) * 2 * 5 * 3   # protocols × seeds × held-out signals × (steps 1, 2, final)
-    runs = verdicts[0]["runs"]
+    runs = next(v["runs"] for v in verdicts if v["backbone"] == "ffmlp")
     # the two seeds are two fits of the same signals: paired, and not identical
     assert runs.psnr[0]["finetune"][-1] != runs.psnr[1]["finetune"][-1]
     summary = json.loads((out / "ffmlp" / "seed1" / "freeze_1" / "summary.json").read_text())
@@ -59,15 +59,13 @@ def test_sae_depths_trains_every_depth_and_the_control(cohort, tmp_path):
     assert "| ffmlp | 1 | untrained | 32 | 0 |" in table and all(0 <= r["sae/fvu"] for r in rows)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["sweep", "--out", "x"], "the following arguments are required: --cohort_ckpt"),
-    (["sweep", "--cohort_ckpt", "missing.ckpt", "--out", "x"], "cohort checkpoint 'missing.ckpt' does not exist"),
-    (["study", "--profile", "huge"], "argument --profile: invalid choice: 'huge'"),
+@pytest.mark.parametrize("args, named", [
+    (["sweep", "--out", "x"], ["--cohort_ckpt"]),                                  # the missing argument
+    (["sweep", "--cohort_ckpt", "missing.ckpt", "--out", "x"], ["'missing.ckpt'"]),
+    (["study", "--profile", "huge"], ["huge", "tiny"]),                            # the bad value, an allowed one
 ])
-def test_bad_command_lines_are_one_line_errors(args, message):
-    result = run_subprocess(args, timeout=120)
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+def test_bad_command_lines_are_one_line_errors(args, named, capsys):
+    assert_names(cli_error(args, capsys), *named)
 
 
 def test_learning_rate_matching_bisects_between_the_rates_that_bracket_the_target():
