@@ -60,12 +60,12 @@ def read_summary(run_dir: Path) -> dict:
 
 
 def fit_single_and_ddp(args: list[str], tmp_path: Path) -> tuple[dict, dict, Path, Path]:
-    """The same fit with 1 process and with 2 CPU processes under DDP → (state_dict 1, state_dict 2, run dirs)."""
+    """The same fit with 1 process (this one) and with 2 CPU processes under DDP → (state_dict 1, state_dict 2,
+    run dirs)."""
     import torch
 
     single, ddp = tmp_path / "single", tmp_path / "ddp"
-    one = run_subprocess(["fit", *args, "--trainer.devices=1", f"--trainer.default_root_dir={single}"])
-    assert one.returncode == 0, one.stderr[-3000:]
+    run_cli(["fit", *args, "--trainer.devices=1", f"--trainer.default_root_dir={single}"])
     two = run_subprocess(["fit", *args, "--trainer.devices=2", "--trainer.strategy=ddp",
                           f"--trainer.default_root_dir={ddp}"])
     assert two.returncode == 0, two.stderr[-3000:]
@@ -134,6 +134,20 @@ def raises_naming(exc_type: type[BaseException], *values):
     with pytest.raises(exc_type) as info:
         yield info
     assert_names(str(info.value), *values)
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    """The tiny study profile, run once per session the way a long CPU study runs: ``scripts/cpu_study.sh``
+    (its half in a one-thread ``python -m inr_lightning study`` process, then the call that reuses every run and
+    writes the report) → (the script's process, the study folder).  tests/study and tests/scripts share it."""
+    base = tmp_path_factory.mktemp("tiny_study")
+    env = {**os.environ, "PYTHON": sys.executable, "WANDB_MODE": "offline", "WANDB_DIR": str(base / "wandb_home"),
+           "WANDB_SILENT": "true", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    out = base / "tiny"
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "cpu_study.sh"), "tiny", str(out)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=1200)
+    return proc, out
 
 
 @pytest.fixture

@@ -1,6 +1,9 @@
 """Two CPU processes under DDP reach the weights one process reaches on the same global coordinates."""
 
+import pytest
 from conftest import assert_relative_close, fit_single_and_ddp, read_summary
+
+pytestmark = pytest.mark.slow   # a 2-process DDP run
 
 ARGS = ["--config", "configs/cohort/siren.yaml", "--trainer.accelerator=cpu", "--trainer.max_steps=5",
         "--trainer.enable_progress_bar=false", "--trainer.logger=false",

@@ -221,6 +221,7 @@ def test_fit_config_runs_a_tiny_fit_from_a_cohort_run(tmp_path, backbone, capsys
 
 
 # -- DDP -------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_fit_stage_two_process_ddp_equals_one_process(tmp_path):
     torch.manual_seed(0)
     path = cohort_run(tmp_path / "cohort", CohortINR(INRConfig(backbone="siren", width=32, shared_layers=LAYERS), 3, 1))

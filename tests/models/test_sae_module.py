@@ -352,6 +352,7 @@ def test_bad_sae_values_are_one_line_errors(override, named, cohorts, tmp_path, 
     assert_names(line, *named)
 
 
+@pytest.mark.slow
 def test_sae_two_process_ddp_equals_one_process(cohorts, tmp_path):
     args = ["--config", "configs/sae/siren.yaml", "--trainer.accelerator=cpu", "--trainer.logger=false",
             f"--data.init_args.cohort_ckpt={cohorts['siren']}", *SAE_TINY, "--trainer.max_steps=5",

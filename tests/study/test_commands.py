@@ -19,6 +19,7 @@ def cohort(tmp_path_factory):
     return run / "checkpoints" / "last.ckpt"
 
 
+@pytest.mark.slow
 def test_sweep_runs_every_protocol_with_paired_seeds(cohort, tmp_path, capsys):
     out = tmp_path / "sweep"
     verdicts = sweep(["--cohort_ckpt", str(cohort), "--out", str(out), "--seeds", "2", "--no_controls", "--",
@@ -39,6 +40,7 @@ def test_sweep_runs_every_protocol_with_paired_seeds(cohort, tmp_path, capsys):
     assert "auto matches or beats finetune" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_sae_depths_trains_every_depth_and_the_control(cohort, tmp_path):
     out = tmp_path / "sae"
     rows = sae_depths(["--cohort_ckpt", str(cohort), "--out", str(out), "--control_layers", "1", "--sae_seeds", "2",

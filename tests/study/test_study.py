@@ -16,14 +16,15 @@ from inr_lightning.study.commands import run_study, study
 from inr_lightning.study.profiles import PROFILES
 
 
+pytestmark = pytest.mark.slow   # whole studies
+
+
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    out = tmp_path_factory.mktemp("study") / "tiny"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(ROOT)
-        mp.setenv("WANDB_MODE", "offline")
-        report = study(["--profile", "tiny", "--out", str(out), "--wandb", "disabled"])
-    return out, report
+def tiny(tiny_study):
+    """The tiny study (conftest.tiny_study: through scripts/cpu_study.sh, once per session) → (out, report)."""
+    proc, out = tiny_study
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, out / "report.md"
 
 
 def runs(out: Path):
