@@ -206,7 +206,8 @@ def snapshot(run: Path) -> dict[str, bytes]:
     return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("failure", ["online_without_credentials", "unwritable_wandb_dir"])
+@pytest.mark.parametrize("failure", [pytest.param("online_without_credentials", marks=pytest.mark.slow),  # a process
+                                     "unwritable_wandb_dir"])
 def test_wandb_failing_keeps_the_local_outputs_of_the_run(failure, tmp_path, monkeypatch, capsys):
     run = tmp_path / "r"
     run_cli(cohort_args(run))

@@ -21,6 +21,7 @@ def _fit(backbone: str, steps: int, tmp_path, **model_kwargs):
     return trainer, model, data
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backbone,floor", [("siren", 35.0), ("ffmlp", 30.0)])
 def test_cohort_training_reaches_a_psnr_floor(backbone, floor, tmp_path):
     trainer, model, data = _fit(backbone, 300, tmp_path, lr=1e-3)

@@ -229,6 +229,7 @@ def fitted_siren(tmp_path_factory):
     return run / "checkpoints" / "last.ckpt"
 
 
+@pytest.mark.slow
 def test_downstream_term_cuts_the_psnr_cost_of_splicing_the_sae_in(fitted_siren, tmp_path):
     result = {}
     for weight in (0.0, 1.0):
