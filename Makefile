@@ -1,5 +1,6 @@
 # Two commands from nothing:  `make demo`  (set-up + cohort training on the bundled MRI cohort)
-#                             `make test`  (set-up + the test suite; what CI runs)
+#                             `make test`  (set-up + the test suite, slow end-to-end runs included; what CI runs)
+#                             `make test-fast`  (the same without the tests marked slow: for iterating)
 #                             `make test-min`  (the tests against the dependency floors: constraints-min.txt)
 # torch is pinned in the same pip call as everything else: an unpinned torch would pull a 5 GB CUDA build.
 # environment.yml installs the same pin (tests/test_packaging.py checks it).
@@ -15,7 +16,7 @@ MIN_STAMP := $(MIN_VENV)/.installed
 # data sources (MIN_TESTS=tests for the whole suite).
 MIN_TESTS ?= tests/test_cli.py tests/test_configs.py tests/test_errors.py tests/models tests/data tests/test_packaging.py
 
-.PHONY: install demo test test-min bench clean
+.PHONY: install demo test test-fast test-min bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +34,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q tests -m "not slow"
+
 $(MIN_STAMP): pyproject.toml constraints-min.txt
 	rm -rf $(MIN_VENV)
 	$(PYTHON) -m venv $(MIN_VENV)
@@ -43,8 +47,12 @@ $(MIN_STAMP): pyproject.toml constraints-min.txt
 test-min: $(MIN_STAMP)
 	$(MIN_VENV)/bin/python -m pytest -q $(MIN_TESTS)
 
+# Benchmarks are not tests (they time things): every row at full size, or every row family at tiny sizes.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m benchmarks --quick --no-compile
 
 clean:
 	rm -rf $(VENV) $(MIN_VENV) runs .pytest_cache

@@ -1,7 +1,7 @@
 """Runs the chosen benchmark row families and prints one table (optionally writes it too).
 
     python -m benchmarks                 # full sizes, ≤ 10 min on a 2-core CPU
-    python -m benchmarks --quick         # tiny sizes, seconds (tests/test_bench.py)
+    python -m benchmarks --quick         # tiny sizes, seconds (make bench-quick)
     python -m benchmarks --device cuda --bf16 --out gpu.md   # on a GPU
 
 Like a training run started with ``INR_LIGHTNING_RETAIN_MEMORY=1``, the benchmark keeps freed memory for

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
+import lightning.pytorch  # noqa: F401  its log handlers bind sys.stderr at import: before any test captures it
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,12 +60,12 @@ def read_summary(run_dir: Path) -> dict:
 
 
 def fit_single_and_ddp(args: list[str], tmp_path: Path) -> tuple[dict, dict, Path, Path]:
-    """The same fit with 1 process and with 2 CPU processes under DDP → (state_dict 1, state_dict 2, run dirs)."""
+    """The same fit with 1 process (this one) and with 2 CPU processes under DDP → (state_dict 1, state_dict 2,
+    run dirs)."""
     import torch
 
     single, ddp = tmp_path / "single", tmp_path / "ddp"
-    one = run_subprocess(["fit", *args, "--trainer.devices=1", f"--trainer.default_root_dir={single}"])
-    assert one.returncode == 0, one.stderr[-3000:]
+    run_cli(["fit", *args, "--trainer.devices=1", f"--trainer.default_root_dir={single}"])
     two = run_subprocess(["fit", *args, "--trainer.devices=2", "--trainer.strategy=ddp",
                           f"--trainer.default_root_dir={ddp}"])
     assert two.returncode == 0, two.stderr[-3000:]
@@ -107,6 +111,43 @@ def cli_error(args: list[str], capsys, code: int = 2) -> str:
     assert info.value.code == code, err[-3000:]
     assert len(errors) == 1 and "Traceback" not in err, err[-3000:]
     return errors[0]
+
+
+def assert_names(message: str, *values) -> None:
+    """``message`` names each of ``values`` (the bad value, the allowed ones, a key word; a number as a number).  Error tests check the
+    exception type and the values, never whole sentences: wording may change, the values it names may not."""
+    message = str(message)
+    numbers = [float(n) for n in re.findall(r"(?<![\w.])-?(?:\d+(?:\.\d*)?(?:e[-+]?\d+)?|nan|inf)(?![\w])", message)]
+
+    def named(value) -> bool:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):  # 0 is named by "0" or "0.0"
+            return any(n == value or (math.isnan(n) and math.isnan(value)) for n in numbers)
+        return str(value) in message
+
+    missing = [v for v in values if not named(v)]
+    assert not missing, f"{missing} not named in: {message}"
+
+
+@contextmanager
+def raises_naming(exc_type: type[BaseException], *values):
+    """``pytest.raises(exc_type)`` whose message must name each of ``values`` (see ``assert_names``)."""
+    with pytest.raises(exc_type) as info:
+        yield info
+    assert_names(str(info.value), *values)
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    """The tiny study profile, run once per session the way a long CPU study runs: ``scripts/cpu_study.sh``
+    (its half in a one-thread ``python -m inr_lightning study`` process, then the call that reuses every run and
+    writes the report) → (the script's process, the study folder).  tests/study and tests/scripts share it."""
+    base = tmp_path_factory.mktemp("tiny_study")
+    env = {**os.environ, "PYTHON": sys.executable, "WANDB_MODE": "offline", "WANDB_DIR": str(base / "wandb_home"),
+           "WANDB_SILENT": "true", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    out = base / "tiny"
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "cpu_study.sh"), "tiny", str(out)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=1200)
+    return proc, out
 
 
 @pytest.fixture

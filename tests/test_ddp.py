@@ -13,6 +13,8 @@ from conftest import ROOT, assert_relative_close, cohort_run, fit_single_and_ddp
 
 from inr_lightning.nn import CohortINR, INRConfig
 
+pytestmark = pytest.mark.slow   # a 2-process DDP run
+
 ARGS = ["--config", "configs/cohort/siren.yaml", "--trainer.accelerator=cpu", "--trainer.max_steps=5",
         "--trainer.enable_progress_bar=false", "--trainer.logger=false",
         "--model.init_args.net.width=32", "--model.init_args.net.shared_layers=3",

@@ -17,7 +17,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from conftest import SYNTHETIC_DATA, TINY, cli_error, cohort_run, read_summary, run_cli, run_subprocess
+from conftest import SYNTHETIC_DATA, TINY, assert_names, cli_error, cohort_run, read_summary, run_cli, run_subprocess
 from PIL import Image
 
 from inr_lightning.nn import CohortINR, INRConfig
@@ -88,7 +88,7 @@ def test_a_bad_file_among_good_images_fails_by_default(kind, tmp_path, capsys):
     else:
         bad.write_bytes((folder / "img0.png").read_bytes()[:200])  # a real PNG cut short
     line = cli_error(folder_args(tmp_path / "r", folder), capsys)
-    assert line.startswith(f"error: '{bad}' is not a readable image") and "on_bad_file: skip" in line
+    assert_names(line, f"'{bad}'", "on_bad_file")   # the bad file and the way past it
     assert not (tmp_path / "r").exists()
 
 
@@ -113,13 +113,13 @@ def test_mixed_sizes_and_channels_follow_the_documented_policy(tmp_path, capsys)
     hp = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]
     assert hp["num_signals"] == 2 and hp["out_channels"] == 3
     line = cli_error(folder_args(tmp_path / "r2", folder, "--data.init_args.channels=2"), capsys)
-    assert line == "error: channels must be 1 (grayscale) or 3 (RGB), got 2"
+    assert_names(line, "channels", 2, 1, 3)
 
 
 def test_unknown_protocol_is_one_line(tmp_path, capsys):
     ckpt = fake_cohort_ckpt(tmp_path / "c.ckpt")
     line = cli_error(fit_args(tmp_path / "r", ckpt, "--model.init_args.protocol=half"), capsys)
-    assert line == "error: protocol must be one of scratch, finetune, freeze, auto, got 'half'"
+    assert_names(line, "half", "scratch", "finetune", "freeze", "auto")
 
 
 @pytest.mark.parametrize("stage,case", [("fit", "wrong_stage"), ("fit", "wrong_architecture"), ("fit", "wrong_backbone"),
@@ -127,18 +127,18 @@ def test_unknown_protocol_is_one_line(tmp_path, capsys):
 def test_a_checkpoint_of_the_wrong_stage_or_architecture_is_one_line(stage, case, tmp_path, capsys):
     if case == "wrong_stage":
         ckpt = fake_cohort_ckpt(tmp_path / "s.ckpt", class_path="inr_lightning.models.SAEModule")
-        expected = f"error: '{ckpt}' is not a cohort-stage checkpoint (model inr_lightning.models.SAEModule)"
+        named = [f"'{ckpt}'", "SAEModule"]
     elif case == "wrong_architecture":
         ckpt = fake_cohort_ckpt(tmp_path / "a.ckpt")
         state = torch.load(ckpt, weights_only=True)
         state["hyper_parameters"]["net"]["width"] = 32  # the weights are 16 wide
         torch.save(state, ckpt)
-        expected = f"error: cohort checkpoint '{ckpt}': weights do not match its architecture (siren, 3×32)"
+        named = [f"'{ckpt}'", "3×32"]
     else:  # (the SAE stage takes any backbone: its config's backbone only names the run)
         ckpt = fake_cohort_ckpt(tmp_path / "f.ckpt", backbone="ffmlp")
-        expected = f"error: cohort_ckpt '{ckpt}' holds a ffmlp encoder, but backbone is 'siren'"
+        named = [f"'{ckpt}'", "ffmlp", "siren"]
     args = fit_args(tmp_path / "r", ckpt) if stage == "fit" else sae_args(tmp_path / "r", ckpt)
-    assert cli_error(args, capsys).startswith(expected)
+    assert_names(cli_error(args, capsys), *named)
 
 
 @pytest.mark.parametrize("stage", ["cohort", "fit", "sae"])
@@ -154,10 +154,9 @@ def test_an_unknown_config_key_is_one_line_in_every_stage(stage, where, tmp_path
     args = {"cohort": cohort_args(tmp_path / "r"), "fit": fit_args(tmp_path / "r", ckpt),
             "sae": sae_args(tmp_path / "r", ckpt)}[stage]
     line = cli_error([*args, *extra], capsys)
-    assert key in line and "(--help lists the accepted options)" in line, line
+    assert_names(line, key, "--help")   # the unknown key, and where the accepted ones are listed
     if stage != "cohort":  # the model's keys too (the cohort stage's is in test_cli.py)
-        line = cli_error([*args, "--model.init_args.no_such_key=3"], capsys)
-        assert line.startswith("error: Option 'no_such_key' is not accepted"), line
+        assert_names(cli_error([*args, "--model.init_args.no_such_key=3"], capsys), "no_such_key")
 
 
 # -- 4. non-finite loss ------------------------------------------------------------------------------------
@@ -185,8 +184,7 @@ def test_a_non_finite_gradient_stops_the_run_before_the_step(tmp_path, capsys):
     run = tmp_path / "r"
     line = cli_error([*cohort_args(run), "--trainer.max_steps=10", "--trainer.callbacks+=test_errors.PoisonGradient",
                       "--trainer.gradient_clip_val=1.0"], capsys, code=1)
-    assert line.startswith("error: non-finite gradient at step 3 (epoch 1) of the cohort stage; the step was not "
-                           f"applied and the last good checkpoint is {run / 'checkpoints' / 'last.ckpt'}."), line
+    assert_names(line, "gradient", "step 3", run / "checkpoints" / "last.ckpt")   # what, when, what is kept
 
 
 @pytest.mark.parametrize("stage", ["cohort", "fit", "sae"])
@@ -196,10 +194,7 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(stag
     line = cli_error([*args, "--trainer.max_steps=10", "--trainer.callbacks+=test_errors.PoisonWeights"],
                      capsys, code=1)
     last = run / "checkpoints" / "last.ckpt"
-    assert line == (f"error: non-finite training loss (nan) at step 3 (epoch 1) of the {stage} stage; the step was "
-                    f"not applied and the last good checkpoint is {last}. Lower the learning rate "
-                    "(model.init_args.lr) or clip gradients (trainer.gradient_clip_val), then resume with "
-                    "--ckpt_path=last or start again")
+    assert_names(line, "nan", "step 3", stage, last, "--ckpt_path=last")   # what, when, where, what is kept, how on
     saved = torch.load(last, weights_only=True)
     assert saved["global_step"] == 2  # written after the first epoch's validation
     assert all(torch.isfinite(v).all() for v in saved["state_dict"].values() if v.is_floating_point())
@@ -211,7 +206,8 @@ def snapshot(run: Path) -> dict[str, bytes]:
     return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("failure", ["online_without_credentials", "unwritable_wandb_dir"])
+@pytest.mark.parametrize("failure", [pytest.param("online_without_credentials", marks=pytest.mark.slow),  # a process
+                                     "unwritable_wandb_dir"])
 def test_wandb_failing_keeps_the_local_outputs_of_the_run(failure, tmp_path, monkeypatch, capsys):
     run = tmp_path / "r"
     run_cli(cohort_args(run))
@@ -223,11 +219,11 @@ def test_wandb_failing_keeps_the_local_outputs_of_the_run(failure, tmp_path, mon
         monkeypatch.delenv("WANDB_API_KEY", raising=False)
         monkeypatch.setenv("NETRC", str(tmp_path / "no_netrc"))
         resume.append("--trainer.logger.init_args.offline=false")
-        expected = "error: W&B failed (UsageError: "
+        cause = "UsageError"
     else:
         (run / "wandb").write_text("a file where W&B wants its folder")
         before = snapshot(run)
-        expected = "error: W&B failed (NotADirectoryError: "
+        cause = "NotADirectoryError"
     if failure == "online_without_credentials":  # in its own process: wandb keeps global settings once set up
         out = run_subprocess(resume)
         assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
@@ -236,8 +232,7 @@ def test_wandb_failing_keeps_the_local_outputs_of_the_run(failure, tmp_path, mon
         line = errors[0]
     else:
         line = cli_error(resume, capsys)
-    assert line.startswith(expected) and f"the local outputs in '{run}' (checkpoints, config.yaml, " \
-        "summary.json) are kept" in line, line
+    assert_names(line, "W&B", cause, f"'{run}'", "kept")   # who failed, why, and that the run's files are kept
     assert snapshot(run) == before
 
 
@@ -271,16 +266,13 @@ def test_a_checkpoint_carrying_a_malicious_pickle_is_refused(via, cohort, tmp_pa
     evil = malicious_copy(cohort / "checkpoints" / "last.ckpt", tmp_path / "evil" / "checkpoints" / "last.ckpt", marker)
     if via == "cohort_ckpt":
         line = cli_error(fit_args(tmp_path / "r", evil), capsys)
-        assert line.startswith(f"error: cohort checkpoint '{evil}' is not a readable checkpoint (UnpicklingError); "
-                               "only checkpoints that load with weights_only=True are accepted")
+        assert_names(line, f"'{evil}'", "weights_only=True")
     elif via == "ckpt_path":
         line = cli_error(cohort_args(tmp_path / "r", f"--ckpt_path={evil}"), capsys)
-        assert line.startswith(f"error: checkpoint '{evil}' was refused: it holds objects that only load by "
-                               "running arbitrary code, and checkpoints are loaded with weights_only=True")
+        assert_names(line, f"'{evil}'", "weights_only=True")
     else:
         line = cli_error(cohort_args(tmp_path / "evil", "--ckpt_path=last"), capsys)
-        assert line.startswith("error: checkpoint 'last' was refused: it holds objects that only load by "
-                               "running arbitrary code, and checkpoints are loaded with weights_only=True")
+        assert_names(line, "'last'", "weights_only=True")
     assert not marker.exists()
 
 
@@ -304,4 +296,4 @@ def test_a_damaged_ckpt_path_is_one_line(tmp_path, capsys):
     damaged = tmp_path / "damaged.ckpt"
     damaged.write_bytes(b"not a checkpoint at all")
     line = cli_error(cohort_args(tmp_path / "r", f"--ckpt_path={damaged}"), capsys)
-    assert line.startswith(f"error: --ckpt_path '{damaged}' is not a readable checkpoint ("), line
+    assert_names(line, "--ckpt_path", f"'{damaged}'")

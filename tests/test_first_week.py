@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, TINY, cli_error, read_summary, run_cli, run_subprocess
+from conftest import ROOT, TINY, assert_names, cli_error, read_summary, run_cli
 
 NO_LOG = ["--trainer.logger=false"]
 SAE_TINY = ["--model.init_args.n_atoms=32", "--model.init_args.k=2", "--model.init_args.warmup_steps=2",
@@ -113,11 +113,11 @@ def test_compare_prints_one_table_and_plots_one_metric(runs, tmp_path, capsys):
 
 def test_compare_names_what_is_wrong(runs, tmp_path, capsys):
     line = cli_error(["compare", str(runs["cohort"]), "--metric", "val/psrn"], capsys)
-    assert line.startswith("error: unknown metric 'val/psrn' for these runs; they log: ") and "val/psnr" in line
+    assert_names(line, "'val/psrn'", "val/psnr")          # the typo and the metric it should have been
     line = cli_error(["compare", str(runs["cohort"]), str(tmp_path)], capsys)
-    assert line.startswith(f"error: '{tmp_path}' is not a run folder (has no summary.json)")
+    assert_names(line, f"'{tmp_path}'", "summary.json")
     line = cli_error(["compare", str(tmp_path / "nothing*")], capsys)
-    assert line.startswith(f"error: '{tmp_path / 'nothing*'}' matches no folder")
+    assert_names(line, f"'{tmp_path / 'nothing*'}'")
 
 
 # -- 3. render and predict ------------------------------------------------------------------------------------
@@ -154,20 +154,20 @@ def test_render_writes_every_signal_at_any_resolution_or_region(runs, tmp_path):
 def test_render_and_predict_errors_are_one_line(runs, capsys):
     cohort, sae = runs["cohort"], runs["sae"]
     line = cli_error(["render", str(cohort), "--region", "0.5", "0.5", "-1", "1"], capsys)
-    assert line.startswith("error: region must be four numbers y0 y1 x0 x1 with y0 < y1 and x0 < x1")
+    assert_names(line, "region", "y0 < y1")                 # the bad option and the rule it broke
     line = cli_error(["render", str(cohort), "--scale", "four"], capsys)
-    assert line == "error: render: argument --scale: invalid float value: 'four' (--help lists the options)"
+    assert_names(line, "--scale", "'four'")
     line = cli_error(["render", str(cohort), "--scale", "0"], capsys)
-    assert line == "error: --scale must be a number > 0, got 0.0"
+    assert_names(line, "--scale", 0)
     line = cli_error(["render", str(sae)], capsys)
-    assert line == f"error: '{sae}' is an sae run; render takes cohort or fit runs (its cohort run: {cohort})"
+    assert_names(line, f"'{sae}'", "sae", cohort)           # the run, its stage, and the run to render instead
     line = cli_error(["render", str(cohort / "checkpoints")], capsys)
-    assert line.startswith(f"error: '{cohort / 'checkpoints'}' is not a run with a checkpoint")
+    assert_names(line, f"'{cohort / 'checkpoints'}'")
     line = cli_error(["predict", "--config", str(cohort / "config.yaml"), *NO_LOG], capsys)
-    assert line.startswith("error: predict needs --ckpt_path")
+    assert_names(line, "predict", "--ckpt_path")
     line = cli_error(["predict", "--config", str(sae / "config.yaml"), f"--ckpt_path={last_ckpt(sae)}", *NO_LOG],
                      capsys)
-    assert line.startswith("error: predict renders the signals of a cohort or fit run; the sae stage has none")
+    assert_names(line, "predict", "sae")
 
 
 # -- 4. the Python API ----------------------------------------------------------------------------------------
@@ -200,14 +200,7 @@ def test_a_missing_ckpt_path_is_one_line(subcommand, runs, tmp_path, capsys):
     missing = tmp_path / "nope.ckpt"
     line = cli_error([subcommand, "--config", str(runs["cohort"] / "config.yaml"), f"--ckpt_path={missing}",
                       f"--trainer.default_root_dir={tmp_path / 'r'}", *NO_LOG], capsys)
-    assert line.startswith(f"error: --ckpt_path '{missing}' does not exist; give a .ckpt file written by a run")
-
-
-def test_a_missing_ckpt_path_exits_2_without_a_traceback_in_a_real_process(runs, tmp_path):
-    out = run_subprocess(["test", "--config", str(runs["cohort"] / "config.yaml"),
-                          f"--ckpt_path={tmp_path / 'nope.ckpt'}", *NO_LOG])
-    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
-    assert out.stderr.strip().splitlines()[-1].startswith("error: --ckpt_path ")
+    assert_names(line, "--ckpt_path", f"'{missing}'")
 
 
 @pytest.mark.parametrize("subcommand", ["test", "validate", "predict"])
@@ -215,9 +208,8 @@ def test_a_checkpoint_of_another_stage_is_one_line(subcommand, runs, tmp_path, c
     sae = runs["sae"]
     line = cli_error([subcommand, "--config", str(runs["cohort"] / "config.yaml"), f"--ckpt_path={last_ckpt(sae)}",
                       f"--trainer.default_root_dir={tmp_path / 'r'}", *NO_LOG], capsys)
-    assert line == (f"error: --ckpt_path '{last_ckpt(sae)}' is a sae stage (SAEModule) checkpoint, but the config's "
-                    f"model is the cohort stage (CohortINRModule); give the config of the run that wrote it: "
-                    f"--config {sae / 'config.yaml'}")
+    # the checkpoint, both stages, and the config that fits it
+    assert_names(line, f"'{last_ckpt(sae)}'", "SAEModule", "CohortINRModule", sae / "config.yaml")
 
 
 def test_the_early_stopping_preset_serves_every_stage(runs, tmp_path, capsys):
@@ -231,8 +223,7 @@ def test_the_early_stopping_preset_serves_every_stage(runs, tmp_path, capsys):
     preset.write_text("trainer:\n  callbacks+:\n    - class_path: inr_lightning.callbacks.EarlyStopping\n"
                       "      init_args:\n        monitor: val/psnr\n        mode: max\n")
     line = cli_error([*sae_fit, f"--trainer.default_root_dir={tmp_path / 'bad'}", "--config", str(preset)], capsys)
-    assert line.startswith("error: EarlyStopping monitors 'val/psnr', which the sae stage does not log; it logs: ")
-    assert "sae/fvu" in line
+    assert_names(line, "EarlyStopping", "'val/psnr'", "sae/fvu")   # the bad key and one the stage does log
 
 
 def test_third_party_messages_that_say_nothing_are_silenced(tmp_path, monkeypatch, capfd):

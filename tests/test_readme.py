@@ -11,6 +11,7 @@ import re
 import shlex
 import shutil
 
+import pytest
 from conftest import ROOT
 
 from inr_lightning.cli import main
@@ -50,6 +51,7 @@ def shrink(args: list[str]) -> list[str]:
     return [*args, *tiny, "--trainer.logger=false", "--trainer.enable_progress_bar=false"]
 
 
+@pytest.mark.slow
 def test_readme_command_sequences_run_in_order(tmp_path, capsys):
     commands = readme_commands()
     assert sum(c[0] == "fit" for c in commands) >= 6 and any(c[0] == "render" for c in commands)

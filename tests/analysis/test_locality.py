@@ -135,9 +135,10 @@ def test_subpixel_null_matches_the_quantisation_of_the_points(monkeypatch):
     assert tiling_ratio(mixed, (h - 1, w - 1), draws=20)["ci_high"] < 0.95
     # The reference stays on the grid's rectangle and keeps the offsets: a point at (0.3, 46.6) can only move
     # to (i + 0.3, j − 0.4) with 0 ≤ i ≤ 46, 1 ≤ j ≤ 47; one on a pixel centre to any pixel centre.
-    ref, original = [], locality._mean_nn
-    monkeypatch.setattr(locality, "_mean_nn", lambda p: ref.append(p.copy()) or original(p))
+    ref, tree = [], locality.cKDTree   # every point set whose nearest-neighbour distances are measured
+    monkeypatch.setattr(locality, "cKDTree", lambda p: ref.append(p.copy()) or tree(p))
     pixel_tiling_ratio(np.array([[0.3, 46.6], [0.0, 47.0]]), (h, w), draws=300, null="subpixel")
+    assert len(ref) == 301
     drawn = np.concatenate(ref[:-1])                 # the last call is the observed points
     first, second = drawn[0::2], drawn[1::2]
     assert np.allclose(first[:, 0] % 1, 0.3) and np.allclose(first[:, 1] % 1, 0.6)

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from conftest import raises_naming
 import torch
 from PIL import Image
 
@@ -35,17 +36,17 @@ def test_image_folder_loads_sorted_images(tmp_path):
 
 
 def test_missing_and_empty_folders_are_clear_errors(tmp_path):
-    with pytest.raises(InputError, match=r"image folder '.*nope' does not exist"):
+    with raises_naming(InputError, f"'{tmp_path / 'nope'}'"):
         ImageFolder(str(tmp_path / "nope")).load()
     (tmp_path / "empty").mkdir()
-    with pytest.raises(InputError, match=r"image folder '.*empty' holds no readable images"):
+    with raises_naming(InputError, f"'{tmp_path / 'empty'}'"):
         ImageFolder(str(tmp_path / "empty")).load()
 
 
 def test_bad_image_file_fails_or_is_skipped(tmp_path):
     folder = write_images(tmp_path / "imgs", count=2)
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-    with pytest.raises(InputError, match=r"broken.png' is not a readable image"):
+    with raises_naming(InputError, f"'{folder / 'broken.png'}'"):
         ImageFolder(str(folder)).load()
     assert len(ImageFolder(str(folder), on_bad_file="skip").load()) == 2
 
@@ -67,7 +68,7 @@ def test_bundled_sources_work_offline():
     assert sk[0].shape == (1, 512, 512) and sk[1].shape == (3, 512, 512)
     faces = LFWFaces().load(7)
     assert len(faces) == 7 and faces[0].shape == (1, 25, 25)
-    with pytest.raises(InputError, match="skimage.data has no image 'nope'"):
+    with raises_naming(InputError, "'nope'"):
         SkimageImages(["nope"]).load()
 
 
@@ -99,7 +100,7 @@ def test_mixed_sizes_and_channels_follow_the_policy(tmp_path):
             dm = SignalDataModule(ImageFolder(str(folder)), resolution=[8, 12], channels=channels, aspect=aspect,
                                   num_signals=None)
             assert dm.images.shape == (2, channels, 8, 12)
-    with pytest.raises(InputError, match="aspect must be one of crop, pad, stretch, got 'squash'"):
+    with raises_naming(InputError, "'squash'", "crop", "pad", "stretch"):
         SignalDataModule(ImageFolder(str(folder)), aspect="squash", num_signals=None)
 
 
@@ -153,9 +154,9 @@ def test_split_validation_without_num_validation_is_an_input_error():
     with pytest.raises(InputError) as err:
         SignalDataModule(source, resolution=16, num_signals=3, num_heldout=2, split="validation")
     assert "split: validation" in str(err.value) and "num_validation" in str(err.value)
-    with pytest.raises(InputError, match="num_validation=3 leave no cohort among 5 images"):
+    with raises_naming(InputError, "num_validation=3", 5):
         SignalDataModule(source, resolution=16, num_signals=None, num_heldout=2, num_validation=3)
-    with pytest.raises(InputError, match="num_validation must be ≥ 0, got -1"):
+    with raises_naming(InputError, "num_validation", -1):
         SignalDataModule(source, resolution=16, num_signals=3, num_validation=-1)
 
 
@@ -164,5 +165,5 @@ def test_skimage_motorcycle_is_the_left_photo_of_the_stereo_pair():
     assert name == "skimage.data.stereo_motorcycle[0]" and image.shape == (3, 500, 741)
     gray = SignalDataModule(SkimageImages(["motorcycle"]), resolution=16, channels=1, num_signals=1)
     assert gray.images.shape == (1, 1, 16, 16) and float(gray.images.std()) > 0
-    with pytest.raises(InputError, match="skimage.data has no image 'motorbike'"):
+    with raises_naming(InputError, "'motorbike'"):
         SkimageImages(["motorbike"]).load()

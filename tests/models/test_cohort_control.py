@@ -3,6 +3,7 @@ the cohort far above the noise of trained heads on a random encoder, and the SAE
 
 import lightning as L
 import pytest
+from conftest import raises_naming
 import torch
 
 from inr_lightning.data import ActivationDataModule, SignalDataModule, Synthetic
@@ -53,5 +54,5 @@ def test_random_prefix_stays_bit_identical_and_the_control_reconstructs(tmp_path
 
 @pytest.mark.parametrize("bad", [3, -1, True])
 def test_random_prefix_out_of_range_is_one_line_error(bad):
-    with pytest.raises(InputError, match=r"^freeze_random_prefix=.* is out of range: the encoder has layers 0\.\.2"):
+    with raises_naming(InputError, f"freeze_random_prefix={bad}", "0..2"):
         CohortINRModule(CFG, num_signals=2, freeze_random_prefix=bad)

@@ -3,7 +3,11 @@ as an option."""
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
+from conftest import raises_naming
 import torch
 from test_fitting import cohort_weight, fit, make_cohort_ckpt
 
@@ -40,15 +44,34 @@ def fitted(ckpt, cache: bool, coords_per_step=None, depth: int = 1, above: str =
         return original(x, start, stop)
 
     module.net.encoder.forward = counting
+    caches = watch_prefix_caches(module)
     fit(module, dm, steps=steps)
-    return module, calls
+    return module, calls, caches
+
+
+def watch_prefix_caches(module: SignalFitModule) -> list[weakref.ref]:
+    """Weak references to every frozen-prefix cache ``module.build_prefix_cache`` builds: dead once freed."""
+    caches, build = [], module.build_prefix_cache
+
+    def watched(coords):
+        cache = build(coords)
+        caches.append(weakref.ref(cache))
+        return cache
+
+    module.build_prefix_cache = watched
+    return caches
+
+
+def alive(caches: list[weakref.ref]) -> int:
+    gc.collect()
+    return sum(ref() is not None for ref in caches)
 
 
 @pytest.mark.parametrize("coords_per_step,depth,above", [(None, 1, "finetune"), (101, 0, "reinit"),
                                                          (57, 1, "finetune")])
 def test_cached_prefix_fit_equals_the_uncached_fit(ckpt, coords_per_step, depth, above):
-    cached, calls_cached = fitted(ckpt, True, coords_per_step, depth, above)
-    plain, calls_plain = fitted(ckpt, False, coords_per_step, depth, above)
+    cached, calls_cached, caches = fitted(ckpt, True, coords_per_step, depth, above)
+    plain, calls_plain, none = fitted(ckpt, False, coords_per_step, depth, above)
     # The frozen prefix ran once, on the full 16×16 grid, instead of once per step.
     assert calls_cached == [256] and len(calls_plain) == 6
     a, b = cached.state_dict(), plain.state_dict()
@@ -59,13 +82,13 @@ def test_cached_prefix_fit_equals_the_uncached_fit(ckpt, coords_per_step, depth,
             assert diff == 0, f"{key}: {diff:.2e}"   # same GEMMs on the same rows: bit-identical
         else:
             assert diff <= 1e-6, f"{key}: {diff:.2e}"
-    assert cached._prefix_cache is None  # freed at the end of the fit
+    assert len(caches) == 1 and alive(caches) == 0 and none == []  # built once, freed at the end of the fit
 
 
 @pytest.mark.parametrize("cache,coords_per_step", [(True, None), (True, 101), (False, None)])
 def test_chunked_steps_equal_whole_steps(ckpt, cache, coords_per_step):
-    whole, _ = fitted(ckpt, cache, coords_per_step, steps=4)
-    chunked, _ = fitted(ckpt, cache, coords_per_step, steps=4, step_chunk=30)  # 256 or 101 rows: uneven chunks
+    whole, _, _ = fitted(ckpt, cache, coords_per_step, steps=4)
+    chunked, _, _ = fitted(ckpt, cache, coords_per_step, steps=4, step_chunk=30)  # 256 or 101 rows: uneven chunks
     a, b = whole.state_dict(), chunked.state_dict()
     for key in a:
         assert (a[key] - b[key]).abs().max() <= 1e-5, key
@@ -91,15 +114,16 @@ def test_a_chunked_cohort_step_has_the_whole_step_gradient():
 
 
 def test_step_chunk_must_be_positive():
-    with pytest.raises(InputError, match="step_chunk must be a positive number of coordinates or null.*got 0"):
+    with raises_naming(InputError, "step_chunk", 0):
         CohortINRModule(INRConfig(width=8), step_chunk=0)
 
 
 def test_no_cache_without_a_frozen_layer(ckpt):
     torch.manual_seed(0)
     module = SignalFitModule(str(ckpt), protocol="finetune", num_signals=3, record_steps=[])
+    caches = watch_prefix_caches(module)
     fit(module, signals(), steps=2)
-    assert module._prefix_cache is None and module.last_frozen_layer == -1
+    assert caches == [] and module.last_frozen_layer == -1
 
 
 def compile_unavailable() -> str | None:
@@ -112,13 +136,15 @@ def compile_unavailable() -> str | None:
     return None
 
 
-def test_compile_option_keeps_results_and_checkpoint_keys(ckpt, tmp_path):
+def test_compile_option_keeps_results_and_checkpoint_keys(ckpt, tmp_path, monkeypatch):
     reason = compile_unavailable()
     if reason:
         pytest.skip(reason)
-    compiled, _ = fitted(ckpt, True, None, 1, "finetune", steps=3, compile=True)
-    eager, _ = fitted(ckpt, True, None, 1, "finetune", steps=3, compile=False)
-    assert "_compiled_train_forward" in compiled.__dict__
+    compiled_fns, compile_fn = [], torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, *a, **k: compiled_fns.append(fn) or compile_fn(fn, *a, **k))
+    compiled, _, _ = fitted(ckpt, True, None, 1, "finetune", steps=3, compile=True)
+    eager, _, _ = fitted(ckpt, True, None, 1, "finetune", steps=3, compile=False)
+    assert [fn.__name__ for fn in compiled_fns] == ["train_forward"]   # once, by the compile: true fit only
     a, b = compiled.state_dict(), eager.state_dict()
     assert a.keys() == b.keys() and not any("_orig_mod" in k for k in a)
     for key in a:

@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
 
 SCRIPT = ROOT / "scripts" / "cpu_study.sh"
@@ -34,11 +35,12 @@ def test_an_unknown_profile_is_one_line_and_a_failure():
     assert out.returncode != 0 and "unknown profile 'nope'" in out.stderr and out.stdout == ""
 
 
-def test_the_tiny_study_runs_through_the_script_and_its_last_call_only_reuses(tmp_path):
-    out = run("tiny", str(tmp_path / "t"), dry=False, timeout=900)
+@pytest.mark.slow
+def test_the_tiny_study_runs_through_the_script_and_its_last_call_only_reuses(tiny_study):
+    out, folder = tiny_study   # (conftest: the script on the tiny profile; tests/study checks what it made)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert (tmp_path / "t" / "report.md").is_file()
-    half = (tmp_path / "t.mri.log").read_text()
+    assert (folder / "report.md").is_file()
+    half = folder.with_name("tiny.mri.log").read_text()
     total = re.findall(r"\[(\d+)/(\d+)\]", half)[-1]
     assert total[0] == total[1]                                   # the half ran every stage
     assert "ETA ?" in out.stdout and "Seed set to" not in out.stdout + out.stderr   # the last call trained nothing

@@ -29,28 +29,41 @@ def study_rows(ffmlp_r90=0.4, control_r90=0.2, ffmlp_drop=12.0, siren_tiling_low
     return rows
 
 
-def verdicts(rows):
-    return [c["verdict"] for c in judge(rows)]
+# Each claim by a phrase of its text (never by its position in the list).
+CLAIMS = {"localized": "SIREN atoms are localized", "tiling": "tile the plane", "content": "independent of content",
+          "span": "FFMLP atoms span", "contours": "memorized contours", "worst_atom": "FFMLP atom can cost",
+          "local_ablation": "ablations stay local"}
+
+
+def by_name(rows) -> dict[str, dict]:
+    claims = judge(rows)
+    named = {name: [c for c in claims if phrase in c["claim"]] for name, phrase in CLAIMS.items()}
+    assert all(len(found) == 1 for found in named.values()) and len(claims) == len(CLAIMS), claims
+    return {name: found[0] for name, found in named.items()}
+
+
+def verdicts(rows) -> dict[str, str]:
+    return {name: claim["verdict"] for name, claim in by_name(rows).items()}
 
 
 def test_every_claim_holds_on_rows_that_show_it():
-    claims = judge(study_rows())
-    assert len(claims) == 7 and all(c["verdict"] == "**holds**" for c in claims), claims
-    assert "worst FFMLP atom 12.00 dB" in claims[5]["numbers"] and "L0 0.05" in claims[0]["numbers"]
+    claims = by_name(study_rows())
+    assert all(c["verdict"] == "**holds**" for c in claims.values()), claims
+    assert "12.00 dB" in claims["worst_atom"]["numbers"] and "L0 0.05" in claims["localized"]["numbers"]
 
 
 def test_breadth_that_an_untrained_encoder_has_too_is_not_learned():
     v = verdicts(study_rows(control_r90=0.45))
-    assert v[0] == "**holds**" and v[3] == "fails"   # broader than SIREN, but not than its own control
+    assert v["localized"] == "**holds**" and v["span"] == "fails"   # broader than SIREN, not than its own control
 
 
 def test_a_smaller_worst_atom_and_random_placement_are_reported_as_such():
     v = verdicts(study_rows(ffmlp_drop=6.0, siren_tiling_low=0.9))
-    assert v[5].startswith("smaller here") and v[1] == "fails"
-    assert verdicts(study_rows(ffmlp_drop=2.0))[5] == "fails"
+    assert v["worst_atom"].startswith("smaller here") and v["tiling"] == "fails"
+    assert verdicts(study_rows(ffmlp_drop=2.0))["worst_atom"] == "fails"
 
 
 def test_missing_runs_say_no_data():
     rows = [r for r in study_rows() if r["kind"] != "control"]
     v = verdicts(rows)
-    assert v[2] == v[3] == v[4] == "no data"
+    assert v["content"] == v["span"] == v["contours"] == "no data"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY, run_cli, run_subprocess
+from conftest import TINY, assert_names, cli_error, raises_naming, run_cli
 
 from inr_lightning.study.commands import match_learning_rate, sae_depths, sweep
 
@@ -19,6 +19,7 @@ def cohort(tmp_path_factory):
     return run / "checkpoints" / "last.ckpt"
 
 
+@pytest.mark.slow
 def test_sweep_runs_every_protocol_with_paired_seeds(cohort, tmp_path, capsys):
     out = tmp_path / "sweep"
     verdicts = sweep(["--cohort_ckpt", str(cohort), "--out", str(out), "--seeds", "2", "--no_controls", "--",
@@ -28,7 +29,7 @@ def test_sweep_runs_every_protocol_with_paired_seeds(cohort, tmp_path, capsys):
     labels = {"scratch", "finetune", "freeze_0", "freeze_1", "auto"}
     assert {r["protocol"] for r in rows} == labels and {r["seed"] for r in rows} == {"0", "1"}
     assert len(rows) == len(labels) * 2 * 5 * 3   # protocols × seeds × held-out signals × (steps 1, 2, final)
-    runs = verdicts[0]["runs"]
+    runs = next(v["runs"] for v in verdicts if v["backbone"] == "ffmlp")
     # the two seeds are two fits of the same signals: paired, and not identical
     assert runs.psnr[0]["finetune"][-1] != runs.psnr[1]["finetune"][-1]
     summary = json.loads((out / "ffmlp" / "seed1" / "freeze_1" / "summary.json").read_text())
@@ -39,6 +40,7 @@ def test_sweep_runs_every_protocol_with_paired_seeds(cohort, tmp_path, capsys):
     assert "auto matches or beats finetune" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_sae_depths_trains_every_depth_and_the_control(cohort, tmp_path):
     out = tmp_path / "sae"
     rows = sae_depths(["--cohort_ckpt", str(cohort), "--out", str(out), "--control_layers", "1", "--sae_seeds", "2",
@@ -59,15 +61,13 @@ def test_sae_depths_trains_every_depth_and_the_control(cohort, tmp_path):
     assert "| ffmlp | 1 | untrained | 32 | 0 |" in table and all(0 <= r["sae/fvu"] for r in rows)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["sweep", "--out", "x"], "the following arguments are required: --cohort_ckpt"),
-    (["sweep", "--cohort_ckpt", "missing.ckpt", "--out", "x"], "cohort checkpoint 'missing.ckpt' does not exist"),
-    (["study", "--profile", "huge"], "argument --profile: invalid choice: 'huge'"),
+@pytest.mark.parametrize("args, named", [
+    (["sweep", "--out", "x"], ["--cohort_ckpt"]),                                  # the missing argument
+    (["sweep", "--cohort_ckpt", "missing.ckpt", "--out", "x"], ["'missing.ckpt'"]),
+    (["study", "--profile", "huge"], ["huge", "tiny"]),                            # the bad value, an allowed one
 ])
-def test_bad_command_lines_are_one_line_errors(args, message):
-    result = run_subprocess(args, timeout=120)
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+def test_bad_command_lines_are_one_line_errors(args, named, capsys):
+    assert_names(cli_error(args, capsys), *named)
 
 
 def test_learning_rate_matching_bisects_between_the_rates_that_bracket_the_target():
@@ -108,9 +108,9 @@ def test_regime_cells_are_chosen_by_name_and_a_bad_one_is_one_clear_error():
     from inr_lightning.study.profiles import PROFILES
 
     assert _with_cells(PROFILES["regime"], ["64x128", "32x64"]).grid == ((32, 64), (64, 128))
-    with pytest.raises(InputError, match=r"--cells 40x64: .* allowed: 32x64 32x128"):
+    with raises_naming(InputError, "40x64", "32x64", "32x128"):
         _with_cells(PROFILES["regime"], ["40x64"])
-    with pytest.raises(InputError, match="'decisive' has none"):
+    with raises_naming(InputError, "--cells", "'decisive'"):
         _with_cells(PROFILES["decisive"], ["32x64"])
 
 

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import ROOT, TINY
+from conftest import ROOT, TINY, raises_naming
 
 from inr_lightning.errors import InputError
 from inr_lightning.study.stages import config_diff, run_stage
@@ -17,7 +17,7 @@ def test_reuse_refuse_overwrite_and_resume(tmp_path):
     ckpt = run / "checkpoints" / "last.ckpt"
     stamp, data = ckpt.stat().st_mtime_ns, ckpt.read_bytes()
     assert run_stage(COHORT, run, TINY) == first and ckpt.stat().st_mtime_ns == stamp   # reused, not re-run
-    with pytest.raises(InputError, match=r"another config \(trainer\.max_steps: 4 → 6\).*--overwrite"):
+    with raises_naming(InputError, "trainer.max_steps", 4, 6, "--overwrite"):
         run_stage(COHORT, run, [*TINY, "--trainer.max_steps=6"])
     assert ckpt.read_bytes() == data                                                    # nothing touched
     assert run_stage(COHORT, run, [*TINY, "--trainer.max_steps=6"], overwrite=True)["trainer/global_step"] == 6

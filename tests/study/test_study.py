@@ -10,21 +10,22 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, raises_naming
 
 from inr_lightning.errors import InputError
 from inr_lightning.study.commands import run_study, study
 from inr_lightning.study.profiles import PROFILES
 
 
+pytestmark = pytest.mark.slow   # whole studies
+
+
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    out = tmp_path_factory.mktemp("study") / "tiny"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(ROOT)
-        mp.setenv("WANDB_MODE", "offline")
-        report = study(["--profile", "tiny", "--out", str(out), "--wandb", "disabled"])
-    return out, report
+def tiny(tiny_study):
+    """The tiny study (conftest.tiny_study: through scripts/cpu_study.sh, once per session) → (out, report)."""
+    proc, out = tiny_study
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, out / "report.md"
 
 
 def runs(out: Path):
@@ -105,7 +106,7 @@ def test_a_second_call_reuses_and_another_profile_is_refused(tiny):
         study(["--profile", "tiny", "--out", str(out), "--wandb", "disabled"])
         assert {p: p.stat().st_mtime_ns for p in out.rglob("stage.json")} == stamps   # nothing re-ran
         longer = dataclasses.replace(PROFILES["tiny"], fit_steps=4)
-        with pytest.raises(InputError, match=r"holds a run of another config \(trainer\.max_steps: 3 → 4\)"):
+        with raises_naming(InputError, "trainer.max_steps", 3, 4):
             run_study(longer, out, ["siren", "ffmlp"], ["mri"], 1, "disabled", False, "test")
 
 
@@ -120,10 +121,10 @@ def test_export_keeps_every_record_the_report_names_and_no_checkpoint(tiny, tmp_
         assert (tmp_path / "docs" / path / "summary.json").is_file() or (tmp_path / "docs" / path).is_file(), path
     for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
         assert (tmp_path / "docs" / image).is_file(), image
-    with pytest.raises(InputError, match="is not empty"):
+    with raises_naming(InputError, f"'{tmp_path / 'docs'}'"):
         export(out, tmp_path / "docs")
     fresh = tmp_path / "fresh"   # a study whose export folder is taken is refused before it runs anything
-    with pytest.raises(InputError, match=re.escape(f"--export folder '{tmp_path / 'docs'}' is not empty")):
+    with raises_naming(InputError, "--export", f"'{tmp_path / 'docs'}'"):
         study(["--profile", "tiny", "--out", str(fresh), "--wandb", "disabled", "--export", str(tmp_path / "docs")])
     assert not fresh.exists()
 
