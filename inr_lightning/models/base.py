@@ -6,9 +6,11 @@ Subclasses build ``self.net`` (a ``CohortINR``) and may override ``configure_opt
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import Tensor
 from torchmetrics.functional.image import peak_signal_noise_ratio
 from torchmetrics.image import StructuralSimilarityIndexMeasure
@@ -42,6 +44,25 @@ def split_batch(batch: dict, size: int) -> list[dict]:
             chunk["index"] = batch["index"][rows]
         chunks.append(chunk)
     return chunks
+
+
+def attached_trainer(module: L.LightningModule) -> L.Trainer | None:
+    """The module's Trainer, or None outside one (``LightningModule.trainer`` raises there)."""
+    try:
+        return module.trainer
+    except RuntimeError:
+        return None
+
+
+def run_checkpoints(module: L.LightningModule) -> list[ModelCheckpoint]:
+    """A module's ``configure_callbacks``: ``<run>/checkpoints/{last,best}.ckpt``, best by its own
+    ``checkpoint_monitor``, in place of Lightning's default checkpoint (none if checkpointing is off)."""
+    trainer = module.trainer
+    if trainer.checkpoint_callback is None:
+        return []
+    metric, mode = module.checkpoint_monitor
+    return [ModelCheckpoint(dirpath=Path(trainer.default_root_dir) / "checkpoints", filename="best", monitor=metric,
+                            mode=mode, save_last=True, auto_insert_metric_name=False)]
 
 
 class ChunkedLoss(torch.autograd.Function):
@@ -144,7 +165,7 @@ class INRModule(L.LightningModule):
             loss, per_signal = ChunkedLoss.apply(self.chunk_loss, split_batch(batch, self.step_chunk), *params)
         else:
             loss, per_signal = self.chunk_loss(batch)
-        world = self.trainer.world_size if self._trainer is not None else 1
+        world = self.trainer.world_size if attached_trainer(self) is not None else 1
         with torch.no_grad():
             global_mse = self.trainer.strategy.reduce(per_signal.detach(), reduce_op="sum") if world > 1 \
                 else per_signal.detach()
@@ -188,6 +209,13 @@ class INRModule(L.LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._evaluate(batch, "val", self.val_ssim)
+
+    def predict_step(self, batch: dict, batch_idx: int) -> Tensor:
+        """Every signal on the batch's grid → ``(N, C, H, W)`` on [0, 1] (what ``predict`` writes)."""
+        return self._images(self.predict_grid(batch["coords"]), batch["shape"])
+
+    def configure_callbacks(self) -> list[ModelCheckpoint]:
+        return run_checkpoints(self)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._evaluate(batch, "test", self.test_ssim)

@@ -47,7 +47,7 @@ from torchmetrics.functional.image import (
 from inr_lightning.checkpoints import load_cohort
 from inr_lightning.contracts import GridData
 from inr_lightning.errors import InputError
-from inr_lightning.models.base import INRModule
+from inr_lightning.models.base import INRModule, attached_trainer
 from inr_lightning.nn import CohortINR
 from inr_lightning.nn.inr import Encoder
 
@@ -197,7 +197,7 @@ class SignalFitModule(INRModule):
     # -- frozen-prefix cache ---------------------------------------------------------------------------
     def _grid_data(self) -> GridData | None:
         """The data module, when it serves a full grid (``contracts.GridData``); None outside a Trainer."""
-        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        dm = getattr(attached_trainer(self), "datamodule", None)
         return dm if isinstance(dm, GridData) else None
 
     def _grid_coords(self) -> Tensor | None:

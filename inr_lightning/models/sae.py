@@ -40,7 +40,7 @@ from torch import Tensor
 from inr_lightning.analysis import sae_metrics
 from inr_lightning.contracts import ActivationSource, LayerOutputs
 from inr_lightning.errors import InputError
-from inr_lightning.models.base import check_lr
+from inr_lightning.models.base import attached_trainer, check_lr, run_checkpoints
 from inr_lightning.models.sae_eval import SAEEvalSums
 from inr_lightning.nn.readout import LayerReadout
 from inr_lightning.nn.sae import B_PRE_INITS, TopKSAE, reduce_by_name, sae_loss_terms, spread_from_sums, spread_sums
@@ -228,13 +228,17 @@ class SAEModule(L.LightningModule):
         super().optimizer_step(*args, **kwargs)
         self.sae.normalize_decoder()
 
+    def configure_callbacks(self) -> list:
+        return run_checkpoints(self)
+
     def configure_optimizers(self):
         others = [p for p in self.sae.parameters() if p is not self.sae.b_enc]
         bias = {"params": [self.sae.b_enc], "lr": self.lr * self.hparams.bias_lr_scale}
         opt = torch.optim.Adam([{"params": others}, bias], lr=self.lr)
         hp = self.hparams
-        total = int(self.trainer.max_steps) if self._trainer is not None and self.trainer.max_steps > 0 else 0
-        if total <= 0 and self._trainer is not None:
+        trainer = attached_trainer(self)
+        total = int(trainer.max_steps) if trainer is not None and trainer.max_steps > 0 else 0
+        if total <= 0 and trainer is not None:
             estimated = self.trainer.estimated_stepping_batches
             total = int(estimated) if math.isfinite(estimated) else 0
         if int(hp.warmup_steps) == 0 and (hp.decay == "none" or total <= 0):
