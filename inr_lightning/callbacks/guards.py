@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import early_stopping
 
-from inr_lightning.errors import InputError, RunStopped
+from inr_lightning.errors import InputError, RunStopped, check_choice
 
 STAGES = {"CohortINRModule": "cohort", "SignalFitModule": "fit", "SAEModule": "sae"}
 
@@ -76,7 +77,7 @@ class EarlyStopping(early_stopping.EarlyStopping):
     DEFAULT_MIN_DELTA = {"val/psnr": 0.05, "sae/fvu": 1e-3}
 
     def __init__(self, monitor: str | None = None, min_delta: float | None = None, patience: int = 5,
-                 mode: str | None = None, check_on_train_epoch_end: bool | None = None, **kwargs) -> None:
+                 mode: Literal["min", "max"] | None = None, check_on_train_epoch_end: bool | None = None, **kwargs) -> None:
         super().__init__(monitor=monitor or "", min_delta=0.0, patience=patience, mode=mode or "min",
                          check_on_train_epoch_end=check_on_train_epoch_end, **kwargs)
         self._given = (monitor, min_delta, mode)
@@ -88,8 +89,7 @@ class EarlyStopping(early_stopping.EarlyStopping):
         own, own_mode = getattr(pl_module, "checkpoint_monitor", ("val/psnr", "max"))
         self.monitor = monitor or own
         self.mode = mode or (own_mode if self.monitor == own else "min")
-        if self.mode not in self.mode_dict:
-            raise InputError(f"EarlyStopping mode must be one of {', '.join(self.mode_dict)}, got {self.mode!r}")
+        check_choice("EarlyStopping mode", self.mode, tuple(self.mode_dict))
         delta = self.DEFAULT_MIN_DELTA.get(self.monitor, 0.0) if min_delta is None else float(min_delta)
         self.min_delta = abs(delta) * (1 if self.monitor_op == torch.gt else -1)
         self.best_score = torch.tensor(-torch.inf if self.monitor_op == torch.gt else torch.inf)

@@ -24,6 +24,7 @@ initialisation (``CohortINRModule(freeze_random_prefix=j)`` with ``layer ≤ j``
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Literal, get_args
 
 import lightning as L
 import torch
@@ -34,10 +35,11 @@ from inr_lightning.checkpoints import load_cohort
 from inr_lightning.data.cohort import CohortRunDataModule, SignalDataModule
 from inr_lightning.data.grid import StepStream, rank_and_world, step_generator, step_indices
 from inr_lightning.data.provenance import run_dir_of
-from inr_lightning.errors import InputError
+from inr_lightning.errors import InputError, check_choice
 from inr_lightning.nn.readout import LayerReadout
 
-COORDS = ("grid", "continuous")
+Coords = Literal["grid", "continuous"]
+COORDS = get_args(Coords)
 
 
 def cohort_data_from_run(ckpt_path: str, resolution: int | list[int] | None = None) -> CohortRunDataModule:
@@ -109,12 +111,11 @@ class ActivationDataModule(L.LightningDataModule):
     """
 
     def __init__(self, cohort_ckpt: str, layer: int = 2, resolution: int | list[int] | None = None,
-                 batch_size: int = 8192, coords: str = "grid", steps_per_epoch: int = 100, seed: int = 0,
+                 batch_size: int = 8192, coords: Coords = "grid", steps_per_epoch: int = 100, seed: int = 0,
                  backbone: str | None = None, precompute: bool = True, untrained_control: bool = False,
                  eval_chunk: int = 65536, cohort_data: SignalDataModule | None = None) -> None:
         super().__init__()
-        if coords not in COORDS:
-            raise InputError(f"coords must be one of {', '.join(COORDS)}, got {coords!r}")
+        check_choice("coords", coords, COORDS)
         for name, value in (("batch_size", batch_size), ("steps_per_epoch", steps_per_epoch), ("eval_chunk", eval_chunk)):
             if int(value) < 1:
                 raise InputError(f"{name} must be ≥ 1, got {value!r}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Literal, get_args
 
 import lightning as L
 import torch
@@ -16,10 +17,11 @@ from torchmetrics.functional.image import peak_signal_noise_ratio
 from torchmetrics.image import StructuralSimilarityIndexMeasure
 
 from inr_lightning.analysis import stable_rank
-from inr_lightning.errors import InputError
+from inr_lightning.errors import InputError, check_choice
 from inr_lightning.nn import CohortINR
 
-LOSS_REDUCTIONS = ("sum", "mean")
+LossReduction = Literal["sum", "mean"]
+LOSS_REDUCTIONS = get_args(LossReduction)
 
 
 def check_lr(lr: float) -> float:
@@ -119,11 +121,10 @@ class INRModule(L.LightningModule):
     net: CohortINR
     checkpoint_monitor = ("val/psnr", "max")
 
-    def __init__(self, lr: float = 1e-4, loss_reduction: str = "sum", eval_chunk: int = 65536,
+    def __init__(self, lr: float = 1e-4, loss_reduction: LossReduction = "sum", eval_chunk: int = 65536,
                  compile: bool = False, step_chunk: int | None = None) -> None:
         super().__init__()
-        if loss_reduction not in LOSS_REDUCTIONS:
-            raise InputError(f"loss_reduction must be one of {', '.join(LOSS_REDUCTIONS)}, got {loss_reduction!r}")
+        check_choice("loss_reduction", loss_reduction, LOSS_REDUCTIONS)
         if step_chunk is not None and not (isinstance(step_chunk, int) and step_chunk >= 1):
             raise InputError(f"step_chunk must be a positive number of coordinates or null (no chunks), "
                              f"got {step_chunk!r}")

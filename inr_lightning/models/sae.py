@@ -32,6 +32,7 @@ images), ``sae/inr_psnr`` and ``sae/psnr_drop``.
 from __future__ import annotations
 
 import math
+from typing import Literal, get_args
 
 import lightning as L
 import torch
@@ -39,15 +40,17 @@ from torch import Tensor
 
 from inr_lightning.analysis import sae_metrics
 from inr_lightning.contracts import ActivationSource, LayerOutputs
-from inr_lightning.errors import InputError
+from inr_lightning.errors import InputError, check_choice
 from inr_lightning.models.base import attached_trainer, check_lr, run_checkpoints
 from inr_lightning.models.sae_eval import SAEEvalSums
 from inr_lightning.nn.readout import LayerReadout
-from inr_lightning.nn.sae import B_PRE_INITS, TopKSAE, reduce_by_name, sae_loss_terms, spread_from_sums, spread_sums
+from inr_lightning.nn.sae import (B_PRE_INITS, BPreInit, EncoderInput, TopKSAE, reduce_by_name, sae_loss_terms,
+                                  spread_from_sums, spread_sums)
 
 SAE_TYPES = ("topk",)
-DECAYS = ("none", "linear", "cosine")
-DECODER_INITS = ("random", "data")
+Decay = Literal["none", "linear", "cosine"]
+DecoderInit = Literal["random", "data"]
+DECAYS, DECODER_INITS = get_args(Decay), get_args(DecoderInit)
 
 
 def lr_factor(step: int, total: int, warmup: int, decay: str, decay_fraction: float) -> float:
@@ -101,9 +104,10 @@ class SAEModule(L.LightningModule):
 
     def __init__(self, readout: LayerReadout | None = None, n_atoms: int = 4096, k: int = 32, lr: float | None = None, lr_base: float = 2e-4,
                  warmup_steps: int = 100,
-                 decay: str = "linear", decay_fraction: float = 0.2,
+                 decay: Decay = "linear", decay_fraction: float = 0.2,
                  k_aux: int | None = None, aux_weight: float = 1 / 32, dead_window: int = 1_000_000,
-                 b_pre_init: str = "median", decoder_init: str = "random", encoder_input: str = "centred",
+                 b_pre_init: BPreInit = "median", decoder_init: DecoderInit = "random",
+                 encoder_input: EncoderInput = "centred",
                  whiten_eps: float = 1e-4, downstream_weight: float = 0.0, bias_lr_scale: float = 1.0,
                  init_samples: int = 16384,
                  dense_threshold: float = 0.1,
@@ -113,20 +117,17 @@ class SAEModule(L.LightningModule):
             raise InputError(f"unknown SAE type {sae_type!r}; expected one of: {', '.join(SAE_TYPES)}")
         if not 1 <= int(k) <= int(n_atoms):
             raise InputError(f"k={k!r} must be between 1 and n_atoms={n_atoms!r}")
-        if b_pre_init not in B_PRE_INITS:
-            raise InputError(f"b_pre_init must be one of {', '.join(B_PRE_INITS)}, got {b_pre_init!r}")
+        check_choice("b_pre_init", b_pre_init, B_PRE_INITS)
         if not aux_weight >= 0 or int(warmup_steps) < 0 or int(init_samples) < 1 or int(eval_chunk) < 1:
             raise InputError("aux_weight and warmup_steps must be ≥ 0, init_samples and eval_chunk ≥ 1")
-        if decoder_init not in DECODER_INITS:
-            raise InputError(f"decoder_init must be one of {', '.join(DECODER_INITS)}, got {decoder_init!r}")
+        check_choice("decoder_init", decoder_init, DECODER_INITS)
         if not whiten_eps > 0:
             raise InputError(f"whiten_eps must be > 0, got {whiten_eps!r}")
         if not downstream_weight >= 0:
             raise InputError(f"downstream_weight must be ≥ 0, got {downstream_weight!r}")
         if not bias_lr_scale > 0:
             raise InputError(f"bias_lr_scale must be > 0, got {bias_lr_scale!r}")
-        if decay not in DECAYS:
-            raise InputError(f"decay must be one of {', '.join(DECAYS)}, got {decay!r}")
+        check_choice("decay", decay, DECAYS)
         if not 0 <= decay_fraction <= 1:
             raise InputError(f"decay_fraction must be between 0 and 1, got {decay_fraction!r}")
         if int(n_atoms) < 1:

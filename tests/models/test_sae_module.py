@@ -340,8 +340,11 @@ def test_sae_config_runs_a_tiny_fit(backbone, cohorts, tmp_path):
     ("--data.init_args.cohort_ckpt=configs/sae/siren.yaml", "error: cohort checkpoint 'configs/sae/siren.yaml' is not a readable checkpoint"),
     ("--backbone=ffmlp", "error: backbone 'ffmlp' of the config disagrees with the cohort checkpoint"),
     ("--data.init_args.untrained_control=true", "error: untrained_control: true is not supported"),
-    ("--model.init_args.decay=step", "error: decay must be one of none, linear, cosine, got 'step'"),
-    ("--model.init_args.encoder_input=pca", "error: encoder_input must be one of centred, whitened, got 'pca'"),
+    # Literal types: jsonargparse names the bad value and the choices
+    ("--model.init_args.decay=step",
+     "error: Parser key \"decay\": Expected a typing.Literal['none', 'linear', 'cosine']. Got value: step"),
+    ("--model.init_args.encoder_input=pca",
+     "error: Parser key \"encoder_input\": Expected a typing.Literal['centred', 'whitened']. Got value: pca"),
     ("--model.init_args.whiten_eps=0", "error: whiten_eps must be > 0, got 0"),
     ("--model.init_args.downstream_weight=-1", "error: downstream_weight must be ≥ 0, got -1"),
     ("--model.init_args.bias_lr_scale=0", "error: bias_lr_scale must be > 0, got 0"),
