@@ -1,16 +1,14 @@
 """``python -m inr_lightning {fit,validate,test,predict} --config configs/<stage>/<backbone>.yaml`` and the
 ``COMMANDS`` (study, sweep, sae-depths, compare, render), all parsed by jsonargparse.
 
-A LightningCLI (``omegaconf+`` interpolation, model and data by ``class_path``, data facts linked into the
-model) that adds through Lightning's hooks only:
-- a run's outputs in ``trainer.default_root_dir`` (``trainer_defaults`` callbacks, the module's
-  ``configure_callbacks`` checkpoints, ``LocalMetrics``); ``validate``/``test`` log to W&B in ``<run>/eval/``;
-- checkpoints loaded with ``weights_only=True`` only (``--weights_only=false`` opts out): a checkpoint that
-  needs arbitrary objects unpickled is refused with one line;
-- ``fit --ckpt_path=last`` starts a run when there is no ``last.ckpt``, resumes one, and keeps every file
-  of a run that already reached ``max_steps`` (``make demo`` twice); a new fit never overwrites checkpoints;
-- bad input is one line (``INR_LIGHTNING_TRACEBACK=1``: the traceback), exit 2; a run that stops (non-finite
-  loss, SIGTERM, W&B failing to start) ends with one line and keeps its checkpoints.
+A LightningCLI (``omegaconf+`` interpolation, model and data by ``class_path``) that adds, through Lightning's
+hooks only: a run's outputs in ``trainer.default_root_dir`` (``trainer_defaults`` callbacks, the module's
+``configure_callbacks`` checkpoints, ``LocalMetrics``; ``validate``/``test`` log to W&B in ``<run>/eval/``);
+checkpoints loaded with ``weights_only=True`` only (``--weights_only=false`` opts out), one that needs arbitrary
+objects unpickled refused with one line; ``fit --ckpt_path=last`` starts a run with no ``last.ckpt``, resumes
+one, and keeps every file of one at ``max_steps`` (``make demo`` twice); a new fit never overwrites checkpoints;
+bad input is one line (``INR_LIGHTNING_TRACEBACK=1``: the traceback), exit 2; a run that stops (non-finite loss,
+SIGTERM, W&B failing to start) ends with one line and keeps its checkpoints.
 """
 
 from __future__ import annotations
@@ -53,8 +51,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def drop_tips(record: logging.LogRecord) -> bool:  # Lightning's advertisement for its hosted logger
-    return not str(record.getMessage()).startswith("💡 Tip:")
+def drop_tips(record: logging.LogRecord) -> bool:  # an advertisement; the module's checkpoints replacing the default
+    return not str(record.getMessage()).startswith(("💡 Tip:", "The following callbacks returned in `LightningModule"
+                                                    ".configure_callbacks` will override existing callbacks passed to "
+                                                    "Trainer: ModelCheckpoint"))
 
 
 class OneLineErrorParser(LightningArgumentParser):
