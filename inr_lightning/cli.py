@@ -33,12 +33,12 @@ from inr_lightning.callbacks.stops import RunComplete, StopReport, checked_ckpt_
 from inr_lightning.errors import InputError, find_user_error, one_line
 from inr_lightning.runtime import retain_freed_memory_if_requested
 
-# Messages that say nothing a user can act on (``main`` only): ``main(args)`` passes args on purpose; Lightning's
-# deprecated torch API; the SAE's sparse CSR backward; data in memory, so worker processes would only cost time.
-SILENCED = (".*LightningCLI's args parameter is intended to run from within Python.*",
-            r".*isinstance\(treespec, LeafSpec\)` is deprecated.*", ".*Sparse CSR tensor support is in beta state.*",
-            ".*Sparse invariant checks are implicitly disabled.*", ".*does not have many workers.*",
-            ".*`IterableDataset` has `__len__` defined.*")
+# Messages that say nothing a user can act on (``main`` only): args passed on purpose; Lightning's deprecated torch
+# API; the SAE's sparse CSR backward; data in memory (workers cost time); predict's single full-grid batch.
+SILENCED = (".*LightningCLI's args parameter is intended.*", r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
+            ".*Sparse CSR tensor support is in beta.*", ".*Sparse invariant checks are implicitly.*",
+            ".*does not have many workers.*", ".*`IterableDataset` has `__len__` defined.*",
+            ".*Couldn't infer the batch indices.*")
 DEFAULTS = str(Path(__file__).with_name("defaults.yaml"))
 TIPS = [logging.getLogger(f"lightning.{p}.utilities.rank_zero") for p in ("pytorch", "fabric")]  # drop_tips
 # Commands beside LightningCLI's subcommands: name → ("module:function" taking argv, one line of help).
