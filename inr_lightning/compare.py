@@ -18,7 +18,6 @@ import yaml
 
 from inr_lightning.callbacks.outputs import METRICS_FILE, read_metrics
 from inr_lightning.errors import InputError
-from inr_lightning.render import ArgumentParser
 
 # Columns of the table, when at least one run has them (the chosen metric always comes first).
 COLUMNS = ("val/psnr", "val/ssim", "train/psnr", "train/loss", "sae/fvu", "sae/l0", "sae/dead_fraction",
@@ -129,7 +128,9 @@ def plot(runs: list[RunInfo], metric: str, out: Path) -> Path:
 
 
 def parse_args(argv: list[str]):
-    parser = ArgumentParser(prog="python -m inr_lightning compare", description=__doc__.split("\n\n")[0])
+    from inr_lightning.cli import OneLineErrorParser
+
+    parser = OneLineErrorParser(prog="python -m inr_lightning compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="run folders or globs")
     parser.add_argument("--metric", help="logged key to compare (default: val/psnr, or sae/fvu for SAE runs)")
     parser.add_argument("--out", type=Path, default=Path("compare.png"), help="the plot (default: compare.png)")

@@ -27,6 +27,13 @@ class RunStopped(RuntimeError):
         self.exit_code = exit_code
 
 
+def check_choice(name: str, value, allowed: tuple) -> None:
+    """``value`` must be one of ``allowed`` (the ``Literal`` of the signature, which jsonargparse checks when it
+    parses a config; this is the same rule for Python callers)."""
+    if value not in allowed:
+        raise InputError(f"{name} must be one of {', '.join(map(str, allowed))}, got {value!r}")
+
+
 def find_user_error(ex: BaseException | None) -> InputError | RunStopped | None:
     """The ``InputError`` or ``RunStopped`` behind an exception (following its chain), if any."""
     seen = set()

@@ -19,10 +19,8 @@ login``); nothing else here touches the network.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import torch
@@ -210,13 +208,10 @@ def push_to_hub(folder: Path, repo: str, private: bool = False) -> str:
 
 def export(argv: list[str]) -> Path:
     """The ``export`` command: ``RUN_DIR OUT [--ckpt last|best|PATH] [--overwrite] [--push_to_hub REPO]``."""
-    class OneLine(argparse.ArgumentParser):
-        def error(self, message: str):
-            print(f"error: {message} (--help lists the accepted options)", file=sys.stderr)
-            sys.exit(2)
+    from inr_lightning.cli import OneLineErrorParser
 
-    parser = OneLine(prog="python -m inr_lightning export",
-                     description="A cohort run as a shareable folder: model.safetensors, config.yaml, README.md")
+    parser = OneLineErrorParser(prog="python -m inr_lightning export",
+                                description="A cohort run as a shareable folder: model.safetensors, config.yaml, README.md")
     parser.add_argument("run_dir", help="a cohort run folder (its trainer.default_root_dir)")
     parser.add_argument("out", help="the folder to write")
     parser.add_argument("--ckpt", default="last", help="last (default), best, or a .ckpt path of the run")

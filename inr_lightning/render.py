@@ -9,7 +9,6 @@ read with ``weights_only=True`` only.  ``predict`` (LightningCLI) writes the sam
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from pathlib import Path
@@ -22,14 +21,6 @@ from inr_lightning.api import load_run
 from inr_lightning.errors import InputError
 
 MAX_PIXELS = 4096 * 4096
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse with its errors as one ``error: …`` line (no usage block), exit status 2, like the CLI's."""
-
-    def error(self, message: str):
-        print(f"error: {self.prog.split()[-1]}: {message} (--help lists the options)", file=sys.stderr)
-        sys.exit(2)
 
 
 def _to_pil(image: Tensor) -> Image.Image:
@@ -60,18 +51,24 @@ def write_signals(images: Tensor, out: Path) -> Path:
     return out
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = ArgumentParser(prog="python -m inr_lightning render", description=__doc__.split("\n\n")[0])
+def parse_args(argv: list[str]):
+    from inr_lightning.cli import OneLineErrorParser
+
+    parser = OneLineErrorParser(prog="python -m inr_lightning render", description=__doc__.split("\n\n")[0])
     parser.add_argument("run", help="a cohort or fit run folder (its trainer.default_root_dir)")
-    size = parser.add_mutually_exclusive_group()
-    size.add_argument("--resolution", type=int, nargs="+", metavar="N",
-                      help="output size: N (square) or H W; default: the training grid")
-    size.add_argument("--scale", type=float, help="output size as a multiple of the training grid, e.g. 4")
+    parser.add_argument("--resolution", type=int, nargs="+", help="output size: N (square) or H W; default: the "
+                        "training grid")
+    parser.add_argument("--scale", type=float, help="output size as a multiple of the training grid, e.g. 4 "
+                        "(instead of --resolution)")
     parser.add_argument("--region", type=float, nargs=4, metavar=("Y0", "Y1", "X0", "X1"),
                         help="window of the coordinate square [-1, 1]^2 to render (default: all of it)")
     parser.add_argument("--out", type=Path, help="output folder (default: <run>/render)")
     parser.add_argument("--ckpt", default="last", help="last (default), best, or a .ckpt path of the run")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.scale is not None and args.resolution is not None:
+        raise InputError(f"give --resolution or --scale, not both (got --resolution {args.resolution} and "
+                         f"--scale {args.scale})")
+    return args
 
 
 def render(argv: list[str]) -> None:

@@ -9,22 +9,23 @@ layer excluded, relative to initialisation).  It measures and reports; under ``p
 from __future__ import annotations
 
 import sys
+from typing import Literal, get_args
 
 import lightning as L
 from lightning.pytorch.loggers import WandbLogger
 
 from inr_lightning.analysis import stable_rank
-from inr_lightning.errors import InputError
+from inr_lightning.errors import InputError, check_choice
 
-RULES = ("through", "below")
+Rule = Literal["through", "below"]
+RULES = get_args(Rule)
 
 
-def choose_last_frozen_layer(profile: list[float], rule: str = "through", depth: int | None = None,
+def choose_last_frozen_layer(profile: list[float], rule: Rule = "through", depth: int | None = None,
                         allow_first_layer: bool = True, init_profile: list[float] | None = None) -> tuple[int, int]:
     """``(layer, last_frozen_layer)``: the layer the rule is about (the argmax of the stable rank — divided by
     ``init_profile`` when given — or ``depth`` if given) and the last frozen layer under ``rule`` (−1: none)."""
-    if rule not in RULES:
-        raise InputError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
+    check_choice("rule", rule, RULES)
     n = len(profile)
     if depth is not None:
         if isinstance(depth, bool) or not isinstance(depth, int) or not 0 <= depth < n:
@@ -50,10 +51,9 @@ class StableRankFreeze(L.Callback):
         relative_to_init: rank layers by stable rank divided by the same layer's at its random initialisation.
     """
 
-    def __init__(self, rule: str = "through", depth: int | None = None, allow_first_layer: bool = True,
+    def __init__(self, rule: Rule = "through", depth: int | None = None, allow_first_layer: bool = True,
                  relative_to_init: bool = False) -> None:
-        if rule not in RULES:
-            raise InputError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
+        check_choice("rule", rule, RULES)
         if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 0):
             raise InputError(f"depth must be an encoder layer index ≥ 0 or null, got {depth!r}")
         self.rule, self.depth, self.allow_first_layer = rule, depth, allow_first_layer

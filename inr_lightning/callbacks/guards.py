@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import early_stopping
 
-from inr_lightning.errors import InputError, RunStopped
+from inr_lightning.errors import InputError, RunStopped, check_choice
 
 STAGES = {"CohortINRModule": "cohort", "SignalFitModule": "fit", "SAEModule": "sae"}
 
@@ -96,9 +97,11 @@ class EarlyStopping(early_stopping.EarlyStopping):
     DEFAULT_MIN_DELTA = {"val/psnr": 0.05, "sae/fvu": 1e-3}
 
     def __init__(self, monitor: str | None = None, min_delta: float | None = None, patience: int = 5,
-                 mode: str | None = None, **kwargs) -> None:
-        super().__init__(monitor=monitor or "", min_delta=0.0, patience=patience, mode=mode or "min", **kwargs)
+                 mode: Literal["min", "max"] | None = None, check_on_train_epoch_end: bool | None = None, **kwargs) -> None:
+        super().__init__(monitor=monitor or "", min_delta=0.0, patience=patience, mode=mode or "min",
+                         check_on_train_epoch_end=check_on_train_epoch_end, **kwargs)
         self._given = (monitor, min_delta, mode)
+        self.at_epoch_end = check_on_train_epoch_end
         self._stage = "this"
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -106,17 +109,29 @@ class EarlyStopping(early_stopping.EarlyStopping):
         own, own_mode = getattr(pl_module, "checkpoint_monitor", ("val/psnr", "max"))
         self.monitor = monitor or own
         self.mode = mode or (own_mode if self.monitor == own else "min")
-        if self.mode not in self.mode_dict:
-            raise InputError(f"EarlyStopping mode must be one of {', '.join(self.mode_dict)}, got {self.mode!r}")
+        check_choice("EarlyStopping mode", self.mode, tuple(self.mode_dict))
         delta = self.DEFAULT_MIN_DELTA.get(self.monitor, 0.0) if min_delta is None else float(min_delta)
         self.min_delta = abs(delta) * (1 if self.monitor_op == torch.gt else -1)
         self.best_score = torch.tensor(-torch.inf if self.monitor_op == torch.gt else torch.inf)
         self._stage = stage_name(pl_module)
+        if self.at_epoch_end is None:  # where Lightning checks: after each epoch if it validates after each
+            self.at_epoch_end = trainer.val_check_interval == 1.0 and trainer.check_val_every_n_epoch == 1
         super().setup(trainer, pl_module, stage)
 
-    def _validate_condition_metric(self, logs: dict) -> bool:
-        if self.monitor not in logs and self.strict:
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.at_epoch_end:
+            self.require_monitor(trainer)
+        super().on_train_epoch_end(trainer, pl_module)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.at_epoch_end:
+            self.require_monitor(trainer)
+        super().on_validation_end(trainer, pl_module)
+
+    def require_monitor(self, trainer: L.Trainer) -> None:
+        """Where Lightning checks (a fit, not its sanity check), the watched metric must have been logged."""
+        logs = trainer.callback_metrics
+        if trainer.state.fn == "fit" and not trainer.sanity_checking and self.strict and self.monitor not in logs:
             raise InputError(f"EarlyStopping monitors {self.monitor!r}, which the {self._stage} stage does not log; "
                              f"it logs: {', '.join(sorted(logs)) or 'nothing yet'} (leave monitor unset to watch "
                              "the stage's own metric)")
-        return super()._validate_condition_metric(logs)

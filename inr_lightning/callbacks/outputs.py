@@ -22,6 +22,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.loggers.logger import Logger
@@ -146,48 +147,44 @@ class RunSummary(L.Callback):
         self._write(trainer, pl_module)
 
 
-def _training_ends(trainer: L.Trainer) -> bool:
-    """Whether the epoch that is ending is the fit's last (max_steps or max_epochs reached, or a stop)."""
-    if trainer.should_stop:
-        return True
-    max_steps, max_epochs = trainer.max_steps, trainer.max_epochs
-    if max_steps is not None and max_steps >= 0 and trainer.global_step >= max_steps:
-        return True
-    return max_epochs is not None and max_epochs >= 0 and trainer.current_epoch + 1 >= max_epochs
-
-
 class FinalValidation(L.Callback):
-    """Runs one validation at the end of training when none has run since the last step.
+    """Makes the fit end with a validation of its final weights.
 
-    A fit that stops mid-epoch (``max_steps`` not a multiple of the epoch) or between two scheduled
-    validations would otherwise end with the metrics of an older evaluation — or only the sanity check's —
-    beside the final training loss.  The validation runs inside the fit, at the last epoch's end, before
-    ``ModelCheckpoint`` saves, so ``summary.json``, ``last.ckpt`` and ``best.ckpt`` all see it.
+    A fit that stops mid-epoch (``max_steps`` not a multiple of the epoch) or between two scheduled validations
+    would otherwise end with an older evaluation (or only the sanity check's) beside the final training loss.
+    At the fit's last batch this asks Lightning to stop (``trainer.should_stop``), and Lightning validates a
+    stopping fit right after that batch, before ``ModelCheckpoint`` saves and at the same logging step as the
+    batch's training metrics, so ``summary.json``, ``last.ckpt`` and ``best.ckpt`` all see it.
     """
 
-    def __init__(self) -> None:
-        self.validated_at: int | None = None
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self.validated_at = trainer.global_step
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.validated_at == trainer.global_step or not trainer.enable_validation or not _training_ends(trainer):
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        max_steps, max_epochs = trainer.max_steps, trainer.max_epochs
+        last_step = max_steps is not None and 0 <= max_steps <= trainer.global_step
+        last_epoch = max_epochs is not None and 0 <= max_epochs <= trainer.current_epoch + 1 \
+            and batch_idx + 1 >= trainer.num_training_batches
+        if not (last_step or last_epoch) or not trainer.enable_validation:
             return
-        epoch_loop = trainer.fit_loop.epoch_loop
-        # Lightning logs a step's metrics at (optimizer steps − 1); the last step's training metrics were
-        # logged so, and its validation goes to the same step.
-        stepped = getattr(epoch_loop, "_batches_that_stepped", None)
-        if stepped:
-            epoch_loop._batches_that_stepped = stepped - 1
-        try:
-            trainer.validating = True
-            epoch_loop.val_loop.run()
-        finally:
-            trainer.training = True
-            if stepped:
-                epoch_loop._batches_that_stepped = stepped
+        trainer.should_stop = True
+        n = trainer.check_val_every_n_epoch
+        if n is not None and (trainer.current_epoch + 1) % n:  # Lightning validates only in its scheduled epochs
+            trainer.check_val_every_n_epoch = 1
+
+
+class SignalWriter(BasePredictionWriter):
+    """``predict``: every signal of the run on the data's grid (``predict_step``: ``(N, C, H, W)`` on [0, 1])
+    written as ``render`` writes them, under ``<run>/predict/``."""
+
+    def __init__(self) -> None:
+        super().__init__(write_interval="epoch")
+
+    def write_on_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, predictions, batch_indices) -> None:
+        from inr_lightning.render import write_signals
+
+        if not trainer.is_global_zero or not predictions:
+            return
+        images = torch.cat([p.cpu() for p in predictions])
+        written = write_signals(images, Path(trainer.default_root_dir) / "predict")
+        print(f"predict: {len(images)} signals at {images.shape[-2]}×{images.shape[-1]} → {written}")
 
 
 class LocalMetrics(Logger):

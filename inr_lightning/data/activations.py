@@ -27,6 +27,7 @@ initialisation (``CohortINRModule(freeze_random_prefix=j)`` with ``layer ≤ j``
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Literal, get_args
 
 import lightning as L
 import torch
@@ -37,10 +38,11 @@ from inr_lightning.checkpoints import load_cohort
 from inr_lightning.data.cohort import CohortRunDataModule, SignalDataModule
 from inr_lightning.data.grid import StepStream, rank_and_world, step_generator, step_indices
 from inr_lightning.data.provenance import run_dir_of
-from inr_lightning.errors import InputError
+from inr_lightning.errors import InputError, check_choice
 from inr_lightning.nn.readout import LayerReadout
 
-COORDS = ("grid", "continuous", "pool")
+Coords = Literal["grid", "continuous", "pool"]
+COORDS = get_args(Coords)
 POOL_STREAM, HELDOUT_STREAM = 11, 13   # seed offsets of the pool and the held-out draws (step draws use others)
 
 
@@ -130,13 +132,12 @@ class ActivationDataModule(L.LightningDataModule):
     """
 
     def __init__(self, cohort_ckpt: str, layer: int = 2, resolution: int | list[int] | None = None,
-                 batch_size: int = 4096, coords: str = "grid", steps_per_epoch: int = 250, seed: int = 0,
+                 batch_size: int = 4096, coords: Coords = "grid", steps_per_epoch: int = 250, seed: int = 0,
                  backbone: str | None = None, precompute: bool = True,
                  eval_chunk: int = 65536, cohort_data: SignalDataModule | None = None, pool_size: int = 131072,
                  heldout_coords: int = 16384) -> None:
         super().__init__()
-        if coords not in COORDS:
-            raise InputError(f"coords must be one of {', '.join(COORDS)}, got {coords!r}")
+        check_choice("coords", coords, COORDS)
         for name, value in (("batch_size", batch_size), ("steps_per_epoch", steps_per_epoch), ("eval_chunk", eval_chunk),
                             ("pool_size", pool_size)):
             if int(value) < 1:

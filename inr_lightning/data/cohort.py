@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import sys
 from pathlib import Path
+from typing import Literal, get_args
 
 import lightning as L
 import numpy as np
@@ -19,10 +20,11 @@ from torch.utils.data import DataLoader
 from inr_lightning.data.grid import CoordinateSteps, make_grid
 from inr_lightning.data.provenance import DATA_KEYS, describe_source, instantiate, run_data_config, same_source
 from inr_lightning.data.sources import SignalSource
-from inr_lightning.data.transforms import prepare
-from inr_lightning.errors import InputError
+from inr_lightning.data.transforms import Aspect, prepare
+from inr_lightning.errors import InputError, check_choice
 
-SPLITS = ("cohort", "heldout", "validation")
+Split = Literal["cohort", "heldout", "validation"]
+SPLITS = get_args(Split)
 
 
 def heldout_positions(total: int, num_heldout: int) -> list[int]:
@@ -75,12 +77,11 @@ class SignalDataModule(L.LightningDataModule):
     """
 
     def __init__(self, source: SignalSource, resolution: int | list[int] = 64, channels: int = 1,
-                 aspect: str = "crop", num_signals: int | None = 10, num_heldout: int = 0, num_validation: int = 0,
-                 split: str = "cohort", coords_per_step: int | None = None, steps_per_epoch: int = 100,
+                 aspect: Aspect = "crop", num_signals: int | None = 10, num_heldout: int = 0, num_validation: int = 0,
+                 split: Split = "cohort", coords_per_step: int | None = None, steps_per_epoch: int = 100,
                  seed: int = 0) -> None:
         super().__init__()
-        if split not in SPLITS:
-            raise InputError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+        check_choice("split", split, SPLITS)
         res = [resolution, resolution] if isinstance(resolution, int) else list(resolution)
         if len(res) != 2 or min(res) < 2:
             raise InputError(f"resolution must be an integer ≥ 2 or [height, width], got {resolution!r}")
@@ -176,8 +177,8 @@ class CohortRunDataModule(SignalDataModule):
         allow_cohort_signals: allow a split or override that serves images the cohort was trained on.
     """
 
-    def __init__(self, cohort_ckpt: str, split: str = "heldout", source: SignalSource | None = None,
-                 resolution: int | list[int] | None = None, channels: int | None = None, aspect: str | None = None,
+    def __init__(self, cohort_ckpt: str, split: Split = "heldout", source: SignalSource | None = None,
+                 resolution: int | list[int] | None = None, channels: int | None = None, aspect: Aspect | None = None,
                  num_signals: int | None = None, num_heldout: int | None = None, num_validation: int | None = None,
                  seed: int | None = None, coords_per_step: int | None = None, steps_per_epoch: int = 100,
                  allow_cohort_signals: bool = False) -> None:

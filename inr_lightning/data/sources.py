@@ -11,15 +11,17 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from inr_lightning.errors import InputError
+from inr_lightning.errors import InputError, check_choice
 
 log = logging.getLogger(__name__)
+Axis = Literal["sagittal", "coronal", "axial"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -140,9 +142,8 @@ class MRISlices(SignalSource):
 
     AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
 
-    def __init__(self, min_brain_fraction: float = 0.15, axis: str = "axial") -> None:
-        if axis not in self.AXES:
-            raise InputError(f"axis must be one of {', '.join(self.AXES)}, got {axis!r}")
+    def __init__(self, min_brain_fraction: float = 0.15, axis: Axis = "axial") -> None:
+        check_choice("axis", axis, tuple(self.AXES))
         self.min_brain_fraction, self.axis = min_brain_fraction, axis
 
     def load_named(self, count: int | None = None) -> list[tuple[str, Tensor]]:

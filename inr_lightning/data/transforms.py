@@ -8,14 +8,17 @@ mapped from [0, 1] to [−1, 1], the range cohort INRs are trained on (STRAINER)
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import kornia
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from inr_lightning.errors import InputError
+from inr_lightning.errors import InputError, check_choice
 
-ASPECT_POLICIES = ("crop", "pad", "stretch")
+Aspect = Literal["crop", "pad", "stretch"]
+ASPECT_POLICIES = get_args(Aspect)
 
 
 def _to_aspect(img: Tensor, height: int, width: int, policy: str) -> Tensor:
@@ -30,10 +33,9 @@ def _to_aspect(img: Tensor, height: int, width: int, policy: str) -> Tensor:
     return F.pad(img, (left, pw - w - left, top, ph - h - top))
 
 
-def prepare(images: list[Tensor], resolution: tuple[int, int], channels: int, aspect: str = "crop") -> Tensor:
+def prepare(images: list[Tensor], resolution: tuple[int, int], channels: int, aspect: Aspect = "crop") -> Tensor:
     """List of ``(C_i, H_i, W_i)`` on [0, 1] → one ``(N, channels, H, W)`` tensor on [−1, 1]."""
-    if aspect not in ASPECT_POLICIES:
-        raise InputError(f"aspect must be one of {', '.join(ASPECT_POLICIES)}, got {aspect!r}")
+    check_choice("aspect", aspect, ASPECT_POLICIES)
     if channels not in (1, 3):
         raise InputError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r}")
     height, width = resolution

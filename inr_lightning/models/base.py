@@ -6,18 +6,22 @@ Subclasses build ``self.net`` (a ``CohortINR``) and may override ``configure_opt
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Literal, get_args
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import Tensor
 from torchmetrics.functional.image import peak_signal_noise_ratio
 from torchmetrics.image import StructuralSimilarityIndexMeasure
 
 from inr_lightning.analysis import stable_rank
-from inr_lightning.errors import InputError
+from inr_lightning.errors import InputError, check_choice
 from inr_lightning.nn import CohortINR, to_unit
 
-LOSS_REDUCTIONS = ("sum", "mean")
+LossReduction = Literal["sum", "mean"]
+LOSS_REDUCTIONS = get_args(LossReduction)
 
 
 def check_lr(lr: float) -> float:
@@ -37,6 +41,25 @@ def split_batch(batch: dict, size: int) -> list[dict]:
             chunk["index"] = batch["index"][rows]
         chunks.append(chunk)
     return chunks
+
+
+def attached_trainer(module: L.LightningModule) -> L.Trainer | None:
+    """The module's Trainer, or None outside one (``LightningModule.trainer`` raises there)."""
+    try:
+        return module.trainer
+    except RuntimeError:
+        return None
+
+
+def run_checkpoints(module: L.LightningModule) -> list[ModelCheckpoint]:
+    """A module's ``configure_callbacks``: ``<run>/checkpoints/{last,best}.ckpt``, best by its own
+    ``checkpoint_monitor``, in place of Lightning's default checkpoint (none if checkpointing is off)."""
+    trainer = module.trainer
+    if trainer.checkpoint_callback is None:
+        return []
+    metric, mode = module.checkpoint_monitor
+    return [ModelCheckpoint(dirpath=Path(trainer.default_root_dir) / "checkpoints", filename="best", monitor=metric,
+                            mode=mode, save_last=True, auto_insert_metric_name=False)]
 
 
 class ChunkedLoss(torch.autograd.Function):
@@ -76,11 +99,10 @@ class INRModule(L.LightningModule):
     net: CohortINR
     checkpoint_monitor = ("val/psnr", "max")
 
-    def __init__(self, lr: float = 1e-4, loss_reduction: str = "sum", eval_chunk: int = 65536,
+    def __init__(self, lr: float = 1e-4, loss_reduction: LossReduction = "sum", eval_chunk: int = 65536,
                  compile: bool = False, step_chunk: int | None = None) -> None:
         super().__init__()
-        if loss_reduction not in LOSS_REDUCTIONS:
-            raise InputError(f"loss_reduction must be one of {', '.join(LOSS_REDUCTIONS)}, got {loss_reduction!r}")
+        check_choice("loss_reduction", loss_reduction, LOSS_REDUCTIONS)
         if step_chunk is not None and not (isinstance(step_chunk, int) and step_chunk >= 1):
             raise InputError(f"step_chunk must be a positive number of coordinates or null (no chunks), "
                              f"got {step_chunk!r}")
@@ -122,7 +144,7 @@ class INRModule(L.LightningModule):
             loss, per_signal = ChunkedLoss.apply(self.chunk_loss, split_batch(batch, self.step_chunk), *params)
         else:
             loss, per_signal = self.chunk_loss(batch)
-        world = self.trainer.world_size if self._trainer is not None else 1
+        world = self.trainer.world_size if attached_trainer(self) is not None else 1
         with torch.no_grad():
             global_mse = self.trainer.strategy.reduce(per_signal.detach(), reduce_op="sum") if world > 1 \
                 else per_signal.detach()
@@ -166,6 +188,13 @@ class INRModule(L.LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._evaluate(batch, "val", self.val_ssim)
+
+    def predict_step(self, batch: dict, batch_idx: int) -> Tensor:
+        """Every signal on the batch's grid → ``(N, C, H, W)`` on [0, 1] (what ``predict`` writes)."""
+        return self._images(self.predict_grid(batch["coords"]), batch["shape"])
+
+    def configure_callbacks(self) -> list[ModelCheckpoint]:
+        return run_checkpoints(self)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._evaluate(batch, "test", self.test_ssim)

@@ -10,7 +10,7 @@ from typing import Literal
 import torch
 
 from inr_lightning.errors import InputError
-from inr_lightning.models.base import INRModule
+from inr_lightning.models.base import INRModule, LossReduction
 from inr_lightning.nn import CohortINR, INRConfig
 
 
@@ -34,7 +34,7 @@ class CohortINRModule(INRModule):
     """
 
     def __init__(self, net: INRConfig = INRConfig(), num_signals: int = 1, out_channels: int = 1, lr: float = 1e-4,
-                 loss_reduction: str = "sum", eval_chunk: int = 65536, compile: bool = False,
+                 loss_reduction: LossReduction = "sum", eval_chunk: int = 65536, compile: bool = False,
                  step_chunk: int | None = None, freeze_random_prefix: int | None = None,
                  lr_schedule: Literal["constant", "cosine"] = "constant") -> None:
         super().__init__(lr=lr, loss_reduction=loss_reduction, eval_chunk=eval_chunk, compile=compile,

@@ -8,6 +8,8 @@ stage".  ``summary()`` holds every signal's PSNR/SSIM at ``record_steps`` and at
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 from torch import Tensor
 from torchmetrics.functional.image import (
@@ -17,14 +19,15 @@ from torchmetrics.functional.image import (
 
 from inr_lightning.checkpoints import load_cohort
 from inr_lightning.contracts import GridData
-from inr_lightning.errors import InputError
-from inr_lightning.models.base import INRModule
+from inr_lightning.errors import InputError, check_choice
+from inr_lightning.models.base import INRModule, LossReduction, attached_trainer
 from inr_lightning.nn import CohortINR
 from inr_lightning.nn.inr import Encoder
 
-PROTOCOLS = ("scratch", "finetune", "freeze", "auto")
-ABOVE = ("finetune", "reinit")
-ENCODER_WEIGHTS = ("cohort", "random")
+FitProtocol = Literal["scratch", "finetune", "freeze", "auto"]
+Above = Literal["finetune", "reinit"]
+EncoderWeights = Literal["cohort", "random"]
+PROTOCOLS, ABOVE, ENCODER_WEIGHTS = get_args(FitProtocol), get_args(Above), get_args(EncoderWeights)
 DEFAULT_RECORD_STEPS = (50, 100, 250, 500, 1000, 2000)
 
 
@@ -49,10 +52,10 @@ class SignalFitModule(INRModule):
         cache_frozen_prefix: compute the frozen layers' output on the grid once per fit.
     """
 
-    def __init__(self, cohort_ckpt: str, protocol: str = "auto", last_frozen_layer: int | None = None,
-                 above: str = "finetune", encoder_weights: str = "cohort", backbone: str | None = None,
+    def __init__(self, cohort_ckpt: str, protocol: FitProtocol = "auto", last_frozen_layer: int | None = None,
+                 above: Above = "finetune", encoder_weights: EncoderWeights = "cohort", backbone: str | None = None,
                  num_signals: int = 1, out_channels: int = 1,
-                 lr: float = 1e-4, record_steps: list[int] | None = None, loss_reduction: str = "sum",
+                 lr: float = 1e-4, record_steps: list[int] | None = None, loss_reduction: LossReduction = "sum",
                  eval_chunk: int = 65536, cache_frozen_prefix: bool = True, compile: bool = False,
                  step_chunk: int | None = None) -> None:
         super().__init__(lr=lr, loss_reduction=loss_reduction, eval_chunk=eval_chunk, compile=compile,
@@ -63,12 +66,9 @@ class SignalFitModule(INRModule):
         self._prefix_cache: Tensor | None = None      # (M, P, width): frozen layers' output on the full grid
         self._prefix_index: Tensor | None = None      # arange(P) on the cache's device (full-grid fast path)
         self._step_full = False                       # this step's index is the whole grid in order
-        if protocol not in PROTOCOLS:
-            raise InputError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
-        if above not in ABOVE:
-            raise InputError(f"above must be one of {', '.join(ABOVE)}, got {above!r}")
-        if encoder_weights not in ENCODER_WEIGHTS:
-            raise InputError(f"encoder_weights must be one of {', '.join(ENCODER_WEIGHTS)}, got {encoder_weights!r}")
+        for name, value, allowed in (("protocol", protocol, PROTOCOLS), ("above", above, ABOVE),
+                                     ("encoder_weights", encoder_weights, ENCODER_WEIGHTS)):
+            check_choice(name, value, allowed)
         if protocol == "freeze" and last_frozen_layer is None:
             raise InputError("protocol: freeze needs last_frozen_layer (an encoder layer index); "
                              "or use protocol: auto with the StableRankFreeze callback")
@@ -168,7 +168,7 @@ class SignalFitModule(INRModule):
     # -- frozen-prefix cache ---------------------------------------------------------------------------
     def _grid_data(self) -> GridData | None:
         """The data module, when it serves a full grid (``contracts.GridData``); None outside a Trainer."""
-        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        dm = getattr(attached_trainer(self), "datamodule", None)
         return dm if isinstance(dm, GridData) else None
 
     def _grid_coords(self) -> Tensor | None:

@@ -9,6 +9,7 @@ every logged metric: docs/sae.md.
 from __future__ import annotations
 
 import math
+from typing import Literal, get_args
 
 import lightning as L
 import torch
@@ -16,14 +17,16 @@ from torch import Tensor
 
 from inr_lightning.analysis import sae_metrics
 from inr_lightning.contracts import ActivationSource, LayerOutputs
-from inr_lightning.errors import InputError
-from inr_lightning.models.base import check_lr
+from inr_lightning.errors import InputError, check_choice
+from inr_lightning.models.base import attached_trainer, check_lr, run_checkpoints
 from inr_lightning.models.sae_eval import SAEEvalSums
 from inr_lightning.nn.readout import LayerReadout
-from inr_lightning.nn.sae import B_PRE_INITS, TopKSAE, reduce_by_name, sae_loss_terms, spread_from_sums, spread_sums
+from inr_lightning.nn.sae import (B_PRE_INITS, BPreInit, EncoderInput, TopKSAE, reduce_by_name, sae_loss_terms,
+                                  spread_from_sums, spread_sums)
 
-DECAYS = ("none", "linear", "cosine")
-DECODER_INITS = ("random", "data")
+Decay = Literal["none", "linear", "cosine"]
+DecoderInit = Literal["random", "data"]
+DECAYS, DECODER_INITS = get_args(Decay), get_args(DecoderInit)
 
 
 def lr_factor(step: int, total: int, warmup: int, decay: str, decay_fraction: float) -> float:
@@ -72,29 +75,26 @@ class SAEModule(L.LightningModule):
     checkpoint_monitor = ("sae/fvu", "min")
 
     def __init__(self, readout: LayerReadout | None = None, n_atoms: int = 4096, k: int = 32, lr: float | None = None,
-                 lr_base: float = 1e-3, warmup_steps: int = 100, decay: str = "linear", decay_fraction: float = 0.3,
+                 lr_base: float = 1e-3, warmup_steps: int = 100, decay: Decay = "linear", decay_fraction: float = 0.3,
                  k_aux: int | None = None, aux_weight: float = 1 / 32, dead_window: int = 131072,
-                 b_pre_init: str = "median", decoder_init: str = "data", encoder_input: str = "whitened",
-                 whiten_eps: float = 1e-4, downstream_weight: float = 1.0, bias_lr_scale: float = 0.25,
-                 init_samples: int = 16384, dense_threshold: float = 0.1, eval_chunk: int = 16384, init_seed: int = 0,
-                 d_in: int | None = None) -> None:
+                 b_pre_init: BPreInit = "median", decoder_init: DecoderInit = "data",
+                 encoder_input: EncoderInput = "whitened", whiten_eps: float = 1e-4, downstream_weight: float = 1.0,
+                 bias_lr_scale: float = 0.25, init_samples: int = 16384, dense_threshold: float = 0.1,
+                 eval_chunk: int = 16384, init_seed: int = 0, d_in: int | None = None) -> None:
         super().__init__()
         if not 1 <= int(k) <= int(n_atoms):
             raise InputError(f"k={k!r} must be between 1 and n_atoms={n_atoms!r}")
-        if b_pre_init not in B_PRE_INITS:
-            raise InputError(f"b_pre_init must be one of {', '.join(B_PRE_INITS)}, got {b_pre_init!r}")
+        check_choice("b_pre_init", b_pre_init, B_PRE_INITS)
         if not aux_weight >= 0 or int(warmup_steps) < 0 or int(init_samples) < 1 or int(eval_chunk) < 1:
             raise InputError("aux_weight and warmup_steps must be ≥ 0, init_samples and eval_chunk ≥ 1")
-        if decoder_init not in DECODER_INITS:
-            raise InputError(f"decoder_init must be one of {', '.join(DECODER_INITS)}, got {decoder_init!r}")
+        check_choice("decoder_init", decoder_init, DECODER_INITS)
         if not whiten_eps > 0:
             raise InputError(f"whiten_eps must be > 0, got {whiten_eps!r}")
         if not downstream_weight >= 0:
             raise InputError(f"downstream_weight must be ≥ 0, got {downstream_weight!r}")
         if not bias_lr_scale > 0:
             raise InputError(f"bias_lr_scale must be > 0, got {bias_lr_scale!r}")
-        if decay not in DECAYS:
-            raise InputError(f"decay must be one of {', '.join(DECAYS)}, got {decay!r}")
+        check_choice("decay", decay, DECAYS)
         if not 0 <= decay_fraction <= 1:
             raise InputError(f"decay_fraction must be between 0 and 1, got {decay_fraction!r}")
         if int(n_atoms) < 1:
@@ -154,7 +154,7 @@ class SAEModule(L.LightningModule):
         whitener).  Why: DDP broadcast the parameters when it wrapped the module, before this hook; each rank's
         sample, geometric median and farthest-point choice are then computed apart, and float results (or a
         rank-dependent sample) may differ, so ranks would start from different atoms and never re-sync."""
-        if self._trainer is None or self.trainer.world_size <= 1:
+        if attached_trainer(self) is None or self.trainer.world_size <= 1:
             return
         state = {key: value.detach().cpu() for key, value in self.sae.state_dict().items()}
         self.sae.load_state_dict(self.trainer.strategy.broadcast(state, src=0))  # copies in place: DDP keeps its views
@@ -207,13 +207,17 @@ class SAEModule(L.LightningModule):
         super().optimizer_step(*args, **kwargs)
         self.sae.normalize_decoder()
 
+    def configure_callbacks(self) -> list:
+        return run_checkpoints(self)
+
     def configure_optimizers(self):
         others = [p for p in self.sae.parameters() if p is not self.sae.b_enc]
         bias = {"params": [self.sae.b_enc], "lr": self.lr * self.hparams.bias_lr_scale}
         opt = torch.optim.Adam([{"params": others}, bias], lr=self.lr)
         hp = self.hparams
-        total = int(self.trainer.max_steps) if self._trainer is not None and self.trainer.max_steps > 0 else 0
-        if total <= 0 and self._trainer is not None:
+        trainer = attached_trainer(self)
+        total = int(trainer.max_steps) if trainer is not None and trainer.max_steps > 0 else 0
+        if total <= 0 and trainer is not None:
             estimated = self.trainer.estimated_stepping_batches
             total = int(estimated) if math.isfinite(estimated) else 0
         if int(hp.warmup_steps) == 0 and (hp.decay == "none" or total <= 0):

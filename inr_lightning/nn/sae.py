@@ -10,16 +10,17 @@ scale s, the whitened input, the training-time rules an owner applies and why: d
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from inr_lightning.errors import InputError
+from inr_lightning.errors import InputError, check_choice
 
-B_PRE_INITS = ("mean", "median", "zero")
-ENCODER_INPUTS = ("centred", "whitened")
+BPreInit = Literal["mean", "median", "zero"]
+EncoderInput = Literal["centred", "whitened"]
+B_PRE_INITS, ENCODER_INPUTS = get_args(BPreInit), get_args(EncoderInput)
 
 
 class SAEOutput(NamedTuple):
@@ -116,7 +117,8 @@ class TopKSAE(nn.Module):
     """
 
     def __init__(self, d_in: int | None, n_atoms: int = 4096, k: int = 32, k_aux: int | None = None,
-                 dead_window: int = 1_000_000, seed: int | None = None, encoder_input: str = "centred") -> None:
+                 dead_window: int = 1_000_000, seed: int | None = None,
+                 encoder_input: EncoderInput = "centred") -> None:
         super().__init__()
         if int(n_atoms) < 1 or (d_in is not None and int(d_in) < 1):
             raise InputError(f"d_in and n_atoms must be ≥ 1, got d_in={d_in!r}, n_atoms={n_atoms!r}")
@@ -126,8 +128,7 @@ class TopKSAE(nn.Module):
             raise InputError(f"k_aux={k_aux!r} must be between 1 and n_atoms={n_atoms}")
         if int(dead_window) < 1:
             raise InputError(f"dead_window must be ≥ 1 sample, got {dead_window!r}")
-        if encoder_input not in ENCODER_INPUTS:
-            raise InputError(f"encoder_input must be one of {', '.join(ENCODER_INPUTS)}, got {encoder_input!r}")
+        check_choice("encoder_input", encoder_input, ENCODER_INPUTS)
         self.whiten = encoder_input == "whitened"
         self.n_atoms, self.k, self.dead_window, self._k_aux = int(n_atoms), int(k), int(dead_window), k_aux
         self.seed = seed
@@ -264,11 +265,10 @@ class TopKSAE(nn.Module):
         self.input_scale.fill_(norm if math.isfinite(norm) and norm > 0 else 1.0)
 
     @torch.no_grad()
-    def init_b_pre(self, sample: Tensor, method: str = "median") -> None:
+    def init_b_pre(self, sample: Tensor, method: BPreInit = "median") -> None:
         """``b_pre`` from a sample of activations ``(B, d_in)`` (divided by s first): ``mean``, geometric
         ``median`` or ``zero``."""
-        if method not in B_PRE_INITS:
-            raise InputError(f"b_pre_init must be one of {', '.join(B_PRE_INITS)}, got {method!r}")
+        check_choice("b_pre_init", method, B_PRE_INITS)
         sample = sample.double() / float(self.input_scale)
         if method == "mean":
             value = sample.double().mean(0)

@@ -13,12 +13,12 @@ was interrupted and refuses (one line) a directory holding runs of another confi
 
 from __future__ import annotations
 
-import argparse
 import math
 import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Literal
 
 from inr_lightning.checkpoints import load_cohort
 from inr_lightning.errors import InputError
@@ -29,6 +29,8 @@ from inr_lightning.study.sweep import protocols, run_sweep, write_rows
 from inr_lightning.study.verdicts import Runs, capped
 
 BACKBONES = ("siren", "ffmlp")
+Backbone = Literal["siren", "ffmlp"]
+Logger = Literal["offline", "online", "disabled"]
 
 
 def config_path(stage: str, backbone: str) -> Path:
@@ -47,13 +49,11 @@ def _split(argv: list[str]) -> tuple[list[str], list[str]]:
     return list(argv[:i]), list(argv[i + 1:])
 
 
-def _parser(prog: str, doc: str) -> argparse.ArgumentParser:
-    class OneLine(argparse.ArgumentParser):
-        def error(self, message: str):
-            print(f"error: {message} (--help lists the accepted options)", file=sys.stderr)
-            sys.exit(2)
+def _parser(prog: str, doc: str):
+    """A jsonargparse parser like the CLI's: a bad value is one line naming it and what is allowed."""
+    from inr_lightning.cli import OneLineErrorParser
 
-    return OneLine(prog=f"python -m inr_lightning {prog}", description=doc)
+    return OneLineErrorParser(prog=f"python -m inr_lightning {prog}", description=doc)
 
 
 # -- the whole study -------------------------------------------------------------------------------------
@@ -323,14 +323,14 @@ def check_one_process(devices: int) -> None:
 
 def study(argv: list[str]) -> Path:
     parser = _parser("study", "The whole study: cohorts → freeze-depth sweeps with controls → SAEs → report.md")
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
+    parser.add_argument("--profile", type=Literal[tuple(sorted(PROFILES))], default="full")
     parser.add_argument("--quick", action="store_true", help="the same as --profile quick (≤ 10 min on 2 CPU cores)")
     parser.add_argument("--out", default=None, help="default: runs/study_<profile>")
-    parser.add_argument("--backbones", nargs="+", choices=BACKBONES, default=list(BACKBONES))
-    parser.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=None,
+    parser.add_argument("--backbones", nargs="+", type=Backbone, default=list(BACKBONES))
+    parser.add_argument("--datasets", nargs="+", type=Literal[tuple(sorted(DATASETS))], default=None,
                         help="default: the profile's")
     parser.add_argument("--seeds", type=int, default=None, help="cohort and fit seeds (default: the profile's)")
-    parser.add_argument("--wandb", choices=["offline", "online", "disabled"], default="offline")
+    parser.add_argument("--wandb", type=Logger, default="offline")
     parser.add_argument("--overwrite", action="store_true", help="replace runs of another config under --out")
     parser.add_argument("--cells", nargs="+", default=None, metavar="RxW",
                         help="a regime profile's cells to run, e.g. 32x64 48x128 (default: all); two processes on "
@@ -414,7 +414,7 @@ def sweep(argv: list[str]) -> list[dict]:
     parser.add_argument("--out", required=True)
     parser.add_argument("--seeds", type=int, default=1, help="fit seeds (paired across protocols)")
     parser.add_argument("--no_controls", action="store_true", help="skip the random-weights and reinit controls")
-    parser.add_argument("--wandb", choices=["offline", "online", "disabled"], default="disabled")
+    parser.add_argument("--wandb", type=Logger, default="disabled")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(own)
     out = Path(args.out)
@@ -451,7 +451,7 @@ def sae_depths(argv: list[str]) -> list[dict]:
     parser.add_argument("--sae_seeds", type=int, default=1, help="SAE seeds at the middle layer")
     parser.add_argument("--dict_sizes", nargs="*", type=int, default=(),
                         help="extra dictionary sizes at the middle layer (e.g. 1024 16384)")
-    parser.add_argument("--wandb", choices=["offline", "online", "disabled"], default="disabled")
+    parser.add_argument("--wandb", type=Logger, default="disabled")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(own)
     cohorts = {_backbone_of(ckpt)[0]: Path(ckpt) for ckpt in args.cohort_ckpt}

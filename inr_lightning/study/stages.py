@@ -1,7 +1,7 @@
 """Run one stage of a study as a function, reusing it only when it is exactly the run asked for.
 
 A stage is ``python -m inr_lightning fit --config <stage config> <overrides…>`` in this process.  Before it
-runs, the requested config is resolved (``--print_config``: every file, override and interpolation applied)
+runs, the requested config is resolved in this process (``cli.resolve``: every file, override and interpolation)
 and compared with the ``config.yaml`` an earlier run left in the same directory:
 
 - no earlier run → run it;
@@ -13,8 +13,6 @@ and compared with the ``config.yaml`` an earlier run left in the same directory:
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
 import time
@@ -25,7 +23,7 @@ import yaml
 from inr_lightning.errors import InputError
 
 # Keys that say where a run logs or how it was started, not what it computes.
-IGNORED = ("ckpt_path", "overwrite", "print_config", "trainer.enable_progress_bar", "trainer.logger",
+IGNORED = ("ckpt_path", "weights_only", "overwrite", "print_config", "trainer.enable_progress_bar", "trainer.logger",
            "trainer.log_every_n_steps")
 MARKER = "stage.json"
 
@@ -55,15 +53,11 @@ def config_diff(recorded: dict, requested: dict) -> list[str]:
 
 
 def resolved_config(args: list[str]) -> dict:
-    """The config a ``fit`` with ``args`` would run, fully resolved, without running it."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        try:
-            _cli([*args, "--print_config"])
-        except SystemExit as stop:
-            if stop.code not in (0, None):
-                raise InputError(f"the stage's config does not parse: fit {' '.join(args[1:])}") from None
-    return yaml.safe_load(out.getvalue())
+    """The config a ``fit`` with ``args`` would run, fully resolved in this process without running it; a value
+    the parser rejects is an ``InputError`` with the parser's own line."""
+    from inr_lightning.cli import resolve  # the CLI imports the study's commands lazily; no cycle at import
+
+    return resolve(args)
 
 
 class Progress:
