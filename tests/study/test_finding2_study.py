@@ -28,6 +28,7 @@ def finding2(tmp_path_factory):
     return out, docs, report
 
 
+@pytest.mark.slow   # the tiny finding-2 study, cohorts to report
 def test_every_cohort_seed_gets_saes_and_its_own_controls_on_both_datasets(finding2):
     out, _, _ = finding2
     with open(out / "finding2_runs.csv") as f:
@@ -53,6 +54,7 @@ def test_every_cohort_seed_gets_saes_and_its_own_controls_on_both_datasets(findi
         assert math.isfinite(s["sae/fvu_heldout_coords"]) and math.isfinite(s["atoms/align_edges_memorised_median"])
 
 
+@pytest.mark.slow   # the tiny finding-2 study, cohorts to report
 def test_the_section_shows_gates_controls_and_intervals_with_real_numbers(finding2):
     _, _, report = finding2
     text = report.read_text()
@@ -73,6 +75,7 @@ def test_the_section_shows_gates_controls_and_intervals_with_real_numbers(findin
     assert "no freeze-depth sweeps: finding 1 is not measured by this profile" in text
 
 
+@pytest.mark.slow   # the tiny finding-2 study, cohorts to report
 def test_every_finding2_number_is_recomputed_from_the_export_alone(finding2):
     out, docs, report = finding2
     assert (docs / "finding2_runs.csv").is_file() and (docs / "finding2_atoms.csv").is_file()
