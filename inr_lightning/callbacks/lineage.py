@@ -111,7 +111,7 @@ class WandbLineage(L.Callback):
             run.define_metric(key, summary=summary)
         ckpt = self._cohort_ckpt(trainer, pl_module)
         if ckpt is not None:
-            self._declare_input(run, ckpt)
+            self.declare_input(run, ckpt)
 
     @staticmethod
     def _cohort_ckpt(trainer: L.Trainer, pl_module: L.LightningModule) -> Path | None:
@@ -119,7 +119,7 @@ class WandbLineage(L.Callback):
         path = pl_module.hparams.get("cohort_ckpt") or getattr(trainer.datamodule, "cohort_ckpt", None)
         return Path(path) if path and Path(path).exists() else None
 
-    def _declare_input(self, run, ckpt: Path) -> None:
+    def declare_input(self, run, ckpt: Path) -> None:
         import wandb
 
         from inr_lightning.data.provenance import run_dir_of

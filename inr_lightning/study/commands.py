@@ -342,7 +342,7 @@ def study(argv: list[str]) -> Path:
     check_one_process(args.devices)
     profile = PROFILES["quick" if args.quick else args.profile]
     if args.cells is not None:
-        profile = _with_cells(profile, args.cells)
+        profile = with_cells(profile, args.cells)
     seeds = args.seeds or profile.seeds
     if seeds < 1:
         raise InputError(f"--seeds must be ≥ 1, got {seeds}")
@@ -358,7 +358,7 @@ def study(argv: list[str]) -> Path:
     return report
 
 
-def _with_cells(profile: Profile, cells: list[str]) -> Profile:
+def with_cells(profile: Profile, cells: list[str]) -> Profile:
     """``profile`` restricted to ``cells`` (``RxW`` strings) of its regime grid."""
     import dataclasses
 

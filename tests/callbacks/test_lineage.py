@@ -124,7 +124,7 @@ class OnlineRun:
 def test_online_runs_declare_the_same_artifact_version_with_use_artifact(runs):
     cohort_artifact = model_artifact(runs["cohort"])
     run = OnlineRun()
-    WandbLineage()._declare_input(run, runs["ckpt"])
+    WandbLineage().declare_input(run, runs["ckpt"])
     (used,) = run.used
     # W&B matches a used artifact to a logged version by name and content digest: both are the cohort's.
     assert (used.name, used.type, used.digest) == (cohort_artifact.name, "model", cohort_artifact.digest)

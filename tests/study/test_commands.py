@@ -104,14 +104,14 @@ def test_learning_rate_matching_looks_between_the_best_rate_and_a_faster_one_tha
 
 def test_regime_cells_are_chosen_by_name_and_a_bad_one_is_one_clear_error():
     from inr_lightning.errors import InputError
-    from inr_lightning.study.commands import _with_cells
+    from inr_lightning.study.commands import with_cells
     from inr_lightning.study.profiles import PROFILES
 
-    assert _with_cells(PROFILES["regime"], ["64x128", "32x64"]).grid == ((32, 64), (64, 128))
+    assert with_cells(PROFILES["regime"], ["64x128", "32x64"]).grid == ((32, 64), (64, 128))
     with raises_naming(InputError, "40x64", "32x64", "32x128"):
-        _with_cells(PROFILES["regime"], ["40x64"])
+        with_cells(PROFILES["regime"], ["40x64"])
     with raises_naming(InputError, "--cells", "'decisive'"):
-        _with_cells(PROFILES["decisive"], ["32x64"])
+        with_cells(PROFILES["decisive"], ["32x64"])
 
 
 def test_progress_extrapolates_the_stages_that_ran_and_ignores_reused_ones(capsys):
