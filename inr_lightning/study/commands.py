@@ -158,11 +158,17 @@ def run_dataset(profile: Profile, root: Path, ds: str, backbones: list[str], see
     if "ffmlp" in backbones:
         matched = range(min(profile.match_seeds, seeds))
 
-        def ffmlp(lr: float, seed: int) -> tuple[Path, dict]:
-            return run_cohort("ffmlp", root / f"seed{seed}" / "cohort" / f"ffmlp_lr{lr:g}", profile, ds, seed,
-                              study, lr, logger, overwrite)
+        ran: dict[tuple[float, int], tuple[Path, dict]] = {}
+
+        def ffmlp(lr: float, seed: int) -> tuple[Path, dict]:  # each (rate, seed) runs once
+            if (lr, seed) not in ran:
+                ran[lr, seed] = run_cohort("ffmlp", root / f"seed{seed}" / "cohort" / f"ffmlp_lr{lr:g}", profile, ds,
+                                           seed, study, lr, logger, overwrite)
+            return ran[lr, seed]
 
         def train(lr: float) -> tuple[Path, dict]:  # one rate on every matched seed: its mean PSNR
+            if lr not in profile.ffmlp_lrs:
+                PROGRESS.extend(len(matched))
             runs = [ffmlp(lr, seed) for seed in matched]
             return runs[0][0], mean_psnr([s for _, s in runs])
 
@@ -208,8 +214,7 @@ def run_dataset(profile: Profile, root: Path, ds: str, backbones: list[str], see
 
 
 def planned_runs(profile: Profile, backbones: list[str], datasets: list[str], seeds: int) -> int:
-    """How many stages ``run_study`` runs (for the ETA; the FFMLP learning-rate refinements may add up to two rates
-    × ``match_seeds``)."""
+    """How many stages ``run_study`` runs (for the ETA; a FFMLP learning-rate refinement extends the plan when it runs)."""
     sweep = len(protocols(profile.layers, profile.controls))
     total = 0
     for ds in datasets:

@@ -70,6 +70,11 @@ class Progress:
     def plan(self, total: int) -> None:
         self.total, self.done, self.ran, self.seconds, self.start = total, 0, 0, 0.0, time.perf_counter()
 
+    def extend(self, stages: int) -> None:
+        """``stages`` more than planned (a learning-rate refinement the plan could not know of)."""
+        if self.total:
+            self.total += stages
+
     def step(self, run_dir: Path, seconds: float | None) -> None:
         if not self.total:
             return

@@ -29,3 +29,18 @@ def test_matching_on_the_seed_mean_picks_the_rate_that_seed_0_alone_would_not():
             for name, tried in (("seed0", on_seed0), ("mean", on_mean))}
     assert best == {"seed0": 5e-4, "mean": 1.1e-3}
     assert abs(on_mean[1.1e-3][1]["val/psnr_capped"] - target) < 0.1
+
+
+def test_a_refinement_extends_the_progress_plan(capsys):
+    from pathlib import Path
+
+    from inr_lightning.study.stages import Progress
+
+    progress = Progress()
+    progress.plan(3)
+    for name in ("a", "b", "c"):
+        progress.step(Path(name), 1.0)
+    progress.extend(2)                       # two refinement runs the plan could not know of
+    progress.step(Path("d"), 1.0)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].startswith("[3/3] c") and lines[3].startswith("[4/5] d") and lines[3].endswith("ETA 1 min")
