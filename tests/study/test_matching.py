@@ -39,8 +39,8 @@ def test_a_refinement_extends_the_progress_plan(capsys):
     progress = Progress()
     progress.plan(3)
     for name in ("a", "b", "c"):
-        progress.step(Path(name), 1.0)
+        progress.step(Path(name), 60.0)
     progress.extend(2)                       # two refinement runs the plan could not know of
-    progress.step(Path("d"), 1.0)
+    progress.step(Path("d"), 60.0)
     lines = capsys.readouterr().out.splitlines()
     assert lines[2].startswith("[3/3] c") and lines[3].startswith("[4/5] d") and lines[3].endswith("ETA 1 min")
