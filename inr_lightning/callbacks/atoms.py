@@ -1,27 +1,10 @@
-"""Atom galleries, per-atom localization tables and all-atom ablation reports of an SAE run.
+"""Atom galleries, per-atom tables and all-atom ablation reports of an SAE run.
 
-At the end of training (``on_train_end``, so ``RunSummary`` writes the summary afterwards), rank 0 writes to
-``<run>/atoms/``:
-
-- ``gallery.png``: the top atoms by mean activation and as many random live atoms (seeded: typical ones),
-  z_a over the grid on ONE colour scale with one colour bar, beside a cohort image; the title names the
-  backbone, layer, dictionary size and k;
-- ``atoms.csv``: per atom — support fraction (= firing frequency on the grid), mean activation,
-  activation-weighted spatial spread, 90 %-mass radius, connected components, centroid, content alignment
-  (max |Pearson r| over cohort images with the image, its Sobel edges, its foreground; and the largest of
-  the three), its worst ablation
-  drops and drop per unit support (plain and error-preserving);
-- ``distributions.png``: box plots of those per-atom metrics over the live atoms, every outlier drawn;
-- ``ablation.csv``: per atom and cohort image — PSNR drop over the whole image and on the atom's support, vs
-  the un-ablated SAE path, and the error-preserving variant (x − z_a·d_a) vs the INR path;
-- ``worst_atoms.png``: the most damaging atoms: map, un-ablated SAE-path image, ablated image, |difference|;
-
-reports its numbers through ``summary()`` (→ ``summary.json``) — with a data module that serves them, also the
-memorisation checks: FVU at held-out coordinates beside training ones with activation values per SAE parameter
-(``analysis.sae_metrics.generalisation``), and edge alignment with held-out images beside the cohort's own
-(``analysis.locality.edge_memorisation``) — and, with a WandbLogger, logs both images and the
-atom table.  ``write_atom_report`` does the same outside a Trainer: ``measure_atoms`` (numbers, no files) →
-``plot_atom_figures`` → ``write_atom_tables`` (``atoms.csv`` built by column name, ``ablation.csv``).
+At the end of training rank 0 writes ``<run>/atoms/``: ``gallery.png``, ``atoms.csv`` (per-atom locality,
+content alignment and worst ablation drops), ``distributions.png``, ``ablation.csv`` (per atom and image) and
+``worst_atoms.png``; its numbers, including the memorisation checks, go to ``summary.json`` through
+``summary()``.  ``write_atom_report`` does the same outside a Trainer: ``measure_atoms`` → ``plot_atom_figures``
+→ ``write_atom_tables``.  What each number means: ``docs/sae.md``, "What the metrics mean".
 """
 
 from __future__ import annotations

@@ -1,27 +1,10 @@
 """DataModule for SAEs: coordinates → frozen cohort encoder up to one layer → activations.
 
-Training batches are coordinates drawn per step — from the pixel grid (without replacement), uniformly
-from the continuous square [−1, 1]², or from a fixed ``pool`` of ``pool_size`` uniform coordinates (so many
-that the SAE cannot memorise them: ``docs/sae.md``, "Coordinates the SAE cannot memorise") — and the
-activations of encoder layer ``layer`` at them.  ``heldout_coordinates()`` is a set of uniform coordinates
-disjoint from every training coordinate, on which the atom report measures the SAE's held-out FVU.  As in
-``data/grid.py`` the draw depends only on (seed, epoch, step), so under DDP every rank knows the global
-batch and takes the disjoint shard ``[rank::world]``.  Evaluation serves the full grid (each rank its
-shard), with the cohort images, so a module can measure the PSNR through an SAE spliced in at that layer.
-
-On the pixel grid a frozen encoder's activations depend only on the coordinate, so with ``coords: grid``
-the layer's activations on the whole grid are computed once (``precompute: true``, the default: H·W × width
-floats) and each step gathers its rows; batches carry row indices through the loader.  Continuous
-coordinates are new every step and go through the encoder on the training device in
-``on_after_batch_transfer`` (the frozen network lives here and follows the batch's device).
-
-The cohort images and every data setting come from the cohort run's ``config.yaml`` beside ``checkpoints/``
-(``CohortRunDataModule`` with ``split: cohort``), or from ``cohort_data`` when given.  ``readout`` (a
-``nn.readout.LayerReadout``) is the frozen network split at the layer, with this module's initialisation
-sample: what the SAE module receives (the CLI links ``data.readout`` into ``model.init_args.readout``).
-``summary()`` (merged into ``summary.json``) records where the data came from and which encoder the SAE reads:
-``sae/encoder`` is ``untrained`` when the cohort run kept the layers up to ``layer`` at their random
-initialisation (``CohortINRModule(freeze_random_prefix=j)`` with ``layer ≤ j``), else ``cohort``.
+Training coordinates come from the pixel grid (``coords: grid``; activations precomputed once), the continuous
+square [−1, 1]² (``continuous``: new every step) or a fixed ``pool`` of uniform coordinates; a disjoint
+held-out set measures held-out FVU.  Draws depend only on (seed, epoch, step), so DDP ranks take disjoint shards
+of one global batch.  The cohort images and data settings come from the cohort run; ``readout`` is what the
+SAE module receives (the CLI links ``data.readout`` into the model).  Background: ``docs/sae.md``, "Training".
 """
 
 from __future__ import annotations
