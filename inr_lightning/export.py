@@ -1,20 +1,9 @@
 """``python -m inr_lightning export RUN_DIR OUT``: a cohort run as a folder anyone can load, no pickle involved.
 
-    python -m inr_lightning export runs/mri/cohort/siren exported/mri_siren
-    python -m inr_lightning export runs/mri/cohort/siren exported/mri_siren --push_to_hub me/mri-siren-cohort
-
-``OUT`` holds
-- ``model.safetensors``: the network's tensors (``net.``-prefixed, as in the run's checkpoint) and, in the
-  file's metadata, the plain hyper-parameters that rebuild it (``inr_lightning.hyper_parameters``, JSON);
-- ``config.yaml``: the run's resolved config (its data section is what a fit from this folder reads);
-- ``README.md``: a model card generated from the run's files (data, resolution, PSNR, stable rank per layer,
-  how it was trained, how to fit a new signal from it);
-- ``summary.json`` and ``signals.csv`` of the run, as they were.
-
-The folder is a cohort checkpoint wherever one is accepted: ``load_run(OUT)``, ``model.init_args.cohort_ckpt``
-of a fit and ``data.init_args.cohort_ckpt`` of an SAE (``checkpoints.load_cohort`` reads it with
-``read_folder``).  ``--push_to_hub REPO`` uploads the folder with ``huggingface_hub`` (needs ``huggingface-cli
-login``); nothing else here touches the network.
+``OUT`` holds ``model.safetensors`` (the ``net.`` tensors; the hyper-parameters that rebuild the network as JSON
+metadata), the run's ``config.yaml``, ``summary.json``, ``signals.csv`` and a generated model card
+``README.md``.  The folder is a cohort checkpoint wherever one is accepted (``load_run``, a fit's or an SAE's
+``cohort_ckpt``); ``--push_to_hub REPO`` uploads it.  README, "Sharing a cohort".
 """
 
 from __future__ import annotations

@@ -1,20 +1,9 @@
 """Callbacks that stop a run: ``FiniteLoss`` and a stage-aware ``EarlyStopping``.
 
-FiniteLoss: stop a run at the first non-finite training loss or gradient, before it touches the weights.
-
-``on_before_backward`` notes whether the step's loss is finite (a flag on the device, no host sync) and
-``on_before_optimizer_step`` checks the loss flags and every gradient (before clipping) at once: nothing has
-been changed yet, so the weights in memory and every checkpoint already written stay finite.  The run ends
-with a ``RunStopped`` error that the CLI prints as one line: which stage, which step, the loss value (and
-under DDP the ranks it was non-finite on) and where the last good checkpoint is.
-
-One synchronisation per step: the per-parameter checks stay on the device and are stacked into one
-``(loss, loss finite, gradients finite)`` row; under DDP the rows of all ranks are gathered in one collective
-(``strategy.all_gather``), then read on the host once.  Every rank takes the same decision at the same step
-(a NaN on one rank stops them all) and none waits forever in a collective.
-
-The CLI adds this callback to every run; checkpoints are only written after validations, so the newest
-``last.ckpt`` always holds weights that produced finite losses.
+``FiniteLoss`` stops at the first non-finite loss or gradient before the optimiser step, so the weights and
+every checkpoint stay finite; the checks stay on the device and are read once per step (under DDP one
+``all_gather``, so a NaN on one rank stops every rank at the same step).  The CLI adds it to every run and
+prints its ``RunStopped`` as one line.
 """
 
 from __future__ import annotations
