@@ -37,6 +37,13 @@ def offline_wandb(tmp_path, monkeypatch):
     monkeypatch.setenv("JSONARGPARSE_DEPRECATION_WARNINGS", "all")
 
 
+def train_cohort(run: Path, backbone: str = "siren", *overrides: str) -> Path:
+    """A tiny cohort run trained through the CLI in ``run`` (``TINY`` + ``overrides``); its ``last.ckpt``."""
+    run_cli(["fit", "--config", f"configs/cohort/{backbone}.yaml", f"--trainer.default_root_dir={run}", *TINY,
+             *overrides])
+    return Path(run) / "checkpoints" / "last.ckpt"
+
+
 def run_cli(args: list[str]) -> None:
     """The CLI in this process (tiny fits only; DDP runs go through ``run_subprocess``)."""
     from inr_lightning.cli import main

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from conftest import TINY, cli_error, read_summary, run_cli
+from conftest import cli_error, read_summary, run_cli, train_cohort
 
 from inr_lightning import load_run
 from inr_lightning.analysis.stable_rank import stable_rank
@@ -25,9 +25,7 @@ FIT = ["--trainer.max_steps=4", "--data.init_args.steps_per_epoch=2", "--trainer
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
-    run = tmp_path_factory.mktemp("export") / "cohort"
-    run_cli(["fit", "--config", "configs/cohort/siren.yaml", f"--trainer.default_root_dir={run}", *TINY, *SYNTH])
-    return run
+    return train_cohort(tmp_path_factory.mktemp("export") / "cohort", "siren", *SYNTH).parent.parent
 
 
 def test_export_round_trips_to_a_fit_with_the_same_result(cohort, tmp_path):

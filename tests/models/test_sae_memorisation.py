@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import TINY, read_summary, run_cli
+from conftest import read_summary, run_cli, train_cohort
 
 from inr_lightning.analysis.sae_metrics import parameter_count, sae_fvu, values_per_parameter
 from inr_lightning.data import ActivationDataModule
@@ -18,10 +18,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def siren(tmp_path_factory):
-    run = tmp_path_factory.mktemp("cohort") / "siren"
-    run_cli(["fit", "--config", "configs/cohort/siren.yaml", f"--trainer.default_root_dir={run}", *TINY,
-             "--trainer.max_steps=60", "--trainer.logger=false"])
-    return run / "checkpoints" / "last.ckpt"
+    return train_cohort(tmp_path_factory.mktemp("cohort") / "siren", "siren", "--trainer.max_steps=60",
+                        "--trainer.logger=false")
 
 
 def test_pool_batches_and_heldout_coordinates_disjoint_from_training(siren):

@@ -6,17 +6,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY, assert_names, cli_error, raises_naming, run_cli
+from conftest import assert_names, cli_error, raises_naming, train_cohort
 
 from inr_lightning.study.commands import match_learning_rate, sae_depths, sweep
 
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
-    run = tmp_path_factory.mktemp("cohort") / "ffmlp"
-    run_cli(["fit", "--config", "configs/cohort/ffmlp.yaml", f"--trainer.default_root_dir={run}", *TINY,
-             "--trainer.logger=false", "--model.init_args.net.shared_layers=2"])
-    return run / "checkpoints" / "last.ckpt"
+    return train_cohort(tmp_path_factory.mktemp("cohort") / "ffmlp", "ffmlp", "--trainer.logger=false",
+                        "--model.init_args.net.shared_layers=2")
 
 
 @pytest.mark.slow
