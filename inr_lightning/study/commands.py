@@ -144,10 +144,10 @@ def run_regime(profile: Profile, out: Path, backbones: list[str], datasets: list
     return reporting.write_regime_report(out, profile, results, backbones, seeds, elapsed, command)
 
 
-def run_dataset(profile: Profile, root: Path, ds: str, backbones: list[str], seeds: int, study: str, logger: str,
-                overwrite: bool, first: bool) -> dict:
-    """One dataset of a study: cohorts (FFMLP matched to SIREN), the fit learning-rate search, the sweeps of
-    every seed and view, and the SAEs (``first``: the extra SAE seeds and dictionary sizes too)."""
+def run_cohorts(profile: Profile, root: Path, ds: str, backbones: list[str], seeds: int, study: str, logger: str,
+                overwrite: bool) -> tuple[dict, list[dict], float | None]:
+    """Every seed's cohort per backbone, SIREN first; the FFMLP's learning rate matched to SIREN on the mean of
+    ``profile.match_seeds`` seeds → (cohorts by (backbone, seed), the matching table, the FFMLP rate)."""
     cohorts: dict[tuple[str, int], tuple[Path, dict]] = {}
     matching: list[dict] = []
     ffmlp_lr = None
@@ -183,6 +183,14 @@ def run_dataset(profile: Profile, root: Path, ds: str, backbones: list[str], see
                          "chosen": lr == ffmlp_lr, "seeds": len(matched)} for lr, (c, s) in sorted(tried.items())]
         for seed in range(seeds):  # matched seeds at the chosen rate are reused
             cohorts["ffmlp", seed] = ffmlp(ffmlp_lr, seed)
+    return cohorts, matching, ffmlp_lr
+
+
+def run_dataset(profile: Profile, root: Path, ds: str, backbones: list[str], seeds: int, study: str, logger: str,
+                overwrite: bool, first: bool) -> dict:
+    """One dataset of a study: cohorts (FFMLP matched to SIREN), the fit learning-rate search, the sweeps of
+    every seed and view, and the SAEs (``first``: the extra SAE seeds and dictionary sizes too)."""
+    cohorts, matching, ffmlp_lr = run_cohorts(profile, root, ds, backbones, seeds, study, logger, overwrite)
     fit_lr = {}
     searches = {}
     for backbone in backbones:

@@ -49,44 +49,11 @@ def estimated_minutes(counts: dict[str, int], seconds: dict[str, float] = STAGE_
     return total / 60
 
 
-def run_cohorts(profile: Profile, root: Path, ds: str, backbones: list[str], seeds: int, study: str, logger: str,
-                overwrite: bool) -> tuple[dict, list[dict]]:
-    """Every seed's cohort per backbone, the FFMLP's learning rate matched on seed 0 (as ``run_dataset``)."""
-    from inr_lightning.study.commands import match_learning_rate, run_cohort
-    from inr_lightning.study.verdicts import capped
-
-    cohorts, matching, ffmlp_lr = {}, [], None
-    for seed in range(seeds):
-        for backbone in backbones:
-            if backbone == "siren":
-                cohorts["siren", seed] = run_cohort("siren", root / f"seed{seed}" / "cohort" / "siren", profile, ds,
-                                                    seed, study, profile.siren_cohort_lr, logger, overwrite)
-                continue
-
-            def train(lr: float, seed: int = seed):
-                return run_cohort("ffmlp", root / f"seed{seed}" / "cohort" / f"ffmlp_lr{lr:g}", profile, ds, seed,
-                                  study, lr, logger, overwrite)
-
-            if ffmlp_lr is not None:
-                cohorts["ffmlp", seed] = train(ffmlp_lr)
-                continue
-            target = cohorts["siren", seed][1]["val/psnr"] if ("siren", seed) in cohorts else None
-            tried = match_learning_rate(train, profile.ffmlp_lrs, target)
-            if target is None:
-                ffmlp_lr = max(tried, key=lambda lr: tried[lr][1]["val/psnr"])
-            else:
-                ffmlp_lr = min(tried, key=lambda lr: abs(capped(tried[lr][1]["val/psnr"]) - capped(target)))
-                matching = [{"lr": lr, "psnr": s["val/psnr"], "siren": target, "run": str(c.parent.parent),
-                             "chosen": lr == ffmlp_lr} for lr, (c, s) in sorted(tried.items())]
-            cohorts["ffmlp", seed] = tried[ffmlp_lr]
-    return cohorts, matching
-
-
 def run_finding2(profile: Profile, out: Path, backbones: list[str], datasets: list[str], seeds: int, logger: str,
                  overwrite: bool, command: str) -> Path:
     """Runs (or reuses) every stage of the finding-2 profile and writes ``<out>/report.md``."""
     from inr_lightning.study import report as reporting
-    from inr_lightning.study.commands import run_sae_depths
+    from inr_lightning.study.commands import run_cohorts, run_sae_depths
     from inr_lightning.study.stages import PROGRESS
 
     start = time.perf_counter()
@@ -98,7 +65,7 @@ def run_finding2(profile: Profile, out: Path, backbones: list[str], datasets: li
     results, rows = {}, []
     for i, ds in enumerate(datasets):
         root = out / ds
-        cohorts, matching = run_cohorts(profile, root, ds, backbones, seeds, study, logger, overwrite)
+        cohorts, matching, _ = run_cohorts(profile, root, ds, backbones, seeds, study, logger, overwrite)
         for seed in range(seeds):
             sae = run_sae_depths({b: cohorts[b, seed][0] for b in backbones}, root / f"seed{seed}",
                                  layers=profile.sae_layers, control_layers=profile.control_layers,
