@@ -5,12 +5,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
-import torch
-
 from inr_lightning.errors import InputError
-from inr_lightning.models.base import INRModule, LossReduction
+from inr_lightning.models.base import INRModule, LossReduction, LrSchedule
 from inr_lightning.nn import CohortINR, INRConfig
 
 
@@ -29,24 +25,20 @@ class CohortINRModule(INRModule):
         step_chunk: coordinates per chunk of a training step, null for none (see ``INRModule``).
         freeze_random_prefix: ``j`` keeps encoder layers 0..j at their random initialisation, frozen (the
             untrained-encoder control: the heads still learn the cohort); ``None`` trains every layer.
-        lr_schedule: ``constant`` (STRAINER) or ``cosine`` (to 0 at ``trainer.max_steps``: at lr ≥ 3e-4 a
-            constant rate leaves the last step in one of Adam's late spikes, 10 dB or more between seeds).
+        lr_schedule: ``constant`` (STRAINER) or ``cosine`` (see ``INRModule``).
     """
 
     def __init__(self, net: INRConfig = INRConfig(), num_signals: int = 1, out_channels: int = 1, lr: float = 1e-4,
                  loss_reduction: LossReduction = "sum", eval_chunk: int = 65536, compile: bool = False,
                  step_chunk: int | None = None, freeze_random_prefix: int | None = None,
-                 lr_schedule: Literal["constant", "cosine"] = "constant") -> None:
+                 lr_schedule: LrSchedule = "constant") -> None:
         super().__init__(lr=lr, loss_reduction=loss_reduction, eval_chunk=eval_chunk, compile=compile,
-                         step_chunk=step_chunk)
+                         step_chunk=step_chunk, lr_schedule=lr_schedule)
         if isinstance(net, dict):  # rebuilt from a checkpoint's hyper-parameters
             net = INRConfig(**net)
         self.save_hyperparameters()
         self.hparams["net"] = net.to_dict()  # plain values: checkpoints stay loadable with weights_only=True
         self.net = CohortINR(net, num_signals, out_channels)
-        if lr_schedule not in ("constant", "cosine"):
-            raise InputError(f"lr_schedule must be constant or cosine, got {lr_schedule!r}")
-        self.lr_schedule = lr_schedule
         if freeze_random_prefix is not None:
             if isinstance(freeze_random_prefix, bool) or not isinstance(freeze_random_prefix, int) \
                     or not 0 <= freeze_random_prefix < net.shared_layers:
@@ -54,10 +46,3 @@ class CohortINRModule(INRModule):
                                  f"layers 0..{net.shared_layers - 1} (or null for none)")
             for j in range(freeze_random_prefix + 1):
                 self.net.encoder.layers[j].requires_grad_(False)
-
-    def configure_optimizers(self):
-        optimizer = super().configure_optimizers()
-        if self.lr_schedule == "constant":
-            return optimizer
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(self.trainer.max_steps, 1))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

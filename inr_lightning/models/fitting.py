@@ -20,7 +20,7 @@ from torchmetrics.functional.image import (
 from inr_lightning.checkpoints import load_cohort
 from inr_lightning.contracts import GridData
 from inr_lightning.errors import InputError, check_choice
-from inr_lightning.models.base import INRModule, LossReduction, attached_trainer
+from inr_lightning.models.base import INRModule, LossReduction, LrSchedule, attached_trainer
 from inr_lightning.nn import CohortINR
 from inr_lightning.nn.inr import Encoder
 
@@ -48,7 +48,7 @@ class SignalFitModule(INRModule):
         out_channels: channels per signal; linked from ``data.num_channels``.
         lr: Adam learning rate (1e-4).
         record_steps: steps at which the full-grid PSNR/SSIM of every signal goes into ``summary.json``.
-        loss_reduction, eval_chunk, compile, step_chunk: as ``INRModule``.
+        loss_reduction, eval_chunk, compile, step_chunk, lr_schedule: as ``INRModule``.
         cache_frozen_prefix: compute the frozen layers' output on the grid once per fit.
     """
 
@@ -57,9 +57,9 @@ class SignalFitModule(INRModule):
                  num_signals: int = 1, out_channels: int = 1,
                  lr: float = 1e-4, record_steps: list[int] | None = None, loss_reduction: LossReduction = "sum",
                  eval_chunk: int = 65536, cache_frozen_prefix: bool = True, compile: bool = False,
-                 step_chunk: int | None = None) -> None:
+                 step_chunk: int | None = None, lr_schedule: LrSchedule = "constant") -> None:
         super().__init__(lr=lr, loss_reduction=loss_reduction, eval_chunk=eval_chunk, compile=compile,
-                         step_chunk=step_chunk)
+                         step_chunk=step_chunk, lr_schedule=lr_schedule)
         if not isinstance(cache_frozen_prefix, bool):
             raise InputError(f"cache_frozen_prefix must be true or false, got {cache_frozen_prefix!r}")
         self.cache_frozen_prefix = cache_frozen_prefix

@@ -605,7 +605,8 @@ def write_study_report(out: Path, profile, results: dict, backbones: list[str], 
              + (f" ({resumed} resumed after an interruption: only their last part is counted)" if resumed else "")
              + ". "
              f"Encoders: {profile.layers} shared layers of width {profile.width} + a linear head per image, "
-             f"{profile.resolution}×{profile.resolution} px; {seeds} cohort seed(s), each also its fits' seed. "
+             f"{profile.resolution}×{profile.resolution} px; {seeds} cohort seed(s), each also its fits' seed; "
+             f"learning-rate schedule {profile.cohort_schedule} for the cohorts, {profile.fit_schedule} for the fits. "
              "Finding 1 treats the cohort as the unit of replication: every interval is a 95 % t-interval over "
              "cohort means (signals averaged within each cohort), n = cohorts; protocol differences are paired "
              "(same signal, same cohort). Paths are relative to this file.", "",

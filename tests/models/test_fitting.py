@@ -208,6 +208,13 @@ def test_fit_config_runs_a_tiny_fit_from_a_cohort_run(tmp_path, backbone, capsys
         tested = json.loads((run / "test_summary.json").read_text())
         assert tested["test/psnr"] == pytest.approx(summary["val/psnr"], abs=1e-4)
         assert read_summary(run) == summary   # the training record is untouched by `test`
+        # lr_schedule: cosine — the fit's rate decays to 0 at max_steps (a settled final step); constant keeps it.
+        for schedule, end in (("cosine", 0.0), ("constant", hp["lr"])):
+            settled = tmp_path / f"fit_{schedule}"
+            run_cli(["fit", "--config", "configs/fit/siren.yaml", f"--trainer.default_root_dir={settled}",
+                     f"--model.init_args.cohort_ckpt={ckpt}", f"--model.init_args.lr_schedule={schedule}", *FIT_TINY])
+            state = torch.load(settled / "checkpoints" / "last.ckpt", weights_only=True)
+            assert state["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(end, abs=1e-12)
         # A depth out of range reaches the user as one line naming the valid range, exit status 2.
         capsys.readouterr()
         with pytest.raises(SystemExit) as info:
