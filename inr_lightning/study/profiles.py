@@ -186,14 +186,14 @@ PROFILES = {
                           "fits and 48 SAEs must fit the 150-minute budget of 2 CPU cores",
                           "SAEs: 4096 atoms, k = 32, 300 steps of the whole 48×48 grid (2304 activations) each; SAE "
                           "seeds and dictionary sizes on the first dataset (MRI) only")),
-    # Finding 1, decided where the CPU allows (measured sizes: docs/study.md "The decisive profile"): 48×48,
+    # Finding 1, decided where the CPU allows (sizes from the regime map: docs/study.md "The decisive profile"): 32×32,
     # width 128, matched cohorts (cosine-decayed rate; the FFMLP rate matched on the mean of all five seeds), 600-step
-    # fits (cosine-decayed) at each backbone's searched learning rate, five
-    # cohort seeds, ten held-out signals per dataset; no SAEs (finding 2 is the `full` profile's).
-    "decisive": Profile("decisive", 48, 128, 5, 2000, 600, DECISIVE_RECORD, 5, ("mri", "natural"), (3e-4, 1e-3),
+    # fits (cosine-decayed) at each backbone's searched learning rate, five cohort seeds, ten held-out signals per
+    # dataset; no SAEs (finding 2 is the `finding2` profile's).
+    "decisive": Profile("decisive", 32, 128, 5, 2000, 600, DECISIVE_RECORD, 5, ("mri", "natural"), (1e-3, 3e-3),
                         (), [], sae_seeds=1, control_layers=(), frequencies=256, views=False, controls=False,
                         num_heldout=10, num_validation=3, siren_cohort_lr=3e-4, cohort_schedule="cosine",
-                        fit_lrs=(("siren", (1e-4, 3e-4, 1e-3)), ("ffmlp", (3e-4, 1e-3, 3e-3))),
+                        fit_lrs=(("siren", (3e-5, 1e-4, 3e-4, 1e-3)), ("ffmlp", (1e-4, 3e-4, 1e-3, 3e-3))),
                         match_seeds=5, fit_schedule="cosine"),
     # Where finding 1 holds: the decisive protocol on MRI at every (resolution, width) cell, three cohort seeds
     # per cell, judged at two fit budgets (300 and 600 steps of the same fits: Adam has no schedule here).
