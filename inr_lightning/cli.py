@@ -82,10 +82,12 @@ class INRLightningCLI(LightningCLI):
         parser.add_argument("--stage", type=str, default="run", help="cohort, fit or sae: run folder and W&B job type")
         parser.add_argument("--overwrite", type=bool, default=False,
                             help="start a new fit in a run directory that already holds checkpoints")
-        # Targets missing from a model's signature are skipped, so one CLI serves every stage.
+        # A link whose source the data module lacks is skipped, so one CLI serves every stage (``readout``: the SAE
+        # stage's data; ``full_grid``: the fit stage's, ``CohortRunDataModule``).
         parser.link_arguments("data.num_signals", "model.init_args.num_signals", apply_on="instantiate")
         parser.link_arguments("data.num_channels", "model.init_args.out_channels", apply_on="instantiate")
         parser.link_arguments("data.readout", "model.init_args.readout", apply_on="instantiate")
+        parser.link_arguments("data.full_grid", "model.init_args.grid", apply_on="instantiate")
 
     def parse_arguments(self, parser, args) -> None:
         """After parsing: ``weights_only=True`` unless given; ``--ckpt_path`` checked (exists, loads with
@@ -174,8 +176,9 @@ def resolve(args: list[str]) -> dict:
         return done.args[0]
 
 
-def main(args: list[str] | None = None) -> None:
-    """``python -m inr_lightning …`` in this process: user errors end it with one line (``SystemExit``)."""
+def main(args: list[str] | None = None, exit_on_error: bool = True) -> None:
+    """``python -m inr_lightning …`` in this process: user errors end it with one line (``SystemExit``);
+    ``exit_on_error=False`` raises that error (``InputError``/``RunStopped``) instead (a study's stages)."""
     args = sys.argv[1:] if args is None else list(args)
     report = StopReport()
     for logger in TIPS:
@@ -198,6 +201,8 @@ def main(args: list[str] | None = None) -> None:
             cause = find_user_error(report.error or err)
             if cause is None or os.environ.get("INR_LIGHTNING_TRACEBACK"):
                 raise
+            if not exit_on_error:
+                raise cause from None
             print(f"error: {cause}", file=sys.stderr)
             sys.exit(getattr(cause, "exit_code", 2))
         finally:  # WandbLogger leaves its run open; a second run in this process would silently reuse it

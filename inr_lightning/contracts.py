@@ -15,8 +15,9 @@ from torch import Tensor
 
 @runtime_checkable
 class GridData(Protocol):
-    """What a fitting module reads: the full coordinate grid that training batches' ``index`` refers to, and
-    that grid as one evaluation batch (``{"coords", "target", "num_coords", "shape"}``)."""
+    """What a fitting stage's data module serves besides batches: the full coordinate grid that training
+    batches' ``index`` refers to, as one evaluation batch (``{"coords", "target", "num_coords", "shape"}``);
+    the CLI hands it to the module (``SignalFitModule(grid=…)``, from ``CohortRunDataModule.full_grid``)."""
 
     coords: Tensor  # (H·W, 2) on [−1, 1]
 

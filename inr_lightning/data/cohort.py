@@ -177,6 +177,12 @@ class CohortRunDataModule(SignalDataModule):
         allow_cohort_signals: allow a split or override that serves images the cohort was trained on.
     """
 
+    @property
+    def full_grid(self) -> dict:
+        """The full grid as one batch, which the CLI hands to the fitting module (``SignalFitModule(grid=…)``);
+        only the later stages' data has it, so the cohort stage's module is never handed one."""
+        return self.full_grid_batch()
+
     def __init__(self, cohort_ckpt: str, split: Split = "heldout", source: SignalSource | None = None,
                  resolution: int | list[int] | None = None, channels: int | None = None, aspect: Aspect | None = None,
                  num_signals: int | None = None, num_heldout: int | None = None, num_validation: int | None = None,

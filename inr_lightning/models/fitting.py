@@ -18,9 +18,8 @@ from torchmetrics.functional.image import (
 )
 
 from inr_lightning.checkpoints import load_cohort
-from inr_lightning.contracts import GridData
 from inr_lightning.errors import InputError, check_choice
-from inr_lightning.models.base import INRModule, LossReduction, LrSchedule, attached_trainer
+from inr_lightning.models.base import INRModule, LossReduction, LrSchedule
 from inr_lightning.nn import CohortINR
 from inr_lightning.nn.inr import Encoder
 
@@ -50,6 +49,10 @@ class SignalFitModule(INRModule):
         record_steps: steps at which the full-grid PSNR/SSIM of every signal goes into ``summary.json``.
         loss_reduction, eval_chunk, compile, step_chunk, lr_schedule: as ``INRModule``.
         cache_frozen_prefix: compute the frozen layers' output on the grid once per fit.
+        grid: the full grid as one batch (``{"coords" (P, 2), "target" (N, P, C), "num_coords", "shape"}``) that
+            training batches' ``index`` refers to; the CLI links it from the data module (``full_grid_batch``).
+            It feeds the frozen-prefix cache and the PSNR at ``record_steps``; None: no cache, and the recorded
+            PSNR reads the first validation batch.
     """
 
     def __init__(self, cohort_ckpt: str, protocol: FitProtocol = "auto", last_frozen_layer: int | None = None,
@@ -57,12 +60,13 @@ class SignalFitModule(INRModule):
                  num_signals: int = 1, out_channels: int = 1,
                  lr: float = 1e-4, record_steps: list[int] | None = None, loss_reduction: LossReduction = "sum",
                  eval_chunk: int = 65536, cache_frozen_prefix: bool = True, compile: bool = False,
-                 step_chunk: int | None = None, lr_schedule: LrSchedule = "constant") -> None:
+                 step_chunk: int | None = None, lr_schedule: LrSchedule = "constant", grid: dict | None = None) -> None:
         super().__init__(lr=lr, loss_reduction=loss_reduction, eval_chunk=eval_chunk, compile=compile,
                          step_chunk=step_chunk, lr_schedule=lr_schedule)
         if not isinstance(cache_frozen_prefix, bool):
             raise InputError(f"cache_frozen_prefix must be true or false, got {cache_frozen_prefix!r}")
         self.cache_frozen_prefix = cache_frozen_prefix
+        self.grid = grid                               # the data's full grid batch (``contracts.GridData``)
         self._prefix_cache: Tensor | None = None      # (M, P, width): frozen layers' output on the full grid
         self._prefix_index: Tensor | None = None      # arange(P) on the cache's device (full-grid fast path)
         self._step_full = False                       # this step's index is the whole grid in order
@@ -88,7 +92,7 @@ class SignalFitModule(INRModule):
             self.check_depth(last_frozen_layer, cfg.shared_layers)
         self.protocol, self.above, self.encoder_weights, self.cfg = protocol, above, encoder_weights, cfg
         self.record_steps = sorted(set(steps))
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["grid"])   # data, not a setting: the CLI links it again on resume
         self.hparams["record_steps"] = self.record_steps
         # Random init everywhere (this *is* scratch), then the cohort encoder in every copy.
         self.net = CohortINR(cfg, num_signals, out_channels, encoder_copies=num_signals)
@@ -166,15 +170,9 @@ class SignalFitModule(INRModule):
         self._summary["fit/frozen_layers"] = list(range(depth + 1))
 
     # -- frozen-prefix cache ---------------------------------------------------------------------------
-    def _grid_data(self) -> GridData | None:
-        """The data module, when it serves a full grid (``contracts.GridData``); None outside a Trainer."""
-        dm = getattr(attached_trainer(self), "datamodule", None)
-        return dm if isinstance(dm, GridData) else None
-
     def _grid_coords(self) -> Tensor | None:
-        """The full grid ``batch["index"]`` refers to."""
-        dm = self._grid_data()
-        return None if dm is None else dm.coords
+        """The full grid ``batch["index"]`` refers to (None: no grid was given)."""
+        return None if self.grid is None else self.grid["coords"]
 
     @torch.no_grad()
     def build_prefix_cache(self, coords: Tensor) -> Tensor:
@@ -236,11 +234,9 @@ class SignalFitModule(INRModule):
 
     # -- PSNR / SSIM at the recorded steps -----------------------------------------------------------
     def _full_grid_batch(self) -> dict | None:
-        """The full grid for the recorded PSNR: from the data module (``contracts.GridData``), else the first
-        batch of the validation loader the Trainer was given."""
-        dm = self._grid_data()
-        if dm is not None:
-            return dm.full_grid_batch()
+        """The full grid for the recorded PSNR: ``grid``, else the first batch of the Trainer's validation loader."""
+        if self.grid is not None:
+            return self.grid
         loaders = self.trainer.val_dataloaders
         loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
         return None if loader is None else next(iter(loader))

@@ -1,8 +1,8 @@
 """Run one stage of a study as a function, reusing it only when it is exactly the run asked for.
 
-A stage is ``python -m inr_lightning fit --config <stage config> <overrides…>`` in this process.  Before it
-runs, the requested config is resolved in this process (``cli.resolve``: every file, override and interpolation)
-and compared with the ``config.yaml`` an earlier run left in the same directory:
+A stage is ``python -m inr_lightning fit --config <stage config> <overrides…>`` in this process.  Where an earlier
+run left a ``config.yaml`` in the same directory, the requested config is resolved in this process first
+(``cli.resolve``: every file, override and interpolation) and compared with it:
 
 - no earlier run → run it;
 - same config, finished (``stage.json`` written after a successful fit, with its wall-clock) → reuse its
@@ -31,7 +31,7 @@ MARKER = "stage.json"
 def _cli(args: list[str]) -> None:
     from inr_lightning.cli import main  # the CLI imports the study's commands lazily; no cycle at import
 
-    main(args)
+    main(args, exit_on_error=False)  # a bad value is the parser's own ``InputError``, raised to the caller
 
 
 def flatten(tree, prefix: str = "") -> dict:
@@ -104,11 +104,10 @@ def run_stage(config: str | Path, run_dir: str | Path, overrides: list[str] = ()
         args.append("--trainer.logger=false")
     else:
         args.append(f"--trainer.logger.init_args.offline={str(logger != 'online').lower()}")
-    requested = resolved_config(args)
     recorded_path, marker = run_dir / "config.yaml", run_dir / MARKER
     resume = []
-    if recorded_path.is_file():
-        diff = config_diff(yaml.safe_load(recorded_path.read_text()) or {}, requested)
+    if recorded_path.is_file():  # only then is the request resolved (a fresh run parses once, when it runs)
+        diff = config_diff(yaml.safe_load(recorded_path.read_text()) or {}, resolved_config(args))
         if diff and not overwrite:
             shown = "; ".join(diff[:3]) + (f"; and {len(diff) - 3} more" if len(diff) > 3 else "")
             raise InputError(f"'{run_dir}' holds a run of another config ({shown}); pass --overwrite to replace "

@@ -32,9 +32,10 @@ def signals(split: str = "heldout", coords_per_step: int | None = None) -> Signa
 def fitted(ckpt, cache: bool, coords_per_step=None, depth: int = 1, above: str = "finetune", steps: int = 6,
            compile: bool = False, step_chunk: int | None = None):
     torch.manual_seed(3)
-    module = SignalFitModule(str(ckpt), protocol="freeze", last_frozen_layer=depth, above=above, num_signals=3, lr=1e-2,
-                             record_steps=[], cache_frozen_prefix=cache, compile=compile, step_chunk=step_chunk)
     dm = signals(coords_per_step=coords_per_step)
+    module = SignalFitModule(str(ckpt), protocol="freeze", last_frozen_layer=depth, above=above, num_signals=3, lr=1e-2,
+                             record_steps=[], cache_frozen_prefix=cache, compile=compile, step_chunk=step_chunk,
+                             grid=dm.full_grid_batch())   # what the CLI links from the data module
     calls = []
     original = module.net.encoder.forward
 

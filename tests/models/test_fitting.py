@@ -7,7 +7,7 @@ import json
 import lightning as L
 import pytest
 import torch
-from conftest import assert_names, assert_relative_close, cohort_run, fit_single_and_ddp, raises_naming, read_summary, run_cli
+from conftest import ROOT, assert_names, assert_relative_close, cohort_run, fit_single_and_ddp, raises_naming, read_summary, run_cli
 
 from inr_lightning.checkpoints import save_cohort
 from inr_lightning.data import SignalDataModule, Synthetic
@@ -175,6 +175,16 @@ def test_auto_without_the_callback_is_an_error(ckpt):
         fit(module, datamodule(), steps=1)
 
 
+class GridProbe(L.Callback):
+    """What the fit module was handed: (its grid is the data module's, the grid's target shape, grid in hparams)."""
+    seen: list = []
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        grid = pl_module.grid
+        GridProbe.seen.append((torch.equal(grid["coords"], trainer.datamodule.coords), tuple(grid["target"].shape),
+                               "grid" in pl_module.hparams))
+
+
 # -- shipped configs ---------------------------------------------------------------------------------
 FIT_TINY = ["--data.init_args.resolution=16", "--data.init_args.steps_per_epoch=2", "--trainer.max_steps=4",
             "--trainer.enable_progress_bar=false", "--model.init_args.record_steps=[2, 4]"]
@@ -208,6 +218,16 @@ def test_fit_config_runs_a_tiny_fit_from_a_cohort_run(tmp_path, backbone, capsys
         tested = json.loads((run / "test_summary.json").read_text())
         assert tested["test/psnr"] == pytest.approx(summary["val/psnr"], abs=1e-4)
         assert read_summary(run) == summary   # the training record is untouched by `test`
+        # The CLI hands the module the data module's full grid (frozen-prefix cache, recorded PSNR); no module
+        # reads ``trainer.datamodule``.
+        from inr_lightning.cli import cli
+
+        GridProbe.seen.clear()
+        run_cli(["fit", "--config", "configs/fit/siren.yaml", f"--trainer.default_root_dir={tmp_path / 'probed'}",
+                 f"--model.init_args.cohort_ckpt={ckpt}", *FIT_TINY, "--trainer.callbacks+=test_fitting.GridProbe"])
+        assert GridProbe.seen == [(True, (5, 256, 1), False)]
+        for path in (ROOT / "inr_lightning" / "models").glob("*.py"):
+            assert "datamodule" not in path.read_text(), path.name
         # lr_schedule: cosine — the fit's rate decays to 0 at max_steps (a settled final step); constant keeps it.
         for schedule, end in (("cosine", 0.0), ("constant", hp["lr"])):
             settled = tmp_path / f"fit_{schedule}"
