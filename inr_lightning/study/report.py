@@ -15,6 +15,7 @@ from pathlib import Path
 
 from inr_lightning.study.verdicts import (
     CAP_DB,
+    CEILING_SHARE,
     CONVERGED_DB,
     FORM_TEXT,
     FORMS,
@@ -26,6 +27,7 @@ from inr_lightning.study.verdicts import (
     cohort_gate as judge_cohorts,
     control_differences,
     gates,
+    held,
     interval,
     protocol_mean,
     row_verdict,
@@ -139,8 +141,8 @@ def finding1_lines(backbone: str, runs: Runs, out: Path, runs_dir: str = "", coh
                 continue
             verdicts[reading, form] = v
             share = v["frozen_share"]
-            picks = row_verdict(v["picks_best"], g["failed"], v["near_trivial"], share)
-            auto = row_verdict(v["noninferior"], g["failed"], v["near_trivial"], share)
+            picks = row_verdict(v["picks_best"], g["failed"], v["near_trivial"], share, v["picks_at_cap"])
+            auto = row_verdict(v["noninferior"], g["failed"], v["near_trivial"], share, v["auto_at_cap"])
             if v["superior"] and not g["failed"]:
                 auto = auto.replace("**holds**", "**holds** (beats)")
             lines.append(f"| {reading} | {FORM_TEXT[form]} | {', '.join(str(p) for p in v['picks'].values())} | "
@@ -150,7 +152,10 @@ def finding1_lines(backbone: str, runs: Runs, out: Path, runs_dir: str = "", coh
               f"averaged within each cohort. *Best set*: every candidate whose mean is not significantly below the "
               f"top one (one-sided 95 %). *Auto matches or beats finetune*: the one-sided 95 % lower bound of "
               f"auto − finetune above −{MARGIN_DB} dB. A rule freezing < {100 * TRIVIAL_SHARE:.0f} % of the "
-              "encoder's parameters is near-trivial. *through* freezes layers 0..j, *below* 0..j−1.", ""]
+              "encoder's parameters is near-trivial. *At the cap*: the row would hold, but both of its sides "
+              f"reach {CAP_DB:.0f} dB in ≥ {100 * CEILING_SHARE:.0f} % of the (cohort, signal) pairs, where the capped "
+              "difference is 0 by construction — see auto − finetune at the earlier steps below. *through* freezes "
+              "layers 0..j, *below* 0..j−1.", ""]
     lines += ["auto − finetune [dB] at every recorded step (raw rule):", "",
               "| step | " + " | ".join(READINGS) + " |", "|---|" + "---|" * len(READINGS)]
     for step in runs.steps:
@@ -680,7 +685,8 @@ def write_study_report(out: Path, profile, results: dict, backbones: list[str], 
                     v = verdicts[reading, "raw"]
                     share = v["frozen_share"]
                     rows = ["—", "—"] if g["failed"] else \
-                        [row_verdict(v[k], None, v["near_trivial"], share) for k in ("picks_best", "noninferior")]
+                        [row_verdict(v[k], None, v["near_trivial"], share, v[cap])
+                         for k, cap in (("picks_best", "picks_at_cap"), ("noninferior", "auto_at_cap"))]
                     glance.append(
                         f"| {ds} | {view} | {backbone} | {gate_word} | {reading} | {100 * share:.1f} % | {rows[0]} | "
                         f"{fmt(v['auto_minus_finetune'])} ({lower(v['auto_minus_finetune'])}) | {rows[1]} |")
@@ -734,7 +740,7 @@ def _lr(ckpt: Path) -> float:
 # -- the regime map ----------------------------------------------------------------------------------------
 OUTCOMES = {"holds": "both rows hold", "partly": "one row holds", "fails": "both rows fail",
             "not converged": "gate: not converged", "no transfer": "gate: no transfer",
-            "cohorts": "gate: cohorts not comparable"}
+            "cohorts": "gate: cohorts not comparable", "at the cap": "a row holds only at the cap"}
 
 
 def regime_cell(runs: Runs, cohort: dict, level: float, reading: str = "through") -> dict:
@@ -745,8 +751,9 @@ def regime_cell(runs: Runs, cohort: dict, level: float, reading: str = "through"
         outcome = ("cohorts" if "cohorts" in g["failed"] else "not converged" if "converged" in g["failed"]
                    else "no transfer")
     else:
-        held = [bool(v["picks_best"]), bool(v["noninferior"])]
-        outcome = "holds" if all(held) else "partly" if any(held) else "fails"
+        rows = [held(v, "picks_best"), held(v, "noninferior")]
+        by_cap = bool(v["picks_best"]) != rows[0] or bool(v["noninferior"]) != rows[1]
+        outcome = "at the cap" if by_cap else "holds" if all(rows) else "partly" if any(rows) else "fails"
     return {"gates": g, "verdict": v, "outcome": outcome}
 
 
@@ -760,7 +767,7 @@ def regime_figure(cells: dict, path: Path, resolutions: list[int], widths: list[
     from matplotlib.colors import ListedColormap
 
     names = list(OUTCOMES)
-    cmap = ListedColormap(["#2ca02c", "#bcbd22", "#d62728", "#7f7f7f", "#9467bd", "#c7c7c7"])
+    cmap = ListedColormap(["#2ca02c", "#bcbd22", "#d62728", "#7f7f7f", "#9467bd", "#c7c7c7", "#17becf"])
     fig, axes = plt.subplots(len(backbones), len(budgets), figsize=(3.2 * len(budgets), 2.8 * len(backbones)),
                              squeeze=False)
     for i, backbone in enumerate(backbones):
@@ -807,8 +814,8 @@ def write_regime_report(out: Path, profile, results: dict, backbones: list[str],
                     f"{cohort['means'][backbone]:.1f} (gap {cohort['gap']:.1f}) | {conv:+.2f} | "
                     f"{fmt(g['transfer']['budget'])} | {fmt(v['auto_minus_finetune'])} ({lower(v['auto_minus_finetune'])}) "
                     f"| {', '.join(map(str, v['picks'].values()))} / {', '.join(map(str, v['best']))} | "
-                    f"{row_verdict(v['picks_best'], g['failed'], v['near_trivial'], v['frozen_share'])} | "
-                    f"{row_verdict(v['noninferior'], g['failed'], v['near_trivial'], v['frozen_share'])} | "
+                    f"{row_verdict(v['picks_best'], g['failed'], v['near_trivial'], v['frozen_share'], v['picks_at_cap'])} | "
+                    f"{row_verdict(v['noninferior'], g['failed'], v['near_trivial'], v['frozen_share'], v['auto_at_cap'])} | "
                     f"`r{res}_w{width}/{ds}` |")
     figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,8 @@ run left a ``config.yaml`` in the same directory, the requested config is resolv
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
 import shutil
 import time
@@ -26,6 +28,7 @@ from inr_lightning.errors import InputError
 IGNORED = ("ckpt_path", "weights_only", "overwrite", "print_config", "trainer.enable_progress_bar", "trainer.logger",
            "trainer.log_every_n_steps")
 MARKER = "stage.json"
+MISSING = object()
 
 
 def _cli(args: list[str]) -> None:
@@ -44,12 +47,29 @@ def flatten(tree, prefix: str = "") -> dict:
     return out
 
 
+def class_default(config: dict, key: str):
+    """The default of ``<section>.init_args.<name>`` in the signature of the section's ``class_path`` (``MISSING``
+    when there is none): a run recorded before that argument existed ran with it."""
+    section, _, name = key.partition(".init_args.")
+    path = (config.get(section) or {}).get("class_path") if name and "." not in name else None
+    if not path:
+        return MISSING
+    module, _, cls = path.rpartition(".")
+    try:
+        param = inspect.signature(getattr(importlib.import_module(module), cls)).parameters.get(name)
+    except (ImportError, AttributeError, ValueError):
+        return MISSING
+    return MISSING if param is None or param.default is inspect.Parameter.empty else param.default
+
+
 def config_diff(recorded: dict, requested: dict) -> list[str]:
-    """``key: recorded → requested`` for every result-relevant key that differs."""
+    """``key: recorded → requested`` for every result-relevant key that differs; a key the recorded config lacks
+    is the same when the request sets it to its class's default (an argument added since that run)."""
     a, b = flatten(recorded), flatten(requested)
     keep = lambda k: not any(k == i or k.startswith(i + ".") for i in IGNORED)  # noqa: E731
+    added = lambda k: k not in a and k in b and b[k] == class_default(requested, k)  # noqa: E731
     return [f"{k}: {a.get(k, '(absent)')!r} → {b.get(k, '(absent)')!r}"
-            for k in sorted(set(a) | set(b)) if keep(k) and a.get(k) != b.get(k)]
+            for k in sorted(set(a) | set(b)) if keep(k) and a.get(k) != b.get(k) and not added(k)]
 
 
 def resolved_config(args: list[str]) -> dict:

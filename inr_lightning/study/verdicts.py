@@ -12,7 +12,9 @@ Finding 1 under a *reading* (through: freeze 0..j; below: 0..j−1) and a *form*
 - **auto matches or beats finetune**: non-inferiority, the one-sided 95 % lower bound of auto − finetune
   above −``MARGIN_DB``.
 
-Both are judged only where the gates pass: cohorts fit, fits converged, transfer exists.
+Both are judged only where the gates pass: cohorts fit, fits converged, transfer exists.  A row that holds
+only because both of its sides sit at ``CAP_DB`` (in ≥ ``CEILING_SHARE`` of the pairs) reads "at the cap": equal
+by construction, not measured.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ CONVERGED_DB = 0.5     # mean gain over the last 20 % of steps below this: conve
 LAST_SHARE = 0.2
 COHORT_LEVEL_DB = 40.0
 COHORT_GAP_DB = 1.0
+CEILING_SHARE = 0.5    # a hold with both sides at the cap in this share of (cohort, signal) pairs is the cap's
 
 
 def capped(v: float, cap: float = CAP_DB) -> float:
@@ -165,6 +168,14 @@ def paired(runs: Runs, a: str | dict[int, str], b: str, step: int = Runs.FINAL) 
             "positive": sum(d > 0 for d in flat), "pairs": len(flat)}
 
 
+def at_cap(runs: Runs, a: str | dict[int, str], b: str, step: int = Runs.FINAL) -> float:
+    """The share of (cohort, signal) pairs in which both ``a`` (one label per cohort allowed) and ``b`` reach
+    ``CAP_DB``: where it is high, their capped difference is 0 by construction."""
+    both = [capped(x) >= CAP_DB and capped(y) >= CAP_DB for c in runs.cohorts
+            for x, y in zip(runs.psnr[c][a[c] if isinstance(a, dict) else a][step], runs.psnr[c][b][step])]
+    return sum(both) / len(both) if both else 0.0
+
+
 def protocol_mean(runs: Runs, label: str, step: int = Runs.FINAL) -> dict:
     """Capped PSNR of one protocol, as an interval over cohort means."""
     return interval(cohort_means({c: [capped(v) for v in runs.psnr[c][label][step]] for c in runs.cohorts}))
@@ -284,21 +295,32 @@ def rule_verdict(runs: Runs, reading: str, form: str, margin: float = MARGIN_DB)
         "auto_minus_finetune": auto, "auto_minus_finetune_by_step": by_step, "margin": margin,
         "noninferior": bool(auto["lower"] > -margin) if enough else None,
         "superior": bool(auto["lower"] > 0) if enough else None,
+        "picks_at_cap": at_cap(runs, {c: label[p] for c, p in picks.items()}, label[best["top"]]),
+        "auto_at_cap": at_cap(runs, auto_labels, "finetune"),
         "frozen_share": share, "near_trivial": bool(share < TRIVIAL_SHARE),
         "freezes_nothing": all(frozen_layers(reading, p) == 0 for p in picks.values()),
     }
 
 
-def row_verdict(holds: bool | None, gate_failed: str | None, near_trivial: bool, share: float) -> str:
-    """The words of one verdict cell."""
+def row_verdict(holds: bool | None, gate_failed: str | None, near_trivial: bool, share: float,
+                at_cap_share: float = 0.0) -> str:
+    """The words of one verdict cell; a hold with both sides at the cap in ≥ ``CEILING_SHARE`` of the pairs
+    reads "at the cap" (a fail stands: it could have come out the other way)."""
     if gate_failed:
         return gate_failed
     if holds is None:
         return "undecided (needs ≥ 2 cohorts)"
     word = "**holds**" if holds else "fails"
+    if holds and at_cap_share >= CEILING_SHARE:
+        word = f"at the cap (both sides reach {CAP_DB:.0f} dB in {100 * at_cap_share:.0f} % of pairs: not measured)"
     if near_trivial:
         word += f", near-trivial (freezes {100 * share:.1f} % of the encoder)"
     return word
+
+
+def held(v: dict, key: str) -> bool:
+    """A row of ``rule_verdict`` that holds by measurement (not by the cap): ``picks_best`` or ``noninferior``."""
+    return bool(v[key]) and v["picks_at_cap" if key == "picks_best" else "auto_at_cap"] < CEILING_SHARE
 
 
 def control_differences(runs: Runs, prefix_a: str, prefix_b: str) -> dict[int, dict]:

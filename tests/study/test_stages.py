@@ -33,3 +33,9 @@ def test_config_diff_ignores_where_a_run_logs_but_not_what_it_computes():
          "ckpt_path": "last"}
     assert config_diff(a, b) == []
     assert config_diff(a, {**b, "seed_everything": 1}) == ["seed_everything: '(absent)' → 1"]
+    # An argument added to a class since a run was recorded: the same run when requested at its default, not else.
+    fit = {"class_path": "inr_lightning.models.SignalFitModule", "init_args": {"lr": 1e-3}}
+    old, new = {**a, "model": fit}, {**b, "model": {**fit, "init_args": {"lr": 1e-3, "lr_schedule": "constant"}}}
+    assert config_diff(old, new) == []
+    new["model"]["init_args"]["lr_schedule"] = "cosine"
+    assert config_diff(old, new) == ["model.init_args.lr_schedule: '(absent)' → 'cosine'"]

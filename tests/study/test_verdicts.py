@@ -16,6 +16,7 @@ from inr_lightning.study.verdicts import (
     convergence_gate,
     frozen_share,
     gates,
+    held,
     interval,
     paired,
     row_verdict,
@@ -126,6 +127,25 @@ def test_a_consistent_small_loss_fails_non_inferiority_and_a_rule_freezing_littl
     assert row_verdict(False, None, False, 0.12) == "fails"
     assert row_verdict(True, None, True, 0.012).startswith("**holds**, near-trivial (freezes 1.2 %")
     assert row_verdict(True, "not converged at 100 steps", False, 0.5) == "not converged at 100 steps"
+
+
+def test_a_hold_with_both_sides_at_the_cap_is_not_a_measurement_but_a_loss_at_the_cap_is():
+    # every protocol reaches the cap except freeze_2: auto (freeze_1) = finetune = 60 dB by construction
+    runs = crafted({"finetune": [[72.0, 65.0]] * 3, "freeze_0": [[70.0, 61.0]] * 3, "freeze_1": [[66.0, 80.0]] * 3,
+                    "freeze_2": [[50.0, 40.0], [51.0, 41.0], [50.5, 40.5]]})
+    v = rule_verdict(runs, "through", "raw")               # srank argmax: layer 1
+    assert v["picks_best"] is True and v["noninferior"] is True           # the statistics alone would say "holds"
+    assert v["auto_at_cap"] == 1.0 and v["picks_at_cap"] == 1.0
+    assert not held(v, "noninferior") and not held(v, "picks_best")
+    assert row_verdict(True, None, False, 0.3, v["auto_at_cap"]).startswith("at the cap (both sides reach 60 dB in 100 %")
+    # half the pairs below the cap: a measurement again
+    assert row_verdict(True, None, False, 0.3, 0.4) == "**holds**"
+    # a fail with finetune at the cap stands: it could have come out the other way
+    worse = crafted({"finetune": [[72.0, 65.0]] * 3, "freeze_0": [[70.0, 61.0]] * 3,
+                     "freeze_1": [[50.0, 45.0], [51.0, 46.0], [50.5, 44.0]], "freeze_2": [[40.0, 40.0]] * 3})
+    w = rule_verdict(worse, "through", "raw")
+    assert w["noninferior"] is False and w["auto_at_cap"] == 0.0
+    assert row_verdict(w["noninferior"], None, False, 0.3, w["auto_at_cap"]) == "fails"
 
 
 def test_gates_converged_transfer_and_cohort():
