@@ -50,7 +50,7 @@ class SignalFitModule(INRModule):
         loss_reduction, eval_chunk, compile, step_chunk, lr_schedule: as ``INRModule``.
         cache_frozen_prefix: compute the frozen layers' output on the grid once per fit.
         grid: the full grid as one batch (``{"coords" (P, 2), "target" (N, P, C), "num_coords", "shape"}``) that
-            training batches' ``index`` refers to; the CLI links it from the data module (``full_grid_batch``).
+            training batches' ``index`` refers to; the CLI links it from ``CohortRunDataModule.full_grid``.
             It feeds the frozen-prefix cache and the PSNR at ``record_steps``; None: no cache, and the recorded
             PSNR reads the first validation batch.
     """

@@ -30,7 +30,7 @@ from inr_lightning.study.verdicts import (
     held,
     interval,
     protocol_mean,
-    row_verdict,
+    row_words,
     rule_verdict,
     spearman_depth,
     steps_saved,
@@ -141,8 +141,7 @@ def finding1_lines(backbone: str, runs: Runs, out: Path, runs_dir: str = "", coh
                 continue
             verdicts[reading, form] = v
             share = v["frozen_share"]
-            picks = row_verdict(v["picks_best"], g["failed"], v["near_trivial"], share, v["picks_at_cap"])
-            auto = row_verdict(v["noninferior"], g["failed"], v["near_trivial"], share, v["auto_at_cap"])
+            picks, auto = row_words(v, "picks_best", g["failed"]), row_words(v, "noninferior", g["failed"])
             if v["superior"] and not g["failed"]:
                 auto = auto.replace("**holds**", "**holds** (beats)")
             lines.append(f"| {reading} | {FORM_TEXT[form]} | {', '.join(str(p) for p in v['picks'].values())} | "
@@ -684,9 +683,7 @@ def write_study_report(out: Path, profile, results: dict, backbones: list[str], 
                 for reading in READINGS:
                     v = verdicts[reading, "raw"]
                     share = v["frozen_share"]
-                    rows = ["—", "—"] if g["failed"] else \
-                        [row_verdict(v[k], None, v["near_trivial"], share, v[cap])
-                         for k, cap in (("picks_best", "picks_at_cap"), ("noninferior", "auto_at_cap"))]
+                    rows = ["—", "—"] if g["failed"] else [row_words(v, k) for k in ("picks_best", "noninferior")]
                     glance.append(
                         f"| {ds} | {view} | {backbone} | {gate_word} | {reading} | {100 * share:.1f} % | {rows[0]} | "
                         f"{fmt(v['auto_minus_finetune'])} ({lower(v['auto_minus_finetune'])}) | {rows[1]} |")
@@ -814,8 +811,7 @@ def write_regime_report(out: Path, profile, results: dict, backbones: list[str],
                     f"{cohort['means'][backbone]:.1f} (gap {cohort['gap']:.1f}) | {conv:+.2f} | "
                     f"{fmt(g['transfer']['budget'])} | {fmt(v['auto_minus_finetune'])} ({lower(v['auto_minus_finetune'])}) "
                     f"| {', '.join(map(str, v['picks'].values()))} / {', '.join(map(str, v['best']))} | "
-                    f"{row_verdict(v['picks_best'], g['failed'], v['near_trivial'], v['frozen_share'], v['picks_at_cap'])} | "
-                    f"{row_verdict(v['noninferior'], g['failed'], v['near_trivial'], v['frozen_share'], v['auto_at_cap'])} | "
+                    f"{row_words(v, 'picks_best', g['failed'])} | {row_words(v, 'noninferior', g['failed'])} | "
                     f"`r{res}_w{width}/{ds}` |")
     figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)

@@ -318,9 +318,17 @@ def row_verdict(holds: bool | None, gate_failed: str | None, near_trivial: bool,
     return word
 
 
+AT_CAP = {"picks_best": "picks_at_cap", "noninferior": "auto_at_cap"}  # a row of ``rule_verdict`` → its cap share
+
+
+def row_words(v: dict, key: str, gate_failed: str | None = None) -> str:
+    """``row_verdict`` of one row (``picks_best`` or ``noninferior``) of a ``rule_verdict``."""
+    return row_verdict(v[key], gate_failed, v["near_trivial"], v["frozen_share"], v[AT_CAP[key]])
+
+
 def held(v: dict, key: str) -> bool:
     """A row of ``rule_verdict`` that holds by measurement (not by the cap): ``picks_best`` or ``noninferior``."""
-    return bool(v[key]) and v["picks_at_cap" if key == "picks_best" else "auto_at_cap"] < CEILING_SHARE
+    return bool(v[key]) and v[AT_CAP[key]] < CEILING_SHARE
 
 
 def control_differences(runs: Runs, prefix_a: str, prefix_b: str) -> dict[int, dict]:
