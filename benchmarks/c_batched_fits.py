@@ -18,6 +18,7 @@ from pathlib import Path
 import lightning as L
 
 from benchmarks.harness import Ctx, Row, cohort_ckpt, fit_module, grid_batch, interleaved, module_stepper
+from inr_lightning.checkpoints import load_cohort
 from inr_lightning.data import SignalDataModule, Synthetic
 from inr_lightning.models import SignalFitModule
 from inr_lightning.nn import INRConfig
@@ -42,7 +43,7 @@ def trainer_fit(ctx: Ctx, ckpt: Path, res: int, num_signals: int, steps: int, se
     clock = StepClock(ctx)
     data = SignalDataModule(Synthetic(size=res, num_images=num_signals, seed=seed), resolution=res,
                             num_signals=num_signals, steps_per_epoch=steps)
-    model = SignalFitModule(str(ckpt), protocol="finetune", num_signals=num_signals, record_steps=[])
+    model = SignalFitModule(load_cohort(ckpt)[0], protocol="finetune", num_signals=num_signals, record_steps=[])
     trainer = L.Trainer(accelerator=ctx.device.type, devices=1, max_steps=steps, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         limit_val_batches=0, num_sanity_val_steps=0, callbacks=[clock],

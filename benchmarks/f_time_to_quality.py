@@ -18,7 +18,7 @@ import torch
 from benchmarks.harness import Ctx, Row, fit_module, module_stepper, prime_cache, psnr_of
 from inr_lightning.analysis import stable_rank
 from inr_lightning.callbacks.freeze import choose_last_frozen_layer
-from inr_lightning.checkpoints import save_cohort
+from inr_lightning.checkpoints import load_cohort, save_cohort
 from inr_lightning.data import MRISlices, SignalDataModule
 from inr_lightning.models import CohortINRModule, SignalFitModule
 from inr_lightning.nn import INRConfig
@@ -50,7 +50,7 @@ def run(ctx: Ctx) -> list[Row]:
     m = held_dm.num_signals
     modules = {}
     torch.manual_seed(2)
-    auto = SignalFitModule(str(ckpt), protocol="auto", num_signals=m, record_steps=[])
+    auto = SignalFitModule(load_cohort(ckpt)[0], protocol="auto", num_signals=m, record_steps=[])
     profile = [stable_rank(w) for w in auto.loaded_encoder_weights]
     auto.set_last_frozen_layer(choose_last_frozen_layer(profile, "through")[1])
     auto.setup("fit")

@@ -31,7 +31,7 @@ def run(ctx: Ctx) -> list[Row]:
     ckpt = cohort / "checkpoints" / "last.ckpt"
 
     def args(protocol: list[str], steps: int, records: list[int]) -> list[str]:
-        return [f"--model.init_args.cohort_ckpt={ckpt}", *protocol, f"--trainer.max_steps={steps}",
+        return [f"--data.init_args.cohort_ckpt={ckpt}", *protocol, f"--trainer.max_steps={steps}",
                 f"--model.init_args.record_steps=[{', '.join(map(str, records))}]", "--trainer.callbacks=[]",
                 f"--data.init_args.steps_per_epoch={steps}", "--trainer.logger=false",
                 "--trainer.enable_progress_bar=false"]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from inr_lightning.checkpoints import save_cohort
+from inr_lightning.checkpoints import load_cohort, save_cohort
 from inr_lightning.data.grid import make_grid
 from inr_lightning.models import SignalFitModule
 from inr_lightning.nn import to_unit
@@ -146,8 +146,8 @@ def module_stepper(ctx: Ctx, module, batch: dict):
 
 def fit_module(ctx: Ctx, ckpt: Path, num_signals: int, protocol: str, depth: int | None = None,
                cache: bool = True, compile: bool = False) -> SignalFitModule:
-    module = SignalFitModule(str(ckpt), protocol=protocol, last_frozen_layer=depth if protocol == "freeze" else None,
-                             num_signals=num_signals, record_steps=[], cache_frozen_prefix=cache, compile=compile)
+    module = SignalFitModule(load_cohort(ckpt)[0], protocol=protocol,
+                             last_frozen_layer=depth if protocol == "freeze" else None, num_signals=num_signals, record_steps=[], cache_frozen_prefix=cache, compile=compile)
     module.setup("fit")  # freezes (protocol freeze) or freezes nothing (finetune / scratch)
     return module.to(ctx.device)
 

@@ -73,7 +73,18 @@ class Resolved(Exception):  # noqa: N818 — not an error: ``resolve`` stops the
 class INRLightningCLI(LightningCLI):
     def __init__(self, *args, resolve_only: bool = False, **kwargs) -> None:
         self.resolve_only = resolve_only
+        given = kwargs.get("args") or []
+        # A run names its subcommand first: only that one's parser is built (each costs as much as a tiny stage).
+        every = LightningCLI.subcommands()
+        self.only = given[0] if given and given[0] in every else None
+        if self.only and kwargs.get("parser_kwargs"):   # per-subcommand settings of the others would be unknown
+            kwargs["parser_kwargs"] = {k: v for k, v in kwargs["parser_kwargs"].items()
+                                       if k not in every or k == self.only}
         super().__init__(*args, **kwargs)
+
+    def subcommands(self) -> dict[str, set[str]]:
+        every = LightningCLI.subcommands()
+        return {self.only: every[self.only]} if self.only else every
 
     def add_arguments_to_parser(self, parser) -> None:
         # Study-wide names that configs interpolate (run directory, W&B group and tags, net.backbone).
@@ -83,11 +94,12 @@ class INRLightningCLI(LightningCLI):
         parser.add_argument("--overwrite", type=bool, default=False,
                             help="start a new fit in a run directory that already holds checkpoints")
         # A link whose source the data module lacks is skipped, so one CLI serves every stage (``readout``: the SAE
-        # stage's data; ``full_grid``: the fit stage's, ``CohortRunDataModule``).
+        # stage's data; ``full_grid`` and ``cohort``: the fit stage's, ``CohortRunDataModule``).
         parser.link_arguments("data.num_signals", "model.init_args.num_signals", apply_on="instantiate")
         parser.link_arguments("data.num_channels", "model.init_args.out_channels", apply_on="instantiate")
         parser.link_arguments("data.readout", "model.init_args.readout", apply_on="instantiate")
         parser.link_arguments("data.full_grid", "model.init_args.grid", apply_on="instantiate")
+        parser.link_arguments("data.cohort", "model.init_args.cohort", apply_on="instantiate")
 
     def parse_arguments(self, parser, args) -> None:
         """After parsing: ``weights_only=True`` unless given; ``--ckpt_path`` checked (exists, loads with

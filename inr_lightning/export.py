@@ -134,7 +134,7 @@ def model_card(net, hp: dict, config: dict, summary: dict, source_ckpt: Path, ou
         "```bash",
         "pip install -e .   # in a checkout of inr_lightning",
         f"python -m inr_lightning fit --config configs/fit/{cfg.backbone}.yaml "
-        f"--model.init_args.cohort_ckpt={out_name}",
+        f"--data.init_args.cohort_ckpt={out_name}",
         "```",
         "",
         "The fit reads the data settings from this folder's `config.yaml` and fits the signals the cohort held out. "

@@ -100,6 +100,7 @@ def test_class_defaults_are_the_shipped_settings(tmp_path, capsys):
     (same hyper-parameters, same initial state): Python users and CLI users get the same model."""
     from conftest import cohort_run
 
+    from inr_lightning.checkpoints import load_cohort
     from inr_lightning.models import CohortINRModule, SAEModule, SignalFitModule
     from inr_lightning.nn import CohortINR, INRConfig
 
@@ -113,10 +114,11 @@ def test_class_defaults_are_the_shipped_settings(tmp_path, capsys):
 
     ckpt = cohort_run(tmp_path / "cohort", CohortINR(INRConfig(), 3, 1))
     fit = resolved("configs/fit/siren.yaml", capsys)["model"]["init_args"]
-    # backbone: the config's own check that cohort_ckpt holds the named backbone (no default can know it).
-    fit = {k: v for k, v in fit.items() if k != "backbone"} | {"cohort_ckpt": str(ckpt)}
+    # backbone: the config's own check that the cohort holds the named backbone (no default can know it).
+    cohort_net = load_cohort(ckpt)[0]   # loaded before the seed: building it draws random numbers
+    fit = {k: v for k, v in fit.items() if k != "backbone"} | {"cohort": cohort_net}
     torch.manual_seed(0)
-    default = SignalFitModule(cohort_ckpt=str(ckpt))
+    default = SignalFitModule(cohort=cohort_net)
     torch.manual_seed(0)
     shipped = SignalFitModule(**fit)
     assert _hparams(default) == _hparams(shipped) and default.record_steps == [50, 100, 250, 500, 1000, 2000]

@@ -89,7 +89,7 @@ def test_fit_stage_with_shipped_adam_two_processes_equal_one(tmp_path):
     ckpt = tiny_cohort(tmp_path)
     args = ["--config", "configs/fit/siren.yaml", "--trainer.accelerator=cpu", "--trainer.max_steps=6",
             "--trainer.enable_progress_bar=false", "--trainer.logger=false",
-            f"--model.init_args.cohort_ckpt={ckpt}", "--model.init_args.protocol=auto",
+            f"--data.init_args.cohort_ckpt={ckpt}", "--model.init_args.protocol=auto",
             "--model.init_args.record_steps=[3,6]", "--data.init_args.coords_per_step=101",
             "--data.init_args.steps_per_epoch=3"]
     s1, s2 = assert_adam_run(args, tmp_path, 6)

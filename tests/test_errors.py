@@ -50,7 +50,7 @@ def cohort(tmp_path_factory) -> Path:
 
 def fit_args(run: Path, ckpt: Path, *extra: str) -> list[str]:
     return ["fit", "--config", "configs/fit/siren.yaml", f"--trainer.default_root_dir={run}",
-            f"--model.init_args.cohort_ckpt={ckpt}", *FIT_TINY, *NO_LOG, *extra]
+            f"--data.init_args.cohort_ckpt={ckpt}", *FIT_TINY, *NO_LOG, *extra]
 
 
 def sae_args(run: Path, ckpt: Path, *extra: str) -> list[str]:
@@ -136,7 +136,7 @@ def test_a_checkpoint_of_the_wrong_stage_or_architecture_is_one_line(stage, case
         named = [f"'{ckpt}'", "3×32"]
     else:  # (the SAE stage takes any backbone: its config's backbone only names the run)
         ckpt = fake_cohort_ckpt(tmp_path / "f.ckpt", backbone="ffmlp")
-        named = [f"'{ckpt}'", "ffmlp", "siren"]
+        named = ["data.cohort_ckpt", "ffmlp", "siren"]
     args = fit_args(tmp_path / "r", ckpt) if stage == "fit" else sae_args(tmp_path / "r", ckpt)
     assert_names(cli_error(args, capsys), *named)
 

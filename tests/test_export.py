@@ -47,7 +47,7 @@ def test_export_round_trips_to_a_fit_with_the_same_result(cohort, tmp_path):
     for name, ckpt in (("ckpt", cohort / "checkpoints" / "last.ckpt"), ("folder", out)):
         fits[name] = tmp_path / f"fit_{name}"
         run_cli(["fit", "--config", "configs/fit/siren.yaml", f"--trainer.default_root_dir={fits[name]}",
-                 f"--model.init_args.cohort_ckpt={ckpt}", *FIT])
+                 f"--data.init_args.cohort_ckpt={ckpt}", *FIT])
     sa, sb = (torch.load(fits[n] / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"] for n in fits)
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
     s1, s2 = read_summary(fits["ckpt"]), read_summary(fits["folder"])
@@ -72,7 +72,7 @@ def test_the_model_card_is_generated_from_the_run(cohort, tmp_path):
     # The card's table is the profile the cohort run recorded at its last validation (same weights).
     assert [round(r, 2) for r in ranks] == [round(r, 2) for r in summary["encoder/stable_rank"]]
     assert "Synthetic" in card and "Adam, lr 0.0001" in card and "4 steps of the full grid" in card
-    assert f"--model.init_args.cohort_ckpt={out.name}" in card
+    assert f"--data.init_args.cohort_ckpt={out.name}" in card
     assert (out / "config.yaml").read_text() == (cohort / "config.yaml").read_text()
 
 

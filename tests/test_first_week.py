@@ -41,7 +41,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
                  f"--data.init_args.cohort_ckpt={ckpt}", *SAE_TINY, "--data.init_args.steps_per_epoch=50",
                  "--trainer.max_steps=3", "--trainer.log_every_n_steps=1", *NO_LOG])
         run_cli(["fit", "--config", "configs/fit/siren.yaml", f"--trainer.default_root_dir={fit}",
-                 f"--model.init_args.cohort_ckpt={ckpt}", *FIT_TINY, *NO_LOG])
+                 f"--data.init_args.cohort_ckpt={ckpt}", *FIT_TINY, *NO_LOG])
     return {"base": base, "cohort": cohort, "sae": sae, "fit": fit}
 
 

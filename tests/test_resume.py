@@ -46,7 +46,7 @@ def stage_args(stage: str, run: Path, cohort: Path) -> list[str]:
         return ["fit", "--config", "configs/cohort/siren.yaml", *TINY, *common, "--data.init_args.coords_per_step=101",
                 "--trainer.callbacks=[]"]
     if stage == "fit":
-        return ["fit", "--config", "configs/fit/siren.yaml", f"--model.init_args.cohort_ckpt={cohort}", *FIT, *common]
+        return ["fit", "--config", "configs/fit/siren.yaml", f"--data.init_args.cohort_ckpt={cohort}", *FIT, *common]
     return ["fit", "--config", "configs/sae/siren.yaml", f"--data.init_args.cohort_ckpt={cohort}", *SAE, *common]
 
 

@@ -109,14 +109,14 @@ class WandbLineage(L.Callback):
         run.name = f"{run.group or 'default'}/{name}/{backbone}/{self._variant(trainer, pl_module, name, backbone)}"
         for key, summary in SUMMARIES.items():
             run.define_metric(key, summary=summary)
-        ckpt = self._cohort_ckpt(trainer, pl_module)
+        ckpt = self._cohort_ckpt(trainer)
         if ckpt is not None:
             self.declare_input(run, ckpt)
 
     @staticmethod
-    def _cohort_ckpt(trainer: L.Trainer, pl_module: L.LightningModule) -> Path | None:
-        """The cohort checkpoint a fit (``model.cohort_ckpt``) or SAE (``data.cohort_ckpt``) run reads."""
-        path = pl_module.hparams.get("cohort_ckpt") or getattr(trainer.datamodule, "cohort_ckpt", None)
+    def _cohort_ckpt(trainer: L.Trainer) -> Path | None:
+        """The cohort checkpoint a fit or SAE run reads (``data.cohort_ckpt``)."""
+        path = getattr(trainer.datamodule, "cohort_ckpt", None)
         return Path(path) if path and Path(path).exists() else None
 
     def declare_input(self, run, ckpt: Path) -> None:

@@ -17,11 +17,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from inr_lightning.checkpoints import load_cohort
 from inr_lightning.data.grid import CoordinateSteps, make_grid
 from inr_lightning.data.provenance import DATA_KEYS, describe_source, instantiate, run_data_config, same_source
 from inr_lightning.data.sources import SignalSource
 from inr_lightning.data.transforms import Aspect, prepare
 from inr_lightning.errors import InputError, check_choice
+from inr_lightning.nn import CohortINR
 
 Split = Literal["cohort", "heldout", "validation"]
 SPLITS = get_args(Split)
@@ -168,7 +170,7 @@ class CohortRunDataModule(SignalDataModule):
     ``allow_cohort_signals`` is true.
 
     Args:
-        cohort_ckpt: a checkpoint of the cohort run (the shipped fit configs interpolate the model's).
+        cohort_ckpt: a checkpoint of the cohort run, or a folder written by ``export``: its network is ``cohort``.
         split: ``heldout`` (default), ``validation`` (needs a cohort run with ``num_validation ≥ 1``) or
             ``cohort`` (needs ``allow_cohort_signals: true``).
         source, resolution, channels, aspect, num_signals, num_heldout, num_validation, seed: ``null`` = the
@@ -183,12 +185,19 @@ class CohortRunDataModule(SignalDataModule):
         only the later stages' data has it, so the cohort stage's module is never handed one."""
         return self.full_grid_batch()
 
+    @property
+    def cohort(self) -> CohortINR:
+        """The cohort run's network (``load_cohort``), which the CLI hands to the fitting module
+        (``SignalFitModule(cohort=…)``): the path is given once, here."""
+        return load_cohort(self.cohort_ckpt)[0]
+
     def __init__(self, cohort_ckpt: str, split: Split = "heldout", source: SignalSource | None = None,
                  resolution: int | list[int] | None = None, channels: int | None = None, aspect: Aspect | None = None,
                  num_signals: int | None = None, num_heldout: int | None = None, num_validation: int | None = None,
                  seed: int | None = None, coords_per_step: int | None = None, steps_per_epoch: int = 100,
                  allow_cohort_signals: bool = False) -> None:
         config, spec = run_data_config(cohort_ckpt)
+        self.cohort_ckpt = str(cohort_ckpt)
         cohort = dict(spec["init_args"])
         for key, param in inspect.signature(SignalDataModule).parameters.items():  # a data section written by hand
             if key in DATA_KEYS and key not in cohort and param.default is not inspect.Parameter.empty:

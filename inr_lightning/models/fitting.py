@@ -17,7 +17,6 @@ from torchmetrics.functional.image import (
     structural_similarity_index_measure,
 )
 
-from inr_lightning.checkpoints import load_cohort
 from inr_lightning.errors import InputError, check_choice
 from inr_lightning.models.base import INRModule, LossReduction, LrSchedule
 from inr_lightning.nn import CohortINR
@@ -31,18 +30,19 @@ DEFAULT_RECORD_STEPS = (50, 100, 250, 500, 1000, 2000)
 
 
 class SignalFitModule(INRModule):
-    """Fits ``num_signals`` held-out signals, one INR each, initialised from a cohort checkpoint.
+    """Fits ``num_signals`` held-out signals, one INR each, initialised from a cohort's encoder.
 
     Args:
-        cohort_ckpt: path to a cohort-stage checkpoint (``runs/<study>/cohort/<backbone>/checkpoints/last.ckpt``);
-            the architecture is read from it.
+        cohort: the cohort network (``CohortINR``) whose architecture and encoder weights the fits start from;
+            read, never kept (not in ``state_dict``).  The CLI links it from ``CohortRunDataModule.cohort``
+            (``data.cohort_ckpt``); from Python, ``checkpoints.load_cohort(path)[0]``.
         protocol: ``scratch``, ``finetune``, ``freeze`` or ``auto`` (docs/architecture.md).
         last_frozen_layer: for ``freeze``: encoder layers ``0 .. last_frozen_layer`` are frozen,
             ``0 ≤ last_frozen_layer < L_s`` (after a fit: −1 when nothing was frozen).
         above: ``finetune`` (layers above the freeze depth start from the cohort weights) or ``reinit``.
         encoder_weights: ``cohort`` (default) or ``random``: the random-weights control.
-        backbone: if given, the checkpoint's backbone must be this one (guards a config pointed at the
-            wrong cohort run).
+        backbone: if given, the cohort's backbone must be this one (guards a config pointed at the wrong
+            cohort run).
         num_signals: number of signals fitted side by side; linked from ``data.num_signals``.
         out_channels: channels per signal; linked from ``data.num_channels``.
         lr: Adam learning rate (1e-4).
@@ -55,7 +55,7 @@ class SignalFitModule(INRModule):
             PSNR reads the first validation batch.
     """
 
-    def __init__(self, cohort_ckpt: str, protocol: FitProtocol = "auto", last_frozen_layer: int | None = None,
+    def __init__(self, cohort: CohortINR, protocol: FitProtocol = "auto", last_frozen_layer: int | None = None,
                  above: Above = "finetune", encoder_weights: EncoderWeights = "cohort", backbone: str | None = None,
                  num_signals: int = 1, out_channels: int = 1,
                  lr: float = 1e-4, record_steps: list[int] | None = None, loss_reduction: LossReduction = "sum",
@@ -83,16 +83,18 @@ class SignalFitModule(INRModule):
         steps = list(DEFAULT_RECORD_STEPS if record_steps is None else record_steps)
         if any(not isinstance(s, int) or s < 0 for s in steps):
             raise InputError(f"record_steps must be integers ≥ 0, got {steps!r}")
-        cohort, _ = load_cohort(cohort_ckpt)
+        if not isinstance(cohort, CohortINR) or cohort.encoder.copies != 1:
+            raise InputError(f"cohort must be a cohort network (a CohortINR with one shared encoder, e.g. "
+                             f"checkpoints.load_cohort(path)[0]), got {type(cohort).__name__}")
         cfg, encoder_state = cohort.cfg, cohort.encoder.state_dict()
         if backbone is not None and backbone != cfg.backbone:
-            raise InputError(f"cohort_ckpt {cohort_ckpt!r} holds a {cfg.backbone} encoder, but backbone is "
-                             f"{backbone!r}; point cohort_ckpt at the {backbone} cohort run")
+            raise InputError(f"the cohort holds a {cfg.backbone} encoder, but backbone is {backbone!r}; point "
+                             f"data.cohort_ckpt at the {backbone} cohort run")
         if protocol == "freeze":
             self.check_depth(last_frozen_layer, cfg.shared_layers)
         self.protocol, self.above, self.encoder_weights, self.cfg = protocol, above, encoder_weights, cfg
         self.record_steps = sorted(set(steps))
-        self.save_hyperparameters(ignore=["grid"])   # data, not a setting: the CLI links it again on resume
+        self.save_hyperparameters(ignore=["cohort", "grid"])   # inputs, not settings: the CLI links them again
         self.hparams["record_steps"] = self.record_steps
         # Random init everywhere (this *is* scratch), then the cohort encoder in every copy.
         self.net = CohortINR(cfg, num_signals, out_channels, encoder_copies=num_signals)
@@ -105,8 +107,8 @@ class SignalFitModule(INRModule):
         self._load_encoder(encoder_state, transfer_weights=protocol != "scratch" and encoder_weights == "cohort")
         self.last_frozen_layer: int | None = last_frozen_layer  # resolved; −1 = nothing frozen
         self._freeze_applied = False
-        # Only init arguments go into hparams (``test --ckpt_path`` feeds them back); the architecture read
-        # from the cohort checkpoint is reported here instead.
+        # Only settings go into hparams (``test --ckpt_path`` feeds them back); the cohort's architecture is
+        # reported here instead.
         self._summary: dict = {"fit/protocol": protocol, "fit/above": above, "fit/encoder_weights": encoder_weights,
                                "fit/net": cfg.to_dict()}
         self._recorded: dict[int, tuple[list[float], list[float]]] = {}

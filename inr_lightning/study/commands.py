@@ -254,7 +254,7 @@ def search_fit_lr(backbone: str, cohort_ckpt: Path, root: Path, profile: Profile
         for protocol in ("scratch", "finetune"):
             print(f"[lr search] {root}: lr {lr:g} {protocol}", flush=True)
             summary = run_stage(config_path("fit", backbone), root / f"lr{lr:g}" / protocol,
-                                [f"--model.init_args.cohort_ckpt={cohort_ckpt}", "--seed_everything=0",
+                                [f"--data.init_args.cohort_ckpt={cohort_ckpt}", "--seed_everything=0",
                                  f"--model.init_args.protocol={protocol}", f"--model.init_args.lr={lr}",
                                  "--data.init_args.split=validation", "--trainer.callbacks=[]",
                                  *profile.fit_args(), f"--study={study}"], logger=logger, overwrite=overwrite)

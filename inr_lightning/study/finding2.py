@@ -16,11 +16,14 @@ from pathlib import Path
 
 from inr_lightning.study.profiles import DATASETS, Profile
 
-# Wall-clock of one stage on 2 CPU cores at 48×48, width 64 (docs/study_full: the `full` profile's stage.json;
-# an SAE of 4096 atoms, 300 steps of 2304 coordinates, atom report included), plus the config resolution and
-# start-up every stage pays (measured: about 3 s).
-STAGE_SECONDS = {"cohort": 14.0, "control": 10.0, "sae": 35.0, "sae_atoms1024": 17.0, "sae_atoms16384": 101.0,
-                 "overhead": 3.0}
+# Seconds of one stage in a one-thread process (two at a time on 2 CPU cores, as scripts/cpu_study.sh runs them),
+# measured on this profile's first runs at 48×48, width 64 (stage.json): a cohort (mean of 6 SIREN ≈ 480 s and
+# 10 FFMLP ≈ 300 s), a control cohort (layer 0: the dearest), an SAE of 4096 atoms (300 steps of 2304 coordinates,
+# atom report included) and of 1024 / 16384, plus start-up and config resolution.  Cohorts and controls scale
+# with the pixel count (``MEASURED_AT``); SAEs train on a fixed batch and are kept as measured (an upper bound).
+STAGE_SECONDS = {"cohort": 367.0, "control": 280.0, "sae": 90.0, "sae_atoms1024": 48.0, "sae_atoms16384": 320.0,
+                 "overhead": 5.0}
+MEASURED_AT, PER_PIXEL = 48, ("cohort", "control")
 
 
 def planned_stages(profile: Profile, backbones: list[str], datasets: list[str], seeds: int) -> dict[str, int]:
@@ -38,15 +41,18 @@ def planned_stages(profile: Profile, backbones: list[str], datasets: list[str], 
     return counts
 
 
-def estimated_minutes(counts: dict[str, int], seconds: dict[str, float] = STAGE_SECONDS) -> float:
-    """The plan's cost from measured per-stage times (an unmeasured dictionary size scales linearly)."""
+def estimated_minutes(counts: dict[str, int], resolution: int = MEASURED_AT,
+                      seconds: dict[str, float] = STAGE_SECONDS) -> float:
+    """Wall-clock minutes of the plan on 2 CPU cores (two one-thread processes) from measured per-stage times;
+    cohorts and controls scaled by pixel count to ``resolution``, an unmeasured dictionary size linearly."""
     total = 0.0
     for kind, n in counts.items():
         per = seconds.get(kind)
         if per is None:   # sae_atoms<N>: linear in the dictionary size from the 4096-atom SAE
             per = seconds["sae"] * int(kind.removeprefix("sae_atoms")) / 4096
+        per *= (resolution / MEASURED_AT) ** 2 if kind in PER_PIXEL else 1.0
         total += n * (per + seconds["overhead"])
-    return total / 60
+    return total / 60 / 2
 
 
 def run_finding2(profile: Profile, out: Path, backbones: list[str], datasets: list[str], seeds: int, logger: str,
@@ -60,7 +66,8 @@ def run_finding2(profile: Profile, out: Path, backbones: list[str], datasets: li
     study = f"study_{profile.name}"
     counts = planned_stages(profile, backbones, datasets, seeds)
     print(f"[finding2] {sum(counts.values())} stages planned ({', '.join(f'{n} {k}' for k, n in counts.items())}); "
-          f"estimated {estimated_minutes(counts):.0f} min on 2 CPU cores from measured per-stage times", flush=True)
+          f"estimated {estimated_minutes(counts, profile.resolution):.0f} min on 2 CPU cores (two one-thread "
+          f"processes) from measured per-stage times", flush=True)
     PROGRESS.plan(sum(counts.values()))
     results, rows = {}, []
     for i, ds in enumerate(datasets):

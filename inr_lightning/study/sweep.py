@@ -47,7 +47,7 @@ def run_sweep(fit_config: str | Path, cohort_ckpt: str | Path, out: str | Path, 
         print(f"[sweep] {out}: {label}", flush=True)
         summaries[label] = run_stage(
             fit_config, out / label,
-            [f"--model.init_args.cohort_ckpt={cohort_ckpt}", f"--seed_everything={seed}",
+            [f"--data.init_args.cohort_ckpt={cohort_ckpt}", f"--seed_everything={seed}",
              # one StableRankFreeze: reports the profile everywhere, decides the depth for auto
              f'--trainer.callbacks=[{{"class_path": "{FREEZE}"}}]', *overrides, *data_overrides, *args],
             logger=logger, overwrite=overwrite)

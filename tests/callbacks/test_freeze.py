@@ -10,7 +10,7 @@ import torch
 from inr_lightning.analysis import stable_rank
 from inr_lightning.callbacks import StableRankFreeze
 from inr_lightning.callbacks.freeze import choose_last_frozen_layer
-from inr_lightning.checkpoints import save_cohort
+from inr_lightning.checkpoints import load_cohort, save_cohort
 from inr_lightning.data import SignalDataModule, Synthetic
 from inr_lightning.errors import InputError
 from inr_lightning.models import SignalFitModule
@@ -45,7 +45,7 @@ def crafted_ckpt(path, ranks: list[float], backbone: str = "siren"):
 
 
 def fit_auto(ckpt, callback, protocol: str = "auto", steps: int = 2) -> SignalFitModule:
-    module = SignalFitModule(str(ckpt), protocol=protocol, num_signals=2, lr=1e-2, record_steps=[])
+    module = SignalFitModule(load_cohort(ckpt)[0], protocol=protocol, num_signals=2, lr=1e-2, record_steps=[])
     dm = SignalDataModule(Synthetic(size=16, num_images=4), resolution=16, num_signals=2, num_heldout=2,
                           split="heldout", steps_per_epoch=2)
     trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,

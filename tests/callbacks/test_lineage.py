@@ -68,7 +68,7 @@ def runs(tmp_path_factory):
     ckpt = cohort / "checkpoints" / "last.ckpt"
     fit = root / "fit" / "siren" / "freeze1"
     run_cli(["fit", "--config", "configs/fit/siren.yaml", f"--trainer.default_root_dir={fit}", "--study=lin",
-             f"--model.init_args.cohort_ckpt={ckpt}", "--model.init_args.protocol=freeze",
+             f"--data.init_args.cohort_ckpt={ckpt}", "--model.init_args.protocol=freeze",
              "--model.init_args.last_frozen_layer=1", "--model.init_args.record_steps=[2]", "--trainer.max_steps=2",
              "--data.init_args.steps_per_epoch=2", "--trainer.enable_progress_bar=false"])
     sae = root.parent / "elsewhere"   # not the shipped layout: the variant comes from the module (layer1)

@@ -21,7 +21,7 @@ def cohort(tmp_path_factory):
 
 
 def fit(cohort, run, *extra):
-    run_cli(["fit", *FIT, f"--model.init_args.cohort_ckpt={cohort / 'checkpoints' / 'last.ckpt'}",
+    run_cli(["fit", *FIT, f"--data.init_args.cohort_ckpt={cohort / 'checkpoints' / 'last.ckpt'}",
              f"--trainer.default_root_dir={run}", *extra])
     return read_summary(run)
 

@@ -11,6 +11,7 @@ from conftest import raises_naming
 import torch
 from test_fitting import cohort_weight, fit, make_cohort_ckpt
 
+from inr_lightning.checkpoints import load_cohort
 from inr_lightning.data import SignalDataModule, Synthetic
 from inr_lightning.errors import InputError
 from inr_lightning.models import CohortINRModule, SignalFitModule
@@ -33,8 +34,8 @@ def fitted(ckpt, cache: bool, coords_per_step=None, depth: int = 1, above: str =
            compile: bool = False, step_chunk: int | None = None):
     torch.manual_seed(3)
     dm = signals(coords_per_step=coords_per_step)
-    module = SignalFitModule(str(ckpt), protocol="freeze", last_frozen_layer=depth, above=above, num_signals=3, lr=1e-2,
-                             record_steps=[], cache_frozen_prefix=cache, compile=compile, step_chunk=step_chunk,
+    module = SignalFitModule(load_cohort(ckpt)[0], protocol="freeze", last_frozen_layer=depth, above=above,
+                             num_signals=3, lr=1e-2, record_steps=[], cache_frozen_prefix=cache, compile=compile, step_chunk=step_chunk,
                              grid=dm.full_grid_batch())   # what the CLI links from the data module
     calls = []
     original = module.net.encoder.forward
@@ -121,7 +122,7 @@ def test_step_chunk_must_be_positive():
 
 def test_no_cache_without_a_frozen_layer(ckpt):
     torch.manual_seed(0)
-    module = SignalFitModule(str(ckpt), protocol="finetune", num_signals=3, record_steps=[])
+    module = SignalFitModule(load_cohort(ckpt)[0], protocol="finetune", num_signals=3, record_steps=[])
     caches = watch_prefix_caches(module)
     fit(module, signals(), steps=2)
     assert caches == [] and module.last_frozen_layer == -1

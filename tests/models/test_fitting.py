@@ -7,9 +7,10 @@ import json
 import lightning as L
 import pytest
 import torch
+import yaml
 from conftest import ROOT, assert_names, assert_relative_close, cohort_run, fit_single_and_ddp, raises_naming, read_summary, run_cli
 
-from inr_lightning.checkpoints import save_cohort
+from inr_lightning.checkpoints import load_cohort, save_cohort
 from inr_lightning.data import SignalDataModule, Synthetic
 from inr_lightning.errors import InputError
 from inr_lightning.models import SignalFitModule
@@ -55,8 +56,8 @@ def cohort_weight(path, j) -> torch.Tensor:
 # -- protocols -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("above", ["finetune", "reinit"])
 def test_frozen_parameters_stay_bit_identical(ckpt, above):
-    module = SignalFitModule(str(ckpt), protocol="freeze", last_frozen_layer=1, above=above, num_signals=3, lr=1e-2,
-                             record_steps=[1, 3])
+    module = SignalFitModule(load_cohort(ckpt)[0], protocol="freeze", last_frozen_layer=1, above=above, num_signals=3,
+                             lr=1e-2, record_steps=[1, 3])
     before = {k: v.clone() for k, v in module.state_dict().items()}
     trainer = fit(module, datamodule())
     for j in range(LAYERS):
@@ -80,7 +81,7 @@ def test_frozen_parameters_stay_bit_identical(ckpt, above):
 
 
 def test_reinit_redraws_the_layers_above_the_last_frozen_one(ckpt):
-    module = SignalFitModule(str(ckpt), protocol="freeze", last_frozen_layer=0, above="reinit", num_signals=3)
+    module = SignalFitModule(load_cohort(ckpt)[0], protocol="freeze", last_frozen_layer=0, above="reinit", num_signals=3)
     module.apply_freeze(0)
     assert torch.equal(module.net.encoder.linear(0).weight[0], cohort_weight(ckpt, 0)[0])
     for j in (1, 2):
@@ -90,7 +91,7 @@ def test_reinit_redraws_the_layers_above_the_last_frozen_one(ckpt):
 
 
 def test_finetune_moves_every_layer(ckpt):
-    module = SignalFitModule(str(ckpt), protocol="finetune", num_signals=3, lr=1e-2, record_steps=[])
+    module = SignalFitModule(load_cohort(ckpt)[0], protocol="finetune", num_signals=3, lr=1e-2, record_steps=[])
     start = encoder_weights(module)
     for j in range(LAYERS):  # starts from the cohort encoder in every copy
         assert torch.equal(start[j], cohort_weight(ckpt, j).expand(3, -1, -1))
@@ -106,7 +107,7 @@ def test_finetune_moves_every_layer(ckpt):
 @pytest.mark.parametrize("backbone", ["siren", "ffmlp"])
 def test_scratch_transfers_nothing_learned(tmp_path, backbone):
     path = make_cohort_ckpt(tmp_path / "c.ckpt", backbone)
-    module = SignalFitModule(str(path), protocol="scratch", num_signals=2)
+    module = SignalFitModule(load_cohort(path)[0], protocol="scratch", num_signals=2)
     for j in range(LAYERS):
         assert not torch.equal(module.net.encoder.linear(j).weight[0], cohort_weight(path, j)[0])
     if backbone == "ffmlp":  # the fixed Fourier matrix is architecture, kept from the cohort
@@ -120,11 +121,11 @@ def test_batched_fits_equal_single_fits(tmp_path, backbone, protocol):
     depth = 0 if protocol == "freeze" else None
     kwargs = dict(protocol=protocol, last_frozen_layer=depth, lr=1e-3, record_steps=[])
     torch.manual_seed(1)
-    batched = SignalFitModule(str(path), num_signals=3, **kwargs)
+    batched = SignalFitModule(load_cohort(path)[0], num_signals=3, **kwargs)
     init = {k: v.clone() for k, v in batched.state_dict().items()}
     fit(batched, datamodule(), steps=4)
     for i in range(3):
-        single = SignalFitModule(str(path), num_signals=1, **kwargs)
+        single = SignalFitModule(load_cohort(path)[0], num_signals=1, **kwargs)
         with torch.no_grad():  # the same init as copy i of the batched model
             for key, value in single.state_dict().items():
                 if key in init and init[key].dim() == 3:
@@ -150,27 +151,37 @@ def test_bad_inputs_are_one_line_errors(tmp_path, ckpt):
         (dict(backbone="ffmlp"), ["siren", "ffmlp"]),
         (dict(record_steps=[-5]), ["record_steps", -5]),
     ]
+    cohort = load_cohort(ckpt)[0]
     for kwargs, named in cases:
         with raises_naming(InputError, *named) as info:
-            SignalFitModule(str(ckpt), **kwargs)
+            SignalFitModule(cohort, **kwargs)
         assert "\n" not in str(info.value)
+    fitted = CohortINR(cohort.cfg, 2, 1, encoder_copies=2)   # a fit's network (one encoder per signal)
+    with raises_naming(InputError, "cohort", "CohortINR"):
+        SignalFitModule(fitted)
+    with raises_naming(InputError, "cohort", "str"):
+        SignalFitModule(str(ckpt))
+
+
+def test_a_cohort_path_that_is_wrong_is_one_line_naming_it(tmp_path, ckpt):
+    """Every way ``data.cohort_ckpt`` can be wrong is an ``InputError`` naming the path (``load_cohort``)."""
     with raises_naming(InputError, "missing.ckpt"):
-        SignalFitModule(str(tmp_path / "missing.ckpt"))
+        load_cohort(tmp_path / "missing.ckpt")
     (tmp_path / "junk.ckpt").write_text("not a checkpoint")
     with raises_naming(InputError, "junk.ckpt"):
-        SignalFitModule(str(tmp_path / "junk.ckpt"))
+        load_cohort(tmp_path / "junk.ckpt")
     wrong = make_cohort_ckpt(tmp_path / "fit.ckpt", class_path="inr_lightning.models.SignalFitModule")
     with raises_naming(InputError, "fit.ckpt", "SignalFitModule"):
-        SignalFitModule(str(wrong))
+        load_cohort(wrong)
     bad = torch.load(ckpt, weights_only=True)
     bad["state_dict"]["net.encoder.layers.1.linear.weight"] = torch.zeros(1, 5, 5)
     torch.save(bad, tmp_path / "bad.ckpt")
     with raises_naming(InputError, "bad.ckpt", "architecture"):
-        SignalFitModule(str(tmp_path / "bad.ckpt"))
+        load_cohort(tmp_path / "bad.ckpt")
 
 
 def test_auto_without_the_callback_is_an_error(ckpt):
-    module = SignalFitModule(str(ckpt), protocol="auto", num_signals=3)
+    module = SignalFitModule(load_cohort(ckpt)[0], protocol="auto", num_signals=3)
     with raises_naming(InputError, "auto", "StableRankFreeze"):
         fit(module, datamodule(), steps=1)
 
@@ -199,7 +210,7 @@ def test_fit_config_runs_a_tiny_fit_from_a_cohort_run(tmp_path, backbone, capsys
              "--trainer.enable_progress_bar=false", "--trainer.logger=false"])
     ckpt = cohort / "checkpoints" / "last.ckpt"
     run_cli(["fit", "--config", f"configs/fit/{backbone}.yaml", f"--trainer.default_root_dir={run}",
-             f"--model.init_args.cohort_ckpt={ckpt}", *FIT_TINY])
+             f"--data.init_args.cohort_ckpt={ckpt}", *FIT_TINY])
     summary = read_summary(run)
     assert summary["trainer/global_step"] == 4 and len(summary["val/psnr_per_signal"]) == 5
     assert summary["fit/protocol"] == "auto" and summary["freeze/rule"] == "through"
@@ -210,7 +221,8 @@ def test_fit_config_runs_a_tiny_fit_from_a_cohort_run(tmp_path, backbone, capsys
     assert summary["fit/psnr_final"] == pytest.approx(summary["val/psnr_per_signal"], abs=1e-4)
     assert list((run / "wandb").glob("offline-run-*"))
     hp = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]
-    assert hp["num_signals"] == 5 and hp["cohort_ckpt"] == str(ckpt)
+    assert hp["num_signals"] == 5 and not {"cohort", "cohort_ckpt", "grid"} & set(hp)   # inputs, not settings
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"]["init_args"]["cohort_ckpt"] == str(ckpt)
     if backbone == "siren":
         # The fit checkpoint evaluates again through `test --ckpt_path` (hyper-parameters are init args only).
         run_cli(["test", "--config", str(run / "config.yaml"), f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
@@ -224,7 +236,7 @@ def test_fit_config_runs_a_tiny_fit_from_a_cohort_run(tmp_path, backbone, capsys
 
         GridProbe.seen.clear()
         run_cli(["fit", "--config", "configs/fit/siren.yaml", f"--trainer.default_root_dir={tmp_path / 'probed'}",
-                 f"--model.init_args.cohort_ckpt={ckpt}", *FIT_TINY, "--trainer.callbacks+=test_fitting.GridProbe"])
+                 f"--data.init_args.cohort_ckpt={ckpt}", *FIT_TINY, "--trainer.callbacks+=test_fitting.GridProbe"])
         assert GridProbe.seen == [(True, (5, 256, 1), False)]
         for path in (ROOT / "inr_lightning" / "models").glob("*.py"):
             assert "datamodule" not in path.read_text(), path.name
@@ -232,14 +244,14 @@ def test_fit_config_runs_a_tiny_fit_from_a_cohort_run(tmp_path, backbone, capsys
         for schedule, end in (("cosine", 0.0), ("constant", hp["lr"])):
             settled = tmp_path / f"fit_{schedule}"
             run_cli(["fit", "--config", "configs/fit/siren.yaml", f"--trainer.default_root_dir={settled}",
-                     f"--model.init_args.cohort_ckpt={ckpt}", f"--model.init_args.lr_schedule={schedule}", *FIT_TINY])
+                     f"--data.init_args.cohort_ckpt={ckpt}", f"--model.init_args.lr_schedule={schedule}", *FIT_TINY])
             state = torch.load(settled / "checkpoints" / "last.ckpt", weights_only=True)
             assert state["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(end, abs=1e-12)
         # A depth out of range reaches the user as one line naming the valid range, exit status 2.
         capsys.readouterr()
         with pytest.raises(SystemExit) as info:
             run_cli(["fit", "--config", "configs/fit/siren.yaml", f"--trainer.default_root_dir={tmp_path / 'x'}",
-                     f"--model.init_args.cohort_ckpt={ckpt}", "--model.init_args.protocol=freeze",
+                     f"--data.init_args.cohort_ckpt={ckpt}", "--model.init_args.protocol=freeze",
                      "--model.init_args.last_frozen_layer=9", *FIT_TINY])
         assert info.value.code == 2
         err = capsys.readouterr().err.strip().splitlines()
@@ -254,7 +266,7 @@ def test_fit_stage_two_process_ddp_equals_one_process(tmp_path):
     path = cohort_run(tmp_path / "cohort", CohortINR(INRConfig(backbone="siren", width=32, shared_layers=LAYERS), 3, 1))
     args = ["--config", "configs/fit/siren.yaml", "--trainer.accelerator=cpu", "--trainer.max_steps=4",
             "--trainer.enable_progress_bar=false", "--trainer.logger=false", "--trainer.callbacks=[]",
-            f"--model.init_args.cohort_ckpt={path}", "--model.init_args.protocol=freeze",
+            f"--data.init_args.cohort_ckpt={path}", "--model.init_args.protocol=freeze",
             "--model.init_args.last_frozen_layer=0", "--model.init_args.record_steps=[2]",
             "--data.init_args.coords_per_step=101", "--data.init_args.steps_per_epoch=4",
             "--model.init_args.step_chunk=16",  # chunked steps (uneven: 101 and ~50 per rank) under DDP too

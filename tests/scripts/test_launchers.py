@@ -106,7 +106,7 @@ def test_the_study_refuses_ddp_with_one_line(capsys, monkeypatch):
 @pytest.mark.parametrize("preset, expected", [("ddp_cpu", ("cpu", 2, "ddp")), ("gpu", ("gpu", -1, "ddp"))])
 def test_trainer_presets_load_onto_every_stage(preset, expected, tmp_path, capsys):
     ckpt = cohort_run(tmp_path / "cohort", CohortINR(INRConfig(width=16, shared_layers=3), 3, 1))
-    extra = {"cohort": [], "fit": [f"--model.init_args.cohort_ckpt={ckpt}"],
+    extra = {"cohort": [], "fit": [f"--data.init_args.cohort_ckpt={ckpt}"],
              "sae": [f"--data.init_args.cohort_ckpt={ckpt}"]}
     for stage, args in extra.items():
         capsys.readouterr()
@@ -152,7 +152,7 @@ def test_a_sweep_config_parses_and_its_command_runs_one_trial(name, tmp_path):
     assert command[-len(first):] == [f"--{k}={v}" for k, v in first.items()]
     # One trial, offline and tiny: the agent's environment names the run; our overrides shrink the stage.
     ckpt = cohort_run(tmp_path / "cohort", CohortINR(INRConfig(width=16, shared_layers=5), 3, 1))
-    tiny = {"fit_lr_depth": [f"--model.init_args.cohort_ckpt={ckpt}", "--model.init_args.record_steps=[2]"],
+    tiny = {"fit_lr_depth": [f"--data.init_args.cohort_ckpt={ckpt}", "--model.init_args.record_steps=[2]"],
             "sae_k_atoms": [f"--data.init_args.cohort_ckpt={ckpt}", "--data.init_args.batch_size=64",
                             "--model.init_args.warmup_steps=1", "--trainer.callbacks.init_args.top_atoms=4",
                             "--trainer.callbacks.init_args.ablation=false"]}[name]

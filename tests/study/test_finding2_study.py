@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import re
+from dataclasses import replace
 
 import pytest
 from conftest import ROOT
@@ -99,12 +100,17 @@ def test_the_finding2_profile_fits_the_cpu_budget_from_measured_stage_times():
     profile = PROFILES["finding2"]
     counts = planned_stages(profile, ["siren", "ffmlp"], list(profile.datasets), profile.seeds)
     assert profile.seeds >= 3 and set(profile.datasets) == {"mri", "natural"} and profile.sae_layers is None
-    assert profile.control_layers is None and set(profile.dict_sizes) == {1024, 16384}
-    # 2 datasets × 3 seeds × 2 backbones: 12 cohorts (+2 learning rates tried per dataset), 5 control cohorts each,
-    # 5 SAEs + 5 control SAEs each, and 2 × 3 × 2 SAEs of other dictionary sizes on MRI
-    assert counts == {"cohort": 16, "control": 60, "sae": 120, "sae_atoms1024": 6, "sae_atoms16384": 6}
-    minutes = estimated_minutes(counts)
-    expected = (16 * 14 + 60 * 10 + 120 * 35 + 6 * 17 + 6 * 101 + 208 * STAGE_SECONDS["overhead"]) / 60
-    assert minutes == pytest.approx(expected) == pytest.approx(105.9, abs=0.1)
-    assert minutes + 2 * 2 * (14 + 3) / 60 <= 180   # and two learning-rate refinements per dataset
+    assert profile.control_layers == (0, 2, 4) and set(profile.dict_sizes) == {1024, 16384}
+    # 2 datasets × 3 seeds × 2 backbones: 12 cohorts (+2 learning rates tried per dataset), 3 control cohorts each,
+    # 5 SAEs + 3 control SAEs each, and 2 × 3 × 2 SAEs of other dictionary sizes on MRI
+    assert counts == {"cohort": 16, "control": 36, "sae": 96, "sae_atoms1024": 6, "sae_atoms16384": 6}
+    minutes = estimated_minutes(counts, profile.resolution)
+    scale = (32 / 48) ** 2   # cohorts and controls by pixel count from the 48×48 measurement
+    expected = (16 * 367 * scale + 36 * 280 * scale + 96 * 90 + 6 * 48 + 6 * 320
+                + 160 * STAGE_SECONDS["overhead"]) / 60 / 2
+    assert minutes == pytest.approx(expected) == pytest.approx(156.1, abs=0.1)
+    assert minutes + 2 * (367 * scale + 5) / 60 <= 180   # and two learning-rate refinements per dataset
+    # the plan as first run (48×48, controls at every depth) measures over the budget
+    first = planned_stages(replace(profile, control_layers=None), ["siren", "ffmlp"], list(profile.datasets), 3)
+    assert estimated_minutes(first, 48) > 180
     assert "--data.init_args.coords=pool" in profile.sae
