@@ -147,7 +147,8 @@ def module_stepper(ctx: Ctx, module, batch: dict):
 def fit_module(ctx: Ctx, ckpt: Path, num_signals: int, protocol: str, depth: int | None = None,
                cache: bool = True, compile: bool = False) -> SignalFitModule:
     module = SignalFitModule(load_cohort(ckpt)[0], protocol=protocol,
-                             last_frozen_layer=depth if protocol == "freeze" else None, num_signals=num_signals, record_steps=[], cache_frozen_prefix=cache, compile=compile)
+                             last_frozen_layer=depth if protocol == "freeze" else None, num_signals=num_signals,
+                             record_steps=[], cache_frozen_prefix=cache, compile=compile)
     module.setup("fit")  # freezes (protocol freeze) or freezes nothing (finetune / scratch)
     return module.to(ctx.device)
 

@@ -6,8 +6,11 @@ import json
 import math
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -72,10 +75,18 @@ def fit_single_and_ddp(args: list[str], tmp_path: Path) -> tuple[dict, dict, Pat
     import torch
 
     single, ddp = tmp_path / "single", tmp_path / "ddp"
-    run_cli(["fit", *args, "--trainer.devices=1", f"--trainer.default_root_dir={single}"])
-    two = run_subprocess(["fit", *args, "--trainer.devices=2", "--trainer.strategy=ddp",
-                          f"--trainer.default_root_dir={ddp}"])
-    assert two.returncode == 0, two.stderr[-3000:]
+    # The 2-process run starts first and runs beside the one in this process (its start-up is most of its time).
+    two = subprocess.Popen([sys.executable, "-m", "inr_lightning", "fit", *args, "--trainer.devices=2",
+                            "--trainer.strategy=ddp", f"--trainer.default_root_dir={ddp}"], cwd=ROOT,
+                           env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        run_cli(["fit", *args, "--trainer.devices=1", f"--trainer.default_root_dir={single}"])
+        _, err = two.communicate(timeout=300)
+    finally:
+        if two.poll() is None:
+            two.kill()
+    assert two.returncode == 0, err[-3000:]
     a, b = (torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"] for run in (single, ddp))
     assert a.keys() == b.keys()
     return a, b, single, ddp
@@ -143,18 +154,62 @@ def raises_naming(exc_type: type[BaseException], *values):
     assert_names(str(info.value), *values)
 
 
+# The end-to-end studies run the way a long CPU study runs (scripts/cpu_study.sh: one-thread halves, then the call
+# that reuses every run and writes the report).  Each starts as a background process as soon as collection shows a
+# test that needs it, so it runs beside the rest of the suite; its fixture waits for it.  name → (profile, export).
+STUDIES = {"tiny_study": ("tiny", False), "finding2_study": ("finding2_tiny", True)}
+_started: dict[str, tuple[subprocess.Popen, Path]] = {}
+
+
+def pytest_collection_finish(session) -> None:
+    wanted = {name for item in session.items for name in getattr(item, "fixturenames", ()) if name in STUDIES}
+    for name in sorted(wanted):
+        profile, export = STUDIES[name]
+        base = Path(tempfile.mkdtemp(prefix=f"inr_lightning_{name}_"))
+        env = {**os.environ, "PYTHON": sys.executable, "WANDB_MODE": "offline", "WANDB_DIR": str(base / "wandb_home"),
+               "WANDB_SILENT": "true", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+        out = base / profile
+        extra = ["--export", str(base / "docs")] if export else []
+        log = open(base / "script.log", "w")
+        proc = subprocess.Popen(["bash", str(ROOT / "scripts" / "cpu_study.sh"), profile, str(out), *extra], cwd=ROOT,
+                                env=env, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        _started[name] = (proc, base)
+
+
+def pytest_sessionfinish(session) -> None:
+    for proc, base in _started.values():   # a run stopped early (-x, Ctrl-C) leaves no study behind
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def finished_study(name: str) -> tuple[subprocess.CompletedProcess, Path]:
+    """The background study ``name`` once it has finished → (its process, as ``subprocess.run`` returns it; its
+    folder: ``<profile>/`` and the halves' ``<profile>.<dataset>.log``, ``docs/`` with ``--export``,
+    ``script.log``)."""
+    proc, base = _started[name]
+    proc.wait(timeout=1200)
+    log = (base / "script.log").read_text()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, log, log), base
+
+
 @pytest.fixture(scope="session")
-def tiny_study(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
-    """The tiny study profile, run once per session the way a long CPU study runs: ``scripts/cpu_study.sh``
-    (its half in a one-thread ``python -m inr_lightning study`` process, then the call that reuses every run and
-    writes the report) → (the script's process, the study folder).  tests/study and tests/scripts share it."""
-    base = tmp_path_factory.mktemp("tiny_study")
-    env = {**os.environ, "PYTHON": sys.executable, "WANDB_MODE": "offline", "WANDB_DIR": str(base / "wandb_home"),
-           "WANDB_SILENT": "true", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    out = base / "tiny"
-    proc = subprocess.run(["bash", str(ROOT / "scripts" / "cpu_study.sh"), "tiny", str(out)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=1200)
-    return proc, out
+def tiny_study() -> tuple[subprocess.CompletedProcess, Path]:
+    """The tiny study profile through ``scripts/cpu_study.sh`` (its half in a one-thread process, then the call that
+    reuses every run and writes the report) → (the script's process, the study folder).  tests/study and
+    tests/scripts share it."""
+    proc, base = finished_study("tiny_study")
+    return proc, base / "tiny"
+
+
+@pytest.fixture(scope="session")
+def finding2_study() -> tuple[Path, Path, Path]:
+    """The tiny finding-2 profile through ``scripts/cpu_study.sh`` (its two datasets side by side) → (out, export,
+    report)."""
+    proc, base = finished_study("finding2_study")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    return base / "finding2_tiny", base / "docs", base / "finding2_tiny" / "report.md"
 
 
 @pytest.fixture

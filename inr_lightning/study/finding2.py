@@ -16,14 +16,11 @@ from pathlib import Path
 
 from inr_lightning.study.profiles import DATASETS, Profile
 
-# Seconds of one stage in a one-thread process (two at a time on 2 CPU cores, as scripts/cpu_study.sh runs them),
-# measured on this profile's first runs at 48×48, width 64 (stage.json): a cohort (mean of 6 SIREN ≈ 480 s and
-# 10 FFMLP ≈ 300 s), a control cohort (layer 0: the dearest), an SAE of 4096 atoms (300 steps of 2304 coordinates,
-# atom report included) and of 1024 / 16384, plus start-up and config resolution.  Cohorts and controls scale
-# with the pixel count (``MEASURED_AT``); SAEs train on a fixed batch and are kept as measured (an upper bound).
-STAGE_SECONDS = {"cohort": 367.0, "control": 280.0, "sae": 90.0, "sae_atoms1024": 48.0, "sae_atoms16384": 320.0,
-                 "overhead": 5.0}
-MEASURED_AT, PER_PIXEL = 48, ("cohort", "control")
+# Seconds of one stage in a one-thread process (scripts/cpu_study.sh runs one per dataset, two at a time on 2 CPU
+# cores), medians of this profile's stage.json at 32×32, width 64, measured while tests shared the machine (upper
+# bounds): a cohort (20 runs), a control cohort, an SAE of 4096 atoms (300 steps of 2304 coordinates, atom report
+# included; 11 runs) and of 1024, plus start-up and config resolution.  Other dictionary sizes: linear from 4096.
+STAGE_SECONDS = {"cohort": 38.0, "control": 42.0, "sae": 103.0, "sae_atoms1024": 152.0, "overhead": 5.0}
 
 
 def planned_stages(profile: Profile, backbones: list[str], datasets: list[str], seeds: int) -> dict[str, int]:
@@ -32,27 +29,25 @@ def planned_stages(profile: Profile, backbones: list[str], datasets: list[str], 
     layers = profile.layers if profile.sae_layers is None else len(profile.sae_layers)
     controls = layers if profile.control_layers is None else len(profile.control_layers)
     counts = {"cohort": 0, "control": 0, "sae": 0, **{f"sae_atoms{n}": 0 for n in profile.dict_sizes}}
-    for i, _ in enumerate(datasets):
+    for ds in datasets:
         counts["cohort"] += seeds * len(backbones) + ("ffmlp" in backbones) * (len(profile.ffmlp_lrs) - 1)
         counts["control"] += seeds * len(backbones) * controls
         counts["sae"] += seeds * len(backbones) * (layers + controls)
-        for n in profile.dict_sizes if i == 0 else ():
+        for n in profile.dict_sizes if ds == profile.datasets[0] else ():
             counts[f"sae_atoms{n}"] += seeds * len(backbones)
     return counts
 
 
-def estimated_minutes(counts: dict[str, int], resolution: int = MEASURED_AT,
-                      seconds: dict[str, float] = STAGE_SECONDS) -> float:
-    """Wall-clock minutes of the plan on 2 CPU cores (two one-thread processes) from measured per-stage times;
-    cohorts and controls scaled by pixel count to ``resolution``, an unmeasured dictionary size linearly."""
+def estimated_minutes(counts: dict[str, int], seconds: dict[str, float] = STAGE_SECONDS) -> float:
+    """Minutes one one-thread process needs for the stages ``counts`` from measured per-stage times (an unmeasured
+    dictionary size scales linearly).  The study's wall-clock on 2 cores is its slower dataset's."""
     total = 0.0
     for kind, n in counts.items():
         per = seconds.get(kind)
         if per is None:   # sae_atoms<N>: linear in the dictionary size from the 4096-atom SAE
             per = seconds["sae"] * int(kind.removeprefix("sae_atoms")) / 4096
-        per *= (resolution / MEASURED_AT) ** 2 if kind in PER_PIXEL else 1.0
         total += n * (per + seconds["overhead"])
-    return total / 60 / 2
+    return total / 60
 
 
 def run_finding2(profile: Profile, out: Path, backbones: list[str], datasets: list[str], seeds: int, logger: str,
@@ -66,18 +61,18 @@ def run_finding2(profile: Profile, out: Path, backbones: list[str], datasets: li
     study = f"study_{profile.name}"
     counts = planned_stages(profile, backbones, datasets, seeds)
     print(f"[finding2] {sum(counts.values())} stages planned ({', '.join(f'{n} {k}' for k, n in counts.items())}); "
-          f"estimated {estimated_minutes(counts, profile.resolution):.0f} min on 2 CPU cores (two one-thread "
-          f"processes) from measured per-stage times", flush=True)
+          f"estimated {estimated_minutes(counts):.0f} min in one one-thread process from measured per-stage times",
+          flush=True)
     PROGRESS.plan(sum(counts.values()))
     results, rows = {}, []
-    for i, ds in enumerate(datasets):
+    for ds in datasets:
         root = out / ds
         cohorts, matching, _ = run_cohorts(profile, root, ds, backbones, seeds, study, logger, overwrite)
         for seed in range(seeds):
             sae = run_sae_depths({b: cohorts[b, seed][0] for b in backbones}, root / f"seed{seed}",
                                  layers=profile.sae_layers, control_layers=profile.control_layers,
-                                 dict_sizes=profile.dict_sizes if i == 0 else (), overrides=profile.sae, study=study,
-                                 logger=logger, overwrite=overwrite)
+                                 dict_sizes=profile.dict_sizes if ds == profile.datasets[0] else (),
+                                 overrides=profile.sae, study=study, logger=logger, overwrite=overwrite)
             rows += [dict(r, dataset=ds, cohort=seed) for r in sae]
         results[ds] = {"cohorts": cohorts, "matching": matching}
     elapsed = time.perf_counter() - start

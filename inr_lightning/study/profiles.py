@@ -211,11 +211,11 @@ PROFILES = {
                          num_validation=3, cohort_schedule="cosine", fit_lrs=(("siren", (1e-4, 3e-4, 1e-3)), ("ffmlp", (3e-4, 1e-3, 3e-3)))),
 }
 
-# Finding 2 over cohorts (≤ 180 min on 2 CPU cores; estimate: ``study.finding2.estimated_minutes``): 32×32, width 64
-# (cohorts at ≈ 40 dB in the regime map), three cohort seeds per backbone on MRI and natural images, an SAE at every
-# depth of every cohort and each backbone's own untrained control at depths 0, 2, 4, SAEs on a pool of 2¹⁷
-# continuous coordinates (≈ 16 activation values per SAE parameter; the grid would give 0.12), dictionary sizes
-# 1024 / 16384 at the middle depth (MRI).  At 48×48 with controls at every depth the same plan measures ≈ 306 min.
+# Finding 2 over cohorts (≤ 180 min on 2 CPU cores: the slower dataset's process, ``finding2.estimated_minutes``):
+# 32×32 (the decisive profile's resolution), width 64, three cohort seeds per backbone on MRI and natural images,
+# an SAE at every depth of every cohort and each backbone's own untrained control at depths 0, 2, 4, SAEs on a
+# pool of 2¹⁷ continuous coordinates (≈ 16 activation values per SAE parameter; the grid would give 0.12),
+# dictionary sizes 1024 / 16384 at the middle depth (MRI).  Controls at every depth: the MRI process past 180 min.
 FINDING2_SAE = ["--model.init_args.n_atoms=4096", "--model.init_args.k=32", "--trainer.max_steps=300",
                 "--data.init_args.batch_size=2304", "--data.init_args.steps_per_epoch=100",
                 "--model.init_args.warmup_steps=30", "--model.init_args.dead_window=18432",
@@ -225,7 +225,7 @@ FINDING2 = Profile("finding2", 32, 64, 5, 2000, 200, (25, 50, 100, 200), 3, ("mr
                    None, FINDING2_SAE, control_layers=(0, 2, 4), dict_sizes=(1024, 16384), frequencies=64,
                    views=False, controls=False, num_heldout=10, finding2=True,
                    cuts=("32×32, width 64, 2000 cohort steps: the CPU budget",
-                         "untrained controls at depths 0, 2, 4 (every other depth): the CPU budget",
+                         "untrained controls at depths 0, 2, 4 (every depth: over the CPU budget)",
                          "SAEs: 4096 atoms, k = 32, 300 steps of 2304 coordinates from a pool of 2¹⁷; dictionary "
                          "sizes on the first dataset only"))
 
