@@ -162,6 +162,8 @@ _started: dict[str, tuple[subprocess.Popen, Path]] = {}
 
 
 def pytest_collection_finish(session) -> None:
+    if session.config.getoption("collectonly"):
+        return
     wanted = {name for item in session.items for name in getattr(item, "fixturenames", ()) if name in STUDIES}
     for name in sorted(wanted):
         profile, export = STUDIES[name]
@@ -170,9 +172,9 @@ def pytest_collection_finish(session) -> None:
                "WANDB_SILENT": "true", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
         out = base / profile
         extra = ["--export", str(base / "docs")] if export else []
-        log = open(base / "script.log", "w")
-        proc = subprocess.Popen(["bash", str(ROOT / "scripts" / "cpu_study.sh"), profile, str(out), *extra], cwd=ROOT,
-                                env=env, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        with open(base / "script.log", "w") as log:
+            proc = subprocess.Popen(["bash", str(ROOT / "scripts" / "cpu_study.sh"), profile, str(out), *extra],
+                                    cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         _started[name] = (proc, base)
 
 
