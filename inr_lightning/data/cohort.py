@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+from functools import cached_property
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -185,10 +186,11 @@ class CohortRunDataModule(SignalDataModule):
         only the later stages' data has it, so the cohort stage's module is never handed one."""
         return self.full_grid_batch()
 
-    @property
+    @cached_property
     def cohort(self) -> CohortINR:
         """The cohort run's network (``load_cohort``), which the CLI hands to the fitting module
-        (``SignalFitModule(cohort=…)``): the path is given once, here."""
+        (``SignalFitModule(cohort=…)``): the path is given once, here.  Loaded once (jsonargparse reads a link's
+        source twice; building the network draws from the seeded random stream)."""
         return load_cohort(self.cohort_ckpt)[0]
 
     def __init__(self, cohort_ckpt: str, split: Split = "heldout", source: SignalSource | None = None,

@@ -142,3 +142,23 @@ def test_validation_signals_are_never_cohort_signals(tmp_path):
     served = CohortRunDataModule(ckpt, split="validation", num_validation=1, allow_cohort_signals=True)
     assert served.signal_names == ["synthetic seed 0 #4"]
     assert served.overrides == {"num_validation": {"value": 1, "cohort": 0}}
+
+
+def test_the_fit_data_hands_over_its_cohort_network_loaded_once(cohort):
+    """``data.cohort`` is the network of ``data.cohort_ckpt``, loaded once: jsonargparse reads a link's source twice,
+    and a second load would draw again from the seeded random stream (every fit's heads would start elsewhere)."""
+    import torch
+
+    from inr_lightning.checkpoints import load_cohort
+    from inr_lightning.data import CohortRunDataModule
+
+    ckpt = cohort / "checkpoints" / "last.ckpt"
+    dm = CohortRunDataModule(str(ckpt))
+    torch.manual_seed(0)
+    net = dm.cohort
+    after_one_load = torch.rand(3)
+    torch.manual_seed(0)
+    assert dm.cohort is net and hasattr(dm, "cohort")
+    assert not torch.equal(torch.rand(3), after_one_load)   # the cached network drew nothing this time
+    expected = load_cohort(ckpt)[0].state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in net.state_dict().items())
