@@ -74,7 +74,7 @@ class INRLightningCLI(LightningCLI):
     def __init__(self, *args, resolve_only: bool = False, **kwargs) -> None:
         self.resolve_only = resolve_only
         given = kwargs.get("args") or []
-        # A run names its subcommand first: only that one's parser is built (each costs as much as a tiny stage).
+        # A run names its subcommand first: only that one's parser is built (the other three: a third of a parse).
         every = LightningCLI.subcommands()
         self.only = given[0] if given and given[0] in every else None
         if self.only and kwargs.get("parser_kwargs"):   # per-subcommand settings of the others would be unknown

@@ -35,8 +35,8 @@ def fitted(ckpt, cache: bool, coords_per_step=None, depth: int = 1, above: str =
     torch.manual_seed(3)
     dm = signals(coords_per_step=coords_per_step)
     module = SignalFitModule(load_cohort(ckpt)[0], protocol="freeze", last_frozen_layer=depth, above=above,
-                             num_signals=3, lr=1e-2, record_steps=[], cache_frozen_prefix=cache, compile=compile, step_chunk=step_chunk,
-                             grid=dm.full_grid_batch())   # what the CLI links from the data module
+                             num_signals=3, lr=1e-2, record_steps=[], cache_frozen_prefix=cache, compile=compile,
+                             step_chunk=step_chunk, grid=dm.full_grid_batch())   # what the CLI links from the data module
     calls = []
     original = module.net.encoder.forward
 

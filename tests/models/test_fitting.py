@@ -81,7 +81,8 @@ def test_frozen_parameters_stay_bit_identical(ckpt, above):
 
 
 def test_reinit_redraws_the_layers_above_the_last_frozen_one(ckpt):
-    module = SignalFitModule(load_cohort(ckpt)[0], protocol="freeze", last_frozen_layer=0, above="reinit", num_signals=3)
+    module = SignalFitModule(load_cohort(ckpt)[0], protocol="freeze", last_frozen_layer=0, above="reinit",
+                             num_signals=3)
     module.apply_freeze(0)
     assert torch.equal(module.net.encoder.linear(0).weight[0], cohort_weight(ckpt, 0)[0])
     for j in (1, 2):

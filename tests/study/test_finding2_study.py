@@ -9,7 +9,6 @@ import re
 from dataclasses import replace
 
 import pytest
-from conftest import ROOT
 
 from inr_lightning.study.finding2 import STAGE_SECONDS, estimated_minutes, planned_stages
 from inr_lightning.study.profiles import PROFILES
