@@ -1,20 +1,16 @@
-"""``python -m inr_lightning {fit,validate,test,predict} --config configs/<stage>/<backbone>.yaml`` and the
-``COMMANDS`` (study, sweep, sae-depths, compare, render, export), all parsed by jsonargparse.
+"""``python -m inr_lightning {fit,validate,test,predict} --config configs/<stage>/<backbone>.yaml``: the LightningCLI
+(``omegaconf+`` interpolation, model and data by ``class_path``; ``main.py`` is the entry that runs it).
 
-A LightningCLI (``omegaconf+`` interpolation, model and data by ``class_path``) that adds, through Lightning's
-hooks only: a run's outputs in ``trainer.default_root_dir`` (``trainer_defaults`` callbacks, the module's
-``configure_callbacks`` checkpoints, ``LocalMetrics``; ``validate``/``test`` log to W&B in ``<run>/eval/``);
-checkpoints loaded with ``weights_only=True`` (``--weights_only=false`` opts out; a pickle is refused in one line);
-``fit --ckpt_path=last`` starts, resumes, or keeps a finished run as it is; a new fit never overwrites checkpoints;
-bad input and a stopped run (non-finite loss, SIGTERM, W&B) end with one line (``INR_LIGHTNING_TRACEBACK=1``).
+It adds, through Lightning's hooks only: a run's outputs in ``trainer.default_root_dir`` (``trainer_defaults``
+callbacks, the module's ``configure_callbacks`` checkpoints, ``LocalMetrics``; ``validate``/``test`` log to W&B in
+``<run>/eval/``); checkpoints loaded with ``weights_only=True`` (``--weights_only=false`` opts out; a pickle is
+refused in one line); ``fit --ckpt_path=last`` starts, resumes, or keeps a finished run as it is; a new fit never
+overwrites checkpoints; the inputs a stage's data hands its module (links); ``resolve`` for the study.
 """
 
 from __future__ import annotations
 
-import importlib
-import logging
 import os
-import sys
 import warnings
 from pathlib import Path
 
@@ -28,33 +24,11 @@ from inr_lightning.callbacks import FiniteLoss, RunConfig, RunSummary
 from inr_lightning.callbacks.guards import stage_name
 from inr_lightning.callbacks.lineage import WandbLineage
 from inr_lightning.callbacks.outputs import CURVES_FILE, METRICS_FILE, FinalValidation, LocalMetrics, SignalWriter
-from inr_lightning.callbacks.stops import RunComplete, StopReport, checked_ckpt_path
-from inr_lightning.errors import InputError, find_user_error, one_line
-from inr_lightning.runtime import retain_freed_memory_if_requested
+from inr_lightning.callbacks.stops import StopReport, checked_ckpt_path
+from inr_lightning.errors import InputError, one_line
 
-# Messages that say nothing a user can act on (``main`` only): args passed on purpose; Lightning's deprecated torch
-# API; the SAE's sparse CSR backward; data in memory (workers cost time); predict's single full-grid batch.
-SILENCED = (".*LightningCLI's args parameter is intended.*", r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
-            ".*Sparse CSR tensor support is in beta.*", ".*Sparse invariant checks are implicitly.*",
-            ".*does not have many workers.*", ".*`IterableDataset` has `__len__` defined.*",
-            ".*Couldn't infer the batch indices.*")
+ARGS_MESSAGE = ".*LightningCLI's args parameter is intended.*"   # args are passed on purpose (main.py, resolve)
 DEFAULTS = str(Path(__file__).with_name("defaults.yaml"))
-TIPS = [logging.getLogger(f"lightning.{p}.utilities.rank_zero") for p in ("pytorch", "fabric")]  # drop_tips
-# Commands beside LightningCLI's subcommands: name → ("module:function" taking argv, one line of help).
-COMMANDS: dict[str, tuple[str, str]] = {
-    "study": ("inr_lightning.study.commands:study", "the whole study: cohorts → sweep → SAEs → report.md"),
-    "sweep": ("inr_lightning.study.commands:sweep", "freeze-depth sweep of one or more cohort runs"),
-    "sae-depths": ("inr_lightning.study.commands:sae_depths", "an SAE at every encoder depth of cohort runs"),
-    "compare": ("inr_lightning.compare:compare", "final metrics of runs in a table, a metric's curves in a plot"),
-    "render": ("inr_lightning.render:render", "every signal of a cohort or fit run as PNGs and a tensor, any grid"),
-    "export": ("inr_lightning.export:export", "a cohort run as a shareable folder: model.safetensors, config, card"),
-}
-
-
-def drop_tips(record: logging.LogRecord) -> bool:  # an advertisement; the module's checkpoints replacing the default
-    return not str(record.getMessage()).startswith(("💡 Tip:", "The following callbacks returned in `LightningModule"
-                                                    ".configure_callbacks` will override existing callbacks passed to "
-                                                    "Trainer: ModelCheckpoint"))
 
 
 class OneLineErrorParser(LightningArgumentParser):
@@ -182,44 +156,7 @@ def resolve(args: list[str]) -> dict:
     a bad value raises the parser's own ``InputError``."""
     try:
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", SILENCED[0])
+            warnings.filterwarnings("ignore", ARGS_MESSAGE)
             cli(args, resolve_only=True)
     except Resolved as done:
         return done.args[0]
-
-
-def main(args: list[str] | None = None, exit_on_error: bool = True) -> None:
-    """``python -m inr_lightning …`` in this process: user errors end it with one line (``SystemExit``);
-    ``exit_on_error=False`` raises that error (``InputError``/``RunStopped``) instead (a study's stages)."""
-    args = sys.argv[1:] if args is None else list(args)
-    report = StopReport()
-    for logger in TIPS:
-        logger.addFilter(drop_tips)
-    with warnings.catch_warnings():
-        for message in SILENCED:
-            warnings.filterwarnings("ignore", message)
-        try:
-            if args and args[0] in COMMANDS:
-                module, _, function = COMMANDS[args[0]][0].partition(":")
-                return getattr(importlib.import_module(module), function)(args[1:])
-            if not args or args[0] in ("-h", "--help"):
-                print("inr_lightning commands besides LightningCLI's (each has its own --help):\n" + "\n".join(
-                    f"  {name:<10}  {help_}" for name, (_, help_) in COMMANDS.items()) + "\n")
-            retain_freed_memory_if_requested()  # opt-in (INR_LIGHTNING_RETAIN_MEMORY=1): runtime.py
-            cli(args, report)
-        except RunComplete as done:
-            print(done)
-        except (Exception, SystemExit) as err:
-            cause = find_user_error(report.error or err)
-            if cause is None or os.environ.get("INR_LIGHTNING_TRACEBACK"):
-                raise
-            if not exit_on_error:
-                raise cause from None
-            print(f"error: {cause}", file=sys.stderr)
-            sys.exit(getattr(cause, "exit_code", 2))
-        finally:  # WandbLogger leaves its run open; a second run in this process would silently reuse it
-            for logger in TIPS:
-                logger.removeFilter(drop_tips)
-            wandb = sys.modules.get("wandb")
-            if wandb is not None and wandb.run is not None:
-                wandb.finish()

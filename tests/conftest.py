@@ -49,7 +49,7 @@ def train_cohort(run: Path, backbone: str = "siren", *overrides: str) -> Path:
 
 def run_cli(args: list[str]) -> None:
     """The CLI in this process (tiny fits only; DDP runs go through ``run_subprocess``)."""
-    from inr_lightning.cli import main
+    from inr_lightning.main import main
 
     cwd = os.getcwd()
     os.chdir(ROOT)  # configs are given relative to the repository

@@ -5,7 +5,8 @@ import pytest
 import yaml
 from conftest import ROOT, TINY, run_cli
 
-from inr_lightning.cli import COMMANDS, resolve
+from inr_lightning.cli import resolve
+from inr_lightning.main import COMMANDS
 from inr_lightning.errors import InputError
 from inr_lightning.study.stages import run_stage
 

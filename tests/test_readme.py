@@ -14,7 +14,7 @@ import shutil
 import pytest
 from conftest import ROOT
 
-from inr_lightning.cli import main
+from inr_lightning.main import main
 
 TINY_COHORT = ["--model.init_args.net.width=16", "--model.init_args.net.num_frequencies=8",
                "--data.init_args.resolution=16",

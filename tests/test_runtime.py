@@ -24,7 +24,7 @@ BLOCK = 64 * 2**20  # above glibc's largest mmap threshold (32 MiB): always mmap
 
 PROBE = """
 import ctypes, json
-import inr_lightning.cli, inr_lightning.data, inr_lightning.models  # noqa: F401  what a training run imports
+import inr_lightning.data, inr_lightning.main, inr_lightning.models  # noqa: F401  what a training run imports
 from inr_lightning import runtime
 
 class MallInfo2(ctypes.Structure):
@@ -49,7 +49,7 @@ def probe(applied):
 
 imported = probe(None)
 try:
-    inr_lightning.cli.main(["fit", "--help"])  # the CLI's start-up up to argument parsing (--help exits there)
+    inr_lightning.main.main(["fit", "--help"])  # the CLI's start-up up to argument parsing (--help exits there)
 except SystemExit:
     pass
 print(json.dumps({"imported": imported, "cli": probe(runtime.retain_freed_memory())}))  # idempotent: in force?

@@ -32,7 +32,7 @@ MISSING = object()
 
 
 def _cli(args: list[str]) -> None:
-    from inr_lightning.cli import main  # the CLI imports the study's commands lazily; no cycle at import
+    from inr_lightning.main import main  # main imports the study's commands lazily; no cycle at import
 
     main(args, exit_on_error=False)  # a bad value is the parser's own ``InputError``, raised to the caller
 
