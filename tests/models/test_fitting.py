@@ -233,8 +233,6 @@ def test_fit_config_runs_a_tiny_fit_from_a_cohort_run(tmp_path, backbone, capsys
         assert read_summary(run) == summary   # the training record is untouched by `test`
         # The CLI hands the module the data module's full grid (frozen-prefix cache, recorded PSNR); no module
         # reads ``trainer.datamodule``.
-        from inr_lightning.cli import cli
-
         GridProbe.seen.clear()
         run_cli(["fit", "--config", "configs/fit/siren.yaml", f"--trainer.default_root_dir={tmp_path / 'probed'}",
                  f"--data.init_args.cohort_ckpt={ckpt}", *FIT_TINY, "--trainer.callbacks+=test_fitting.GridProbe"])
