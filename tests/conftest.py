@@ -164,6 +164,9 @@ _started: dict[str, tuple[subprocess.Popen, Path]] = {}
 def pytest_collection_finish(session) -> None:
     if session.config.getoption("collectonly"):
         return
+    import torch
+
+    torch.set_num_threads(1)   # tiny problems: one thread is faster, and leaves a core to the runs beside it
     wanted = {name for item in session.items for name in getattr(item, "fixturenames", ()) if name in STUDIES}
     for name in sorted(wanted):
         profile, export = STUDIES[name]
