@@ -161,12 +161,15 @@ STUDIES = {"tiny_study": ("tiny", False), "finding2_study": ("finding2_tiny", Tr
 _started: dict[str, tuple[subprocess.Popen, Path]] = {}
 
 
+def pytest_configure(config) -> None:
+    import torch
+
+    torch.set_num_threads(1)   # tiny problems: one thread is faster, and leaves a core to the runs beside them
+
+
 def pytest_collection_finish(session) -> None:
     if session.config.getoption("collectonly"):
         return
-    import torch
-
-    torch.set_num_threads(1)   # tiny problems: one thread is faster, and leaves a core to the runs beside it
     wanted = {name for item in session.items for name in getattr(item, "fixturenames", ()) if name in STUDIES}
     for name in sorted(wanted):
         profile, export = STUDIES[name]
@@ -215,14 +218,3 @@ def finding2_study() -> tuple[Path, Path, Path]:
     proc, base = finished_study("finding2_study")
     assert proc.returncode == 0, proc.stdout[-3000:]
     return base / "finding2_tiny", base / "docs", base / "finding2_tiny" / "report.md"
-
-
-@pytest.fixture
-def one_thread():
-    """Tiny problems: one thread is faster, and steadier on a loaded machine."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

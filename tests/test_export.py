@@ -14,7 +14,6 @@ from inr_lightning.analysis.stable_rank import stable_rank
 from inr_lightning.checkpoints import load_cohort
 from inr_lightning.data import ActivationDataModule
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 SYNTH = ["--data.init_args.source=inr_lightning.data.Synthetic", "--data.init_args.source.init_args.size=20",
          "--data.init_args.source.init_args.num_images=6", "--data.init_args.num_signals=4",

@@ -15,7 +15,6 @@ from conftest import TINY, run_cli
 
 from inr_lightning.callbacks.lineage import WandbLineage, artifact_name, variant_of
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 SYNTH = ["--data.init_args.source=inr_lightning.data.Synthetic", "--data.init_args.source.init_args.size=20",
          "--data.init_args.source.init_args.num_images=6", "--data.init_args.num_signals=4",

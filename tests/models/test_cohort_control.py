@@ -14,7 +14,6 @@ from inr_lightning.nn import CohortINR, INRConfig
 CFG = INRConfig(backbone="siren", width=32, shared_layers=3, omega0_hidden=30.0)
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _psnr(net: CohortINR, data: SignalDataModule) -> float:

@@ -13,7 +13,6 @@ from inr_lightning.data import ActivationDataModule
 from inr_lightning.data.activations import disjoint_from
 from inr_lightning.nn.sae import TopKSAE
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

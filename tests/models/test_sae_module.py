@@ -23,7 +23,6 @@ SAE_TINY = ["--model.init_args.n_atoms=64", "--model.init_args.k=4", "--model.in
             "--trainer.max_steps=4", "--trainer.enable_progress_bar=false", "--trainer.callbacks.init_args.top_atoms=4"]
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
