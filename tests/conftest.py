@@ -59,6 +59,12 @@ def run_cli(args: list[str]) -> None:
         os.chdir(cwd)
 
 
+def start_cli(args: list[str]) -> subprocess.Popen:
+    """``python -m inr_lightning *args`` started in the repository, its output piped as text."""
+    return subprocess.Popen([sys.executable, "-m", "inr_lightning", *args], cwd=ROOT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
 def run_subprocess(args: list[str], timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, "-m", "inr_lightning", *args], cwd=ROOT, env=env, capture_output=True,
@@ -76,10 +82,8 @@ def fit_single_and_ddp(args: list[str], tmp_path: Path) -> tuple[dict, dict, Pat
 
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     # The 2-process run starts first and runs beside the one in this process (its start-up is most of its time).
-    two = subprocess.Popen([sys.executable, "-m", "inr_lightning", "fit", *args, "--trainer.devices=2",
-                            "--trainer.strategy=ddp", f"--trainer.default_root_dir={ddp}"], cwd=ROOT,
-                           env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
+    two = start_cli(["fit", *args, "--trainer.devices=2", "--trainer.strategy=ddp",
+                     f"--trainer.default_root_dir={ddp}"])
     try:
         run_cli(["fit", *args, "--trainer.devices=1", f"--trainer.default_root_dir={single}"])
         _, err = two.communicate(timeout=300)

@@ -8,16 +8,14 @@ Each epoch is 2 steps, so a checkpoint (written after every validation) comes ev
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, TINY, assert_names, read_summary, run_cli
+from conftest import TINY, assert_names, read_summary, run_cli, start_cli
 
 from inr_lightning.callbacks.outputs import read_metrics
 
@@ -50,12 +48,6 @@ def stage_args(stage: str, run: Path, cohort: Path) -> list[str]:
     return ["fit", "--config", "configs/sae/siren.yaml", f"--data.init_args.cohort_ckpt={cohort}", *SAE, *common]
 
 
-def start(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "inr_lightning", *args], cwd=ROOT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-
-
 def kill_after_checkpoint(proc: subprocess.Popen, last: Path, sig: int, newer_than: int = -1,
                           timeout: float = 240) -> tuple[int, str]:
     """Wait until ``last`` exists (and is newer than ``newer_than`` ns), then send ``sig``; → (exit code, stderr)."""
@@ -79,11 +71,11 @@ def step_of(ckpt: Path) -> int:
 @pytest.mark.parametrize("stage", ["cohort", "fit", "sae"])
 def test_a_run_killed_by_sigterm_and_sigkill_resumes_to_the_uninterrupted_weights(stage, cohort, tmp_path):
     reference, run = tmp_path / "reference", tmp_path / "run"
-    uninterrupted = start(stage_args(stage, reference, cohort))   # runs beside the interrupted one
+    uninterrupted = start_cli(stage_args(stage, reference, cohort))   # runs beside the interrupted one
     last = run / "checkpoints" / "last.ckpt"
 
     # SIGTERM: Lightning finishes the step it is in; the CLI says where it stopped, exit status 143.
-    code, err = kill_after_checkpoint(start(stage_args(stage, run, cohort)), last, signal.SIGTERM)
+    code, err = kill_after_checkpoint(start_cli(stage_args(stage, run, cohort)), last, signal.SIGTERM)
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 143 and len(errors) == 1 and "Traceback" not in err, err[-3000:]
     first_stop = step_of(last)
@@ -93,7 +85,7 @@ def test_a_run_killed_by_sigterm_and_sigkill_resumes_to_the_uninterrupted_weight
 
     # Resume, then SIGKILL (no handler runs) once the resumed run has written a newer checkpoint.
     mtime = last.stat().st_mtime_ns
-    code, err = kill_after_checkpoint(start([*stage_args(stage, run, cohort), "--ckpt_path=last"]), last,
+    code, err = kill_after_checkpoint(start_cli([*stage_args(stage, run, cohort), "--ckpt_path=last"]), last,
                                       signal.SIGKILL, newer_than=mtime)
     assert code == -signal.SIGKILL, err[-3000:]
     assert first_stop < step_of(last) < STEPS
