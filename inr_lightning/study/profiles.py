@@ -222,7 +222,7 @@ FINDING2_SAE = ["--model.init_args.n_atoms=4096", "--model.init_args.k=32", "--t
                 "--data.init_args.coords=pool", "--data.init_args.pool_size=131072",
                 "--data.init_args.heldout_coords=16384"]
 FINDING2 = Profile("finding2", 32, 64, 5, 2000, 200, (25, 50, 100, 200), 3, ("mri", "natural"), (3e-4, 1e-3, 3e-3),
-                   None, FINDING2_SAE, control_layers=(0, 2, 4), dict_sizes=(1024, 16384), frequencies=64,
+                   None, FINDING2_SAE, control_layers=None, dict_sizes=(1024, 16384), frequencies=64,
                    views=False, controls=False, num_heldout=10, finding2=True,
                    cuts=("32×32, width 64, 2000 cohort steps: the CPU budget",
                          "untrained controls at depths 0, 2, 4 (every depth: over the CPU budget)",
