@@ -31,11 +31,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m inr_lightning fit --config configs/cohort/siren.yaml --ckpt_path=last
 
+# One pytest worker per core (pytest-xdist); a worker that runs out of tests takes queued ones from the other.
+XDIST ?= -n auto --dist worksteal
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q $(XDIST) tests
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q tests -m "not slow"
+	$(BIN)/python -m pytest -q $(XDIST) tests -m "not slow"
 
 $(MIN_STAMP): pyproject.toml constraints-min.txt
 	rm -rf $(MIN_VENV)
@@ -45,7 +48,7 @@ $(MIN_STAMP): pyproject.toml constraints-min.txt
 	touch $(MIN_STAMP)
 
 test-min: $(MIN_STAMP)
-	$(MIN_VENV)/bin/python -m pytest -q $(MIN_TESTS)
+	$(MIN_VENV)/bin/python -m pytest -q $(XDIST) $(MIN_TESTS)
 
 # Benchmarks are not tests (they time things): every row at full size, or every row family at tiny sizes.
 bench: $(STAMP)

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -160,15 +161,19 @@ def raises_naming(exc_type: type[BaseException], *values):
 
 # The end-to-end studies run the way a long CPU study runs (scripts/cpu_study.sh: one-thread halves, then the call
 # that reuses every run and writes the report).  Each starts as a background process as soon as collection shows a
-# test that needs it, so it runs beside the rest of the suite; its fixture waits for it.  name → (profile, export).
-STUDIES = {"tiny_study": ("tiny", False), "finding2_study": ("finding2_tiny", True)}
-_started: dict[str, tuple[subprocess.Popen, Path]] = {}
+# test that needs it, so it runs beside the rest of the suite; its fixture waits for it.  Under pytest-xdist
+# (`make test` runs two workers) every worker collects the same tests: the first to create the study's folder
+# starts it, and any worker waits for the exit status the script leaves there.  name → (profile, export).
+STUDIES = {"tiny_study": ("tiny", False), "finding2_study": ("finding2_tiny", True), "regime_study": ("regime_tiny", False)}
+STUDIES_ENV = "INR_LIGHTNING_TEST_STUDIES"   # the folder of this test run's studies (set by the controller)
 
 
 def pytest_configure(config) -> None:
     import torch
 
     torch.set_num_threads(1)   # tiny problems: one thread is faster, and leaves a core to the runs beside them
+    if not hasattr(config, "workerinput"):   # the controller (or a run without xdist); workers inherit the env
+        os.environ[STUDIES_ENV] = tempfile.mkdtemp(prefix="inr_lightning_studies_")
 
 
 def pytest_collection_finish(session) -> None:
@@ -176,34 +181,47 @@ def pytest_collection_finish(session) -> None:
         return
     wanted = {name for item in session.items for name in getattr(item, "fixturenames", ()) if name in STUDIES}
     for name in sorted(wanted):
+        base = Path(os.environ[STUDIES_ENV]) / name
+        try:
+            base.mkdir()
+        except FileExistsError:   # another worker started it
+            continue
         profile, export = STUDIES[name]
-        base = Path(tempfile.mkdtemp(prefix=f"inr_lightning_{name}_"))
         env = {**os.environ, "PYTHON": sys.executable, "WANDB_MODE": "offline", "WANDB_DIR": str(base / "wandb_home"),
                "WANDB_SILENT": "true", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-        out = base / profile
         extra = ["--export", str(base / "docs")] if export else []
-        with open(base / "script.log", "w") as log:
-            proc = subprocess.Popen(["bash", str(ROOT / "scripts" / "cpu_study.sh"), profile, str(out), *extra],
-                                    cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        _started[name] = (proc, base)
+        script = 'bash "$0" "$@" > "$STUDY_BASE/script.log" 2>&1; echo $? > "$STUDY_BASE/rc"'
+        proc = subprocess.Popen(["bash", "-c", script, str(ROOT / "scripts" / "cpu_study.sh"), profile,
+                                 str(base / profile), *extra], cwd=ROOT, env={**env, "STUDY_BASE": str(base)},
+                                start_new_session=True)
+        (base / "pgid").write_text(str(proc.pid))
 
 
 def pytest_sessionfinish(session) -> None:
-    for proc, base in _started.values():   # a run stopped early (-x, Ctrl-C) leaves no study behind
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        shutil.rmtree(base, ignore_errors=True)
+    if hasattr(session.config, "workerinput"):
+        return
+    root = Path(os.environ[STUDIES_ENV])
+    for pgid in root.glob("*/pgid"):   # a run stopped early (-x, Ctrl-C) leaves no study behind
+        if not (pgid.parent / "rc").exists():
+            try:
+                os.killpg(int(pgid.read_text()), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    shutil.rmtree(root, ignore_errors=True)
 
 
-def finished_study(name: str) -> tuple[subprocess.CompletedProcess, Path]:
-    """The background study ``name`` once it has finished → (its process, as ``subprocess.run`` returns it; its
-    folder: ``<profile>/`` and the halves' ``<profile>.<dataset>.log``, ``docs/`` with ``--export``,
-    ``script.log``)."""
-    proc, base = _started[name]
-    proc.wait(timeout=1200)
+def finished_study(name: str, timeout: float = 1200) -> tuple[subprocess.CompletedProcess, Path]:
+    """The background study ``name`` once it has finished → (its exit status and ``script.log`` as
+    ``subprocess.run`` returns them; its folder: ``<profile>/`` and the halves' ``<profile>.<dataset>.log``,
+    ``docs/`` with ``--export``, ``script.log``)."""
+    base = Path(os.environ[STUDIES_ENV]) / name
+    rc, waited = base / "rc", 0.0
+    while not (rc.exists() and rc.read_text().strip()):
+        assert waited < timeout, f"the {name} study did not finish within {timeout:.0f} s"
+        time.sleep(0.5)
+        waited += 0.5
     log = (base / "script.log").read_text()
-    return subprocess.CompletedProcess(proc.args, proc.returncode, log, log), base
+    return subprocess.CompletedProcess(["scripts/cpu_study.sh", STUDIES[name][0]], int(rc.read_text()), log, log), base
 
 
 @pytest.fixture(scope="session")
@@ -213,6 +231,14 @@ def tiny_study() -> tuple[subprocess.CompletedProcess, Path]:
     tests/scripts share it."""
     proc, base = finished_study("tiny_study")
     return proc, base / "tiny"
+
+
+@pytest.fixture(scope="session")
+def regime_study() -> Path:
+    """The tiny regime profile (two 16-px cells, one per half) through ``scripts/cpu_study.sh`` → its folder."""
+    proc, base = finished_study("regime_study")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    return base / "regime_tiny"
 
 
 @pytest.fixture(scope="session")

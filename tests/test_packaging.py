@@ -35,7 +35,8 @@ tomllib = pytest.importorskip("tomllib")  # Python ≥ 3.11
 # Import name → distribution name, where they differ.
 DISTRIBUTIONS = {"yaml": "pyyaml", "PIL": "pillow", "skimage": "scikit-image", "sklearn": "scikit-learn"}
 # Declared dependencies that no module imports by name: what uses them instead.
-INDIRECT = {"omegaconf": "jsonargparse's omegaconf+ parser mode (cli.py)"}
+INDIRECT = {"omegaconf": "jsonargparse's omegaconf+ parser mode (cli.py)",
+            "pytest-xdist": "the Makefile's pytest -n auto (a plugin: never imported)"}
 OWN = {"inr_lightning", "benchmarks", "__future__"}
 FLOOR = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)(?:\[[^\]]*\])?>=(?P<version>[0-9][0-9A-Za-z.]*)$")
 # torch's floor is stated in constraints-min.txt, not installed (only the CPU wheel of 2.13.0 is at hand).

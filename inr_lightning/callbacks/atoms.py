@@ -82,7 +82,8 @@ def _gallery(path: Path, groups: list[tuple[str, list[tuple[int, np.ndarray, flo
     blocks = [(label, [maps[i:i + per_row] for i in range(0, len(maps), per_row)] or [[]]) for label, maps in groups]
     n_rows = sum(len(rows) for _, rows in blocks)
     cols = min(per_row, max([len(maps) for _, maps in groups] + [1])) + 1
-    fig, axes = plt.subplots(n_rows, cols, figsize=(1.9 * cols + 0.8, 2.0 * n_rows + 0.4), squeeze=False)
+    w, h = 1.9 * cols + 0.8, 2.0 * n_rows + 0.4
+    fig, axes = plt.subplots(n_rows, cols, figsize=(w, h), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     vmax = max([float(z.max()) for _, maps in groups for _, z, _ in maps] + [1e-12])
@@ -101,7 +102,8 @@ def _gallery(path: Path, groups: list[tuple[str, list[tuple[int, np.ndarray, flo
                 ax.set_yticks([])
             r += 1
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout(rect=(0, 0, 0.93, 1))
+    # Fixed margins (inches), no tight_layout: it draws the figure once more, and a study writes hundreds.
+    fig.subplots_adjust(left=0.35 / w, right=0.92, bottom=0.1 / h, top=1 - 0.45 / h, wspace=0.12, hspace=0.3)
     if im is not None:
         cax = fig.add_axes((0.94, 0.15, 0.012, 0.7))
         fig.colorbar(im, cax=cax).set_label("activation z_a (one scale for every map)", fontsize=7)
@@ -113,7 +115,8 @@ def _worst(path: Path, rows: list[dict], title: str) -> None:
     """Per damaging atom: its map, the un-ablated SAE-path image, the ablated image and |difference|; maps
     share one colour scale, differences another."""
     plt = _plt()
-    fig, axes = plt.subplots(len(rows), 4, figsize=(10.4, 2.5 * len(rows) + 0.5), squeeze=False)
+    h = 2.5 * len(rows) + 0.5
+    fig, axes = plt.subplots(len(rows), 4, figsize=(10.4, h), squeeze=False)
     zmax = max([float(r["map"].max()) for r in rows] + [1e-12])
     dmax = max([float(r["diff"].max()) for r in rows] + [1e-12])
     im_z = im_d = None
@@ -130,7 +133,7 @@ def _worst(path: Path, rows: list[dict], title: str) -> None:
             ax.set_xticks([])
             ax.set_yticks([])
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout(rect=(0, 0, 0.9, 1))
+    fig.subplots_adjust(left=0.02, right=0.89, bottom=0.1 / h, top=1 - 0.75 / h, wspace=0.08, hspace=0.3)
     if im_z is not None:
         fig.colorbar(im_z, cax=fig.add_axes((0.905, 0.55, 0.012, 0.35))).set_label("z_a", fontsize=7)
         fig.colorbar(im_d, cax=fig.add_axes((0.905, 0.1, 0.012, 0.35))).set_label("|Δ| on [0, 1]", fontsize=7)
@@ -144,17 +147,18 @@ def _distributions(path: Path, columns: dict[str, np.ndarray], title: str) -> No
     names = [n for n, v in columns.items() if np.isfinite(v).any()]
     if not names:
         return
-    fig, axes = plt.subplots(1, len(names), figsize=(1.9 * len(names) + 0.5, 3.4), squeeze=False)
+    w = 1.9 * len(names) + 0.5
+    fig, axes = plt.subplots(1, len(names), figsize=(w, 3.4), squeeze=False)
     for ax, name in zip(axes[0], names):
         v = columns[name][np.isfinite(columns[name])]
         ax.boxplot(v, showfliers=True, whis=1.5, flierprops={"markersize": 2, "alpha": 0.5})
         ax.set_title(f"{name}\n(n = {len(v)})", fontsize=7)
         ax.set_xticks([])
-        ax.tick_params(labelsize=7)
         if name in ("damage_per_support", "damage_ep_per_support", "components") and (v > 0).all():
             ax.set_yscale("log")
+        ax.tick_params(which="both", labelsize=7)
     fig.suptitle(title + " — live atoms, every outlier shown", fontsize=9)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.5 / w, right=1 - 0.1 / w, bottom=0.05, top=0.8, wspace=0.6)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 

@@ -269,7 +269,12 @@ def plot_curves(series: dict[str, list[tuple[int, float]]], out: Path, title: st
         return None
     from matplotlib.figure import Figure  # no pyplot: no GUI backend, safe in any process
 
-    fig = Figure(figsize=(4.2 * len(panels), 3.2), layout="constrained")
+    # Fixed margins (inches) and legend corner: a layout engine or loc="best" doubles the time of every run's
+    # figure, and a study writes hundreds.
+    width = 4.2 * len(panels)
+    fig = Figure(figsize=(width, 3.2))
+    fig.subplots_adjust(left=0.75 / width, right=1 - 0.15 / width, bottom=0.16, top=0.8 if title else 0.88,
+                        wspace=0.28)
     for ax, (label, keys, log) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
         for key in keys:
             steps, values = zip(*series[key])
@@ -278,7 +283,7 @@ def plot_curves(series: dict[str, list[tuple[int, float]]], out: Path, title: st
             ax.set_yscale("log")
         ax.set_xlabel("step")
         ax.set_title(label, fontsize=10)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper right" if log else "lower right")
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title, fontsize=10)

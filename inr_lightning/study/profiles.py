@@ -6,7 +6,7 @@ on the full grid make claims about the findings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 SKIMAGE_NAMES = ["astronaut", "camera", "cat", "chelsea", "coffee", "coins", "moon", "rocket", "brick", "grass",
                  "gravel", "clock", "page", "immunohistochemistry", "hubble_deep_field"]
@@ -244,3 +244,6 @@ PROFILES_FINDING2 = {
                              cuts=("a test of the pipeline, not a measurement",)),
 }
 PROFILES.update(PROFILES_FINDING2)
+# Seconds: the test of the regime pipeline (two cells of 16-px cohorts → sweeps → map), not a measurement.
+PROFILES["regime_tiny"] = replace(PROFILES["tiny"], name="regime_tiny", grid=((16, 8), (16, 16)), budgets=(1, 3),
+                                  fit_lrs=(), controls=False, sae_layers=(), control_layers=(), num_validation=0)

@@ -128,22 +128,12 @@ def test_no_cache_without_a_frozen_layer(ckpt):
     assert caches == [] and module.last_frozen_layer == -1
 
 
-def compile_unavailable() -> str | None:
-    """Why ``torch.compile`` cannot run here (None when it can): a tiny function compiled and run."""
-    try:
-        fn = torch.compile(lambda x: torch.sin(x) * 2)
-        fn(torch.randn(4))
-    except Exception as err:  # noqa: BLE001 — any failure means: skip, with the reason
-        return f"torch.compile unavailable on this torch/CPU: {type(err).__name__}: {str(err).splitlines()[0][:200]}"
-    return None
-
-
 def test_compile_option_keeps_results_and_checkpoint_keys(ckpt, tmp_path, monkeypatch):
-    reason = compile_unavailable()
-    if reason:
-        pytest.skip(reason)
+    # The option's wiring (what is compiled, how often, the numbers, the checkpoint keys) through dynamo and AOT
+    # autograd; inductor's C++ code generation (a minute here) is timed by `make bench`, not tested.
     compiled_fns, compile_fn = [], torch.compile
-    monkeypatch.setattr(torch, "compile", lambda fn, *a, **k: compiled_fns.append(fn) or compile_fn(fn, *a, **k))
+    monkeypatch.setattr(torch, "compile", lambda fn, *a, **k: compiled_fns.append(fn)
+                        or compile_fn(fn, *a, **{**k, "backend": "aot_eager"}))
     compiled, _, _ = fitted(ckpt, True, None, 1, "finetune", steps=3, compile=True)
     eager, _, _ = fitted(ckpt, True, None, 1, "finetune", steps=3, compile=False)
     assert [fn.__name__ for fn in compiled_fns] == ["train_forward"]   # once, by the compile: true fit only
