@@ -164,7 +164,8 @@ def raises_naming(exc_type: type[BaseException], *values):
 # test that needs it, so it runs beside the rest of the suite; its fixture waits for it.  Under pytest-xdist
 # (`make test` runs two workers) every worker collects the same tests: the first to create the study's folder
 # starts it, and any worker waits for the exit status the script leaves there.  name → (profile, export).
-STUDIES = {"tiny_study": ("tiny", False), "finding2_study": ("finding2_tiny", True), "regime_study": ("regime_tiny", False)}
+STUDIES = {"tiny_study": ("tiny", False), "finding2_study": ("finding2_tiny", True),
+           "regime_study": ("regime_tiny", False)}
 STUDIES_ENV = "INR_LIGHTNING_TEST_STUDIES"   # the folder of this test run's studies (set by the controller)
 
 
@@ -174,6 +175,16 @@ def pytest_configure(config) -> None:
     torch.set_num_threads(1)   # tiny problems: one thread is faster, and leaves a core to the runs beside them
     if not hasattr(config, "workerinput"):   # the controller (or a run without xdist); workers inherit the env
         os.environ[STUDIES_ENV] = tempfile.mkdtemp(prefix="inr_lightning_studies_")
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Long runs first (they pack the cores best), tests that wait for a background study last (it has time to
+    finish meanwhile); the order within each group is kept."""
+    def rank(item) -> int:
+        if any(name in STUDIES for name in getattr(item, "fixturenames", ())):
+            return 2
+        return 0 if item.get_closest_marker("slow") else 1
+    items.sort(key=rank)
 
 
 def pytest_collection_finish(session) -> None:

@@ -2,8 +2,8 @@
 
 Every ``python -m inr_lightning …`` line of the README's ``bash`` blocks runs, in README order, in an empty
 folder that holds only the shipped configs, with flags appended that shrink it to seconds (16 px, width 16,
-two steps, one seed). Skipped on purpose: ``study`` (its tiny profile runs in ``tests/study``), multi-process and GPU
-lines (DDP is tested in subprocesses elsewhere), ``make`` and ``wandb`` lines.
+two steps, one seed, two SAE depths). Skipped on purpose: ``study`` (its tiny profile runs in ``tests/study``),
+multi-process and GPU lines (DDP is tested in subprocesses elsewhere), ``make`` and ``wandb`` lines.
 """
 
 import os
@@ -44,6 +44,8 @@ def shrink(args: list[str]) -> list[str]:
         extra = TINY_FIT if args[0] == "sweep" else TINY_SAE
         if "--seeds" in args:   # one fit seed: the seeds' pairing is tested in tests/study
             args = [*args[:args.index("--seeds") + 1], "1", *args[args.index("--seeds") + 2:]]
+        if args[0] == "sae-depths" and "--layers" not in args:   # the first and last depth: every depth is
+            args = [*args, "--layers", "0", "4"]                  # tested in tests/study/test_commands.py
         return [*args, *([] if "--" in args else ["--"]), *extra, "--trainer.logger=false"]
     if args[0] != "fit":
         return [*args, "--trainer.logger=false"] if args[0] in ("test", "validate", "predict") else args

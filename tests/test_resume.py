@@ -71,7 +71,6 @@ def step_of(ckpt: Path) -> int:
 @pytest.mark.parametrize("stage", ["cohort", "fit", "sae"])
 def test_a_run_killed_by_sigterm_and_sigkill_resumes_to_the_uninterrupted_weights(stage, cohort, tmp_path):
     reference, run = tmp_path / "reference", tmp_path / "run"
-    uninterrupted = start_cli(stage_args(stage, reference, cohort))   # runs beside the interrupted one
     last = run / "checkpoints" / "last.ckpt"
 
     # SIGTERM: Lightning finishes the step it is in; the CLI says where it stopped, exit status 143.
@@ -90,9 +89,9 @@ def test_a_run_killed_by_sigterm_and_sigkill_resumes_to_the_uninterrupted_weight
     assert code == -signal.SIGKILL, err[-3000:]
     assert first_stop < step_of(last) < STEPS
 
-    run_cli([*stage_args(stage, run, cohort), "--ckpt_path=last"])   # the last resume needs no process of its own
-    _, err = uninterrupted.communicate(timeout=240)
-    assert uninterrupted.returncode == 0, err[-3000:]
+    # The last resume and the uninterrupted reference need no process of their own.
+    run_cli([*stage_args(stage, run, cohort), "--ckpt_path=last"])
+    run_cli(stage_args(stage, reference, cohort))
 
     a = torch.load(reference / "checkpoints" / "last.ckpt", weights_only=True)
     b = torch.load(last, weights_only=True)

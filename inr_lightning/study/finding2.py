@@ -17,10 +17,30 @@ from pathlib import Path
 from inr_lightning.study.profiles import DATASETS, Profile
 
 # Seconds of one stage in a one-thread process (scripts/cpu_study.sh runs one per dataset, two at a time on 2 CPU
-# cores), medians of this profile's stage.json at 32×32, width 64, measured while tests shared the machine (upper
-# bounds): a cohort (20 runs), a control cohort, an SAE of 4096 atoms (300 steps of 2304 coordinates, atom report
-# included; 11 runs) and of 1024, plus start-up and config resolution.  Other dictionary sizes: linear from 4096.
+# cores): ``stage_seconds`` of this profile's exported run (docs/study_finding2; tests/study/test_finding2_study.py
+# checks the two agree), plus start-up and config resolution per stage.  Other dictionary sizes: linear from 4096.
 STAGE_SECONDS = {"cohort": 38.0, "control": 42.0, "sae": 103.0, "sae_atoms1024": 152.0, "overhead": 5.0}
+
+
+def stage_kind(stage: Path) -> str:
+    """``cohort`` | ``control`` | ``sae`` | ``sae_atoms<N>`` of a finding-2 stage folder
+    (``<dataset>/seed<s>/{cohort/<name>, control/<backbone>/cohort_layer<j>, sae/<backbone>/<name>}``)."""
+    group = stage.parent.parent.name if stage.parent.name in ("siren", "ffmlp") else stage.parent.name
+    if group == "sae" and "_atoms" in stage.name:
+        return "sae_atoms" + stage.name.rsplit("_atoms", 1)[1]
+    return group
+
+
+def stage_seconds(out: Path) -> dict[str, float]:
+    """Median seconds per stage kind (``stage_kind``) over the ``stage.json`` of a finding-2 run under ``out``
+    (a run folder or its export)."""
+    import json
+    from statistics import median
+
+    times: dict[str, list[float]] = {}
+    for marker in Path(out).glob("*/seed*/**/stage.json"):
+        times.setdefault(stage_kind(marker.parent), []).append(json.loads(marker.read_text())["seconds"])
+    return {kind: round(median(values), 1) for kind, values in sorted(times.items())}
 
 
 def planned_stages(profile: Profile, backbones: list[str], datasets: list[str], seeds: int) -> dict[str, int]:

@@ -213,9 +213,9 @@ PROFILES = {
 
 # Finding 2 over cohorts (≤ 180 min on 2 CPU cores: the slower dataset's process, ``finding2.estimated_minutes``):
 # 32×32 (the decisive profile's resolution), width 64, three cohort seeds per backbone on MRI and natural images,
-# an SAE at every depth of every cohort and each backbone's own untrained control at depths 0, 2, 4, SAEs on a
+# an SAE at every depth of every cohort and each backbone's own untrained control at every depth, SAEs on a
 # pool of 2¹⁷ continuous coordinates (≈ 16 activation values per SAE parameter; the grid would give 0.12),
-# dictionary sizes 1024 / 16384 at the middle depth (MRI).  Controls at every depth: the MRI process past 180 min.
+# dictionary sizes 1024 / 16384 at the middle depth of every MRI cohort.
 FINDING2_SAE = ["--model.init_args.n_atoms=4096", "--model.init_args.k=32", "--trainer.max_steps=300",
                 "--data.init_args.batch_size=2304", "--data.init_args.steps_per_epoch=100",
                 "--model.init_args.warmup_steps=30", "--model.init_args.dead_window=18432",
@@ -225,7 +225,6 @@ FINDING2 = Profile("finding2", 32, 64, 5, 2000, 200, (25, 50, 100, 200), 3, ("mr
                    None, FINDING2_SAE, control_layers=None, dict_sizes=(1024, 16384), frequencies=64,
                    views=False, controls=False, num_heldout=10, finding2=True,
                    cuts=("32×32, width 64, 2000 cohort steps: the CPU budget",
-                         "untrained controls at depths 0, 2, 4 (every depth: over the CPU budget)",
                          "SAEs: 4096 atoms, k = 32, 300 steps of 2304 coordinates from a pool of 2¹⁷; dictionary "
                          "sizes on the first dataset only"))
 
@@ -246,4 +245,5 @@ PROFILES_FINDING2 = {
 PROFILES.update(PROFILES_FINDING2)
 # Seconds: the test of the regime pipeline (two cells of 16-px cohorts → sweeps → map), not a measurement.
 PROFILES["regime_tiny"] = replace(PROFILES["tiny"], name="regime_tiny", grid=((16, 8), (16, 16)), budgets=(1, 3),
-                                  fit_lrs=(), controls=False, sae_layers=(), control_layers=(), num_validation=0)
+                                  fit_lrs=(), controls=False, sae_layers=(), control_layers=(), num_validation=0,
+                                  views=False)

@@ -6,11 +6,11 @@ import csv
 import json
 import math
 import re
-from dataclasses import replace
 
 import pytest
+from conftest import ROOT
 
-from inr_lightning.study.finding2 import STAGE_SECONDS, estimated_minutes, planned_stages
+from inr_lightning.study.finding2 import STAGE_SECONDS, estimated_minutes, planned_stages, stage_seconds
 from inr_lightning.study.profiles import PROFILES
 from inr_lightning.study.report import finding2_report_body, finding2_section
 
@@ -39,6 +39,8 @@ def test_every_cohort_seed_gets_saes_and_its_own_controls_on_both_datasets(findi
                 s = json.loads((out / run / "summary.json").read_text())
                 assert s["sae/encoder"] == "untrained" and s["data/freeze_random_prefix"] == 1
                 assert f"{ds}/seed{cohort}/control/{backbone}" in s["data/cohort_run"]
+    # every stage of the run is one of the kinds the budget counts
+    assert set(stage_seconds(out)) == {"cohort", "control", "sae", "sae_atoms16"}
     sizes = [r for r in index if r["kind"] == "size"]
     assert {r["n_atoms"] for r in sizes} == {"16"} and {r["dataset"] for r in sizes} == {"mri"} and len(sizes) == 4
     for r in index:   # every SAE trained on the pool, held-out FVU and the ratio recorded
@@ -93,20 +95,25 @@ def test_the_finding2_profile_fits_the_cpu_budget_from_measured_stage_times():
     profile = PROFILES["finding2"]
     counts = planned_stages(profile, ["siren", "ffmlp"], list(profile.datasets), profile.seeds)
     assert profile.seeds >= 3 and set(profile.datasets) == {"mri", "natural"} and profile.sae_layers is None
-    assert profile.control_layers == (0, 2, 4) and set(profile.dict_sizes) == {1024, 16384}
-    # 2 datasets × 3 seeds × 2 backbones: 12 cohorts (+2 learning rates tried per dataset), 3 control cohorts each,
-    # 5 SAEs + 3 control SAEs each, and 2 × 3 × 2 SAEs of other dictionary sizes on MRI
-    assert counts == {"cohort": 16, "control": 36, "sae": 96, "sae_atoms1024": 6, "sae_atoms16384": 6}
+    assert profile.control_layers is None and set(profile.dict_sizes) == {1024, 16384}
+    # 2 datasets × 3 seeds × 2 backbones: 12 cohorts (+2 learning rates tried per dataset), a control cohort at
+    # each of 5 depths, 5 SAEs + 5 control SAEs each, and 2 × 3 × 2 SAEs of other dictionary sizes on MRI
+    assert counts == {"cohort": 16, "control": 60, "sae": 120, "sae_atoms1024": 6, "sae_atoms16384": 6}
     # scripts/cpu_study.sh runs one dataset per process: the dictionary sizes stay on the profile's first dataset
     halves = [planned_stages(profile, ["siren", "ffmlp"], [ds], profile.seeds) for ds in profile.datasets]
     assert [h["sae_atoms16384"] for h in halves] == [6, 0]
     assert all(sum(h[k] for h in halves) == n for k, n in counts.items())
     # the wall-clock on 2 cores is the slower half's (MRI: it has the dictionary sizes)
     minutes = [estimated_minutes(h) for h in halves]
-    mri = (8 * 38 + 18 * 42 + 48 * 103 + 6 * 152 + 6 * 103 * 4 + 86 * STAGE_SECONDS["overhead"]) / 60
-    assert minutes[0] == pytest.approx(mri) == pytest.approx(163.6, abs=0.1) and minutes[1] < minutes[0]
-    assert minutes[0] + 2 * (38 + 5) / 60 <= 180   # and two learning-rate refinements
-    # controls at every depth would not fit
-    every = planned_stages(replace(profile, control_layers=None), ["siren", "ffmlp"], ["mri"], profile.seeds)
-    assert estimated_minutes(every) > 180
+    t = STAGE_SECONDS
+    mri = (8 * t["cohort"] + 30 * t["control"] + 60 * t["sae"] + 6 * t["sae_atoms1024"] + 6 * t["sae_atoms16384"]
+           + 110 * t["overhead"]) / 60
+    assert minutes[0] == pytest.approx(mri) and minutes[1] < minutes[0]
+    assert minutes[0] + 2 * (t["cohort"] + t["overhead"]) / 60 <= 180   # and two learning-rate refinements
     assert "--data.init_args.coords=pool" in profile.sae
+
+
+def test_the_stage_times_are_the_medians_of_the_exported_run():
+    """STAGE_SECONDS (what the budget above uses) are the medians of docs/study_finding2's stage.json files."""
+    measured = stage_seconds(ROOT / "docs" / "study_finding2")
+    assert measured == {k: v for k, v in STAGE_SECONDS.items() if k != "overhead"}
