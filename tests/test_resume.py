@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, assert_names, read_summary, run_cli, start_cli
+import yaml
+from conftest import ROOT, TINY, assert_names, read_summary, run_cli, start_cli
 
 from inr_lightning.callbacks.outputs import read_metrics
+from inr_lightning.study.stages import config_diff, resolved_config, with_checkpoint_hparams
 
 pytestmark = pytest.mark.slow   # real processes, stopped and resumed
 
@@ -104,6 +106,14 @@ def test_a_run_killed_by_sigterm_and_sigkill_resumes_to_the_uninterrupted_weight
         counters = b["state_dict"]["sae.samples_since_fired"]
         assert torch.equal(a["state_dict"]["sae.samples_since_fired"], counters) and counters.max() > 0
         assert rb["sae/dead_fraction"] == ra["sae/dead_fraction"]
+        # Lightning resumed with the checkpoint's hyper-parameters over the model's arguments: the run records the
+        # d_in it resolved where the request left None. A study stage is still the same run (stages.run_stage).
+        recorded = yaml.safe_load((run / "config.yaml").read_text())
+        with pytest.MonkeyPatch.context() as mp:
+            mp.chdir(ROOT)
+            requested = resolved_config(stage_args(stage, run, cohort))
+        assert recorded["model"]["init_args"]["d_in"] == 16 and requested["model"]["init_args"]["d_in"] is None
+        assert config_diff(recorded, with_checkpoint_hparams(requested, recorded["ckpt_path"])) == []
     if stage == "fit":  # the frozen layers stayed frozen (the cohort's weights) and the PSNR history is whole
         c = torch.load(cohort, weights_only=True)["state_dict"]
         for j in (0, 1):

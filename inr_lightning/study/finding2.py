@@ -18,8 +18,10 @@ from inr_lightning.study.profiles import DATASETS, Profile
 
 # Seconds of one stage in a one-thread process (scripts/cpu_study.sh runs one per dataset, two at a time on 2 CPU
 # cores): ``stage_seconds`` of this profile's exported run (docs/study_finding2; tests/study/test_finding2_study.py
-# checks the two agree), plus start-up and config resolution per stage.  Other dictionary sizes: linear from 4096.
-STAGE_SECONDS = {"cohort": 38.0, "control": 42.0, "sae": 103.0, "sae_atoms1024": 152.0, "overhead": 5.0}
+# checks the two agree; a few stages ran while tests shared the machine: medians, not means), plus start-up and
+# config resolution per stage.  Other dictionary sizes: linear from 4096.
+STAGE_SECONDS = {"cohort": 10.1, "control": 8.7, "sae": 46.2, "sae_atoms1024": 25.3, "sae_atoms16384": 143.3,
+                 "overhead": 5.0}
 
 
 def stage_kind(stage: Path) -> str:

@@ -7,7 +7,8 @@ run left a ``config.yaml`` in the same directory, the requested config is resolv
 - no earlier run → run it;
 - same config, finished (``stage.json`` written after a successful fit, with its wall-clock) → reuse its
   ``summary.json``;
-- same config, interrupted → resume from ``checkpoints/last.ckpt``;
+- same config, interrupted → resume from ``checkpoints/last.ckpt`` (a resumed run records its checkpoint's
+  hyper-parameters, which Lightning puts over the model's arguments: the request is compared as it would resume);
 - another config → one line naming what differs; ``overwrite=True`` deletes that run and starts anew.
 """
 
@@ -72,6 +73,19 @@ def config_diff(recorded: dict, requested: dict) -> list[str]:
             for k in sorted(set(a) | set(b)) if keep(k) and a.get(k) != b.get(k) and not added(k)]
 
 
+def with_checkpoint_hparams(config: dict, ckpt_path: str | Path) -> dict:
+    """``config`` as Lightning resumes it from ``ckpt_path``: LightningCLI puts the checkpoint's saved
+    hyperparameters over the model's arguments, so a resumed run records e.g. the SAE's ``d_in`` that it resolved
+    from the data where the request left ``None``."""
+    from inr_lightning.checkpoints import read_checkpoint
+
+    hparams = read_checkpoint(ckpt_path).get("hyper_parameters") or {}
+    model = dict(config.get("model") or {})
+    args = dict(model.get("init_args") or {})
+    args.update({key: value for key, value in hparams.items() if key in args})
+    return {**config, "model": {**model, "init_args": args}}
+
+
 def resolved_config(args: list[str]) -> dict:
     """The config a ``fit`` with ``args`` would run, fully resolved in this process without running it; a value
     the parser rejects is an ``InputError`` with the parser's own line."""
@@ -127,7 +141,10 @@ def run_stage(config: str | Path, run_dir: str | Path, overrides: list[str] = ()
     recorded_path, marker = run_dir / "config.yaml", run_dir / MARKER
     resume = []
     if recorded_path.is_file():  # only then is the request resolved (a fresh run parses once, when it runs)
-        diff = config_diff(yaml.safe_load(recorded_path.read_text()) or {}, resolved_config(args))
+        recorded, requested = yaml.safe_load(recorded_path.read_text()) or {}, resolved_config(args)
+        if recorded.get("ckpt_path") and Path(recorded["ckpt_path"]).is_file():   # the recorded run was resumed
+            requested = with_checkpoint_hparams(requested, recorded["ckpt_path"])
+        diff = config_diff(recorded, requested)
         if diff and not overwrite:
             shown = "; ".join(diff[:3]) + (f"; and {len(diff) - 3} more" if len(diff) > 3 else "")
             raise InputError(f"'{run_dir}' holds a run of another config ({shown}); pass --overwrite to replace "
