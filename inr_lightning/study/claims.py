@@ -241,11 +241,22 @@ def content_independence(rows: list[dict], key: str, backbone: str, datasets: tu
 
 def memorisation(rows: list[dict], dataset: str, backbone: str, kind: str = "depth") -> list[dict]:
     """Per depth: edge alignment with the cohort's own images − with held-out images (per-atom difference,
-    median per SAE), over cohorts; holds where it is above 0 beyond the interval."""
+    median per SAE), over cohorts (``diff``).  The held-out images' edges can differ from the cohort's by
+    themselves, so a trained SAE's difference holds only where it is above 0 *and* above its own untrained
+    control's (paired, ``versus_control``), each beyond the interval; no control at that depth: undecided."""
+    controls = {d["layer"]: d for d in versus_own_control(rows, MEMORISED, dataset, backbone, "above")} \
+        if kind == "depth" else {}
     out = []
     for j in layers_of(rows, dataset, backbone, kind):
         d = over_cohorts(cohort_values(rows, MEMORISED, dataset=dataset, backbone=backbone, layer=j, kind=kind))
-        out.append({"layer": j, "diff": d, "holds": beyond(d, "above")})
+        above, control = beyond(d, "above"), controls.get(j)
+        if kind != "depth":
+            holds = above
+        elif control is None or above is None or control["holds"] is None:
+            holds = None
+        else:
+            holds = above and control["holds"]
+        out.append({"layer": j, "diff": d, "holds": holds, "versus_control": control["diff"] if control else None})
     return out
 
 
@@ -343,8 +354,11 @@ def judge_cohorts(rows: list[dict], dataset: str) -> list[dict]:
                                      for d in f_ctl), "verdict": _per_depth(f_ctl)})
     mem = memorisation(rows, dataset, "ffmlp")
     out.append({"claim": "FFMLP atoms trace the memorised contours: edge alignment with the cohort's own images − "
-                         "with held-out images > 0 beyond the interval, every depth",
-                "numbers": "; ".join(f"L{d['layer']} {iv(d['diff'], '+.3f')}" for d in mem),
+                         "with held-out images above 0 and above FFMLP's own untrained control's, beyond the "
+                         "interval, every depth",
+                "numbers": "; ".join(f"L{d['layer']} {iv(d['diff'], '+.4f')}, − control "
+                                     f"{iv(d['versus_control'], '+.4f') if d['versus_control'] else '—'}"
+                                     for d in mem),
                 "verdict": _per_depth(mem)})
     w = worst_atom(rows, dataset, "ffmlp")
     top = w["max"]

@@ -24,7 +24,7 @@ JITTER = (-0.01, 0.0, 0.01)   # cohort-to-cohort spread of every crafted value
 
 
 def rows_for(dataset="mri", siren_r90=0.2, siren_ctl_r90=0.6, ffmlp_r90=0.9, ffmlp_ctl_r90=0.7, memorised=0.05,
-             siren_tiling=1.3, ctl_psnr=31.5, drop=12.0, layers=(0, 1), shift=0.0):
+             siren_tiling=1.3, ctl_psnr=31.5, drop=12.0, layers=(0, 1), shift=0.0, ctl_memorised=0.0):
     rows = []
     for c, e in enumerate(JITTER):
         for j in layers:
@@ -44,7 +44,7 @@ def rows_for(dataset="mri", siren_r90=0.2, siren_ctl_r90=0.6, ffmlp_r90=0.9, ffm
                                      "ablation/atom_max_drop_q50": 0.001, "ablation/atom_max_drop_q99": 3.0 + e,
                                      "worst_r90": 0.6 + e, "atoms/align_edges_memorised_median": memorised + e})
             add("ffmlp", "control", **{"atoms/mass_radius90_rel_uniform_median": ffmlp_ctl_r90 + e,
-                                       "sae/inr_psnr": ctl_psnr, "atoms/align_edges_memorised_median": 0.0})
+                                       "sae/inr_psnr": ctl_psnr, "atoms/align_edges_memorised_median": ctl_memorised})
     return rows
 
 
@@ -110,10 +110,19 @@ def test_content_independence_is_equal_within_the_interval_or_not():
     assert [x["same"] for x in d] == [False, False] and d[1]["diff"]["mean"] == pytest.approx(-0.2)
 
 
-def test_memorisation_is_own_minus_heldout_edge_alignment():
+def test_memorisation_is_own_minus_heldout_edge_alignment_beyond_the_own_control():
     assert [m["holds"] for m in memorisation(rows_for(), "mri", "ffmlp")] == [True, True]
     assert verdicts(rows_for(memorised=0.0))[4] == "fails"   # as aligned with unseen contours: nothing memorised
     assert [m["holds"] for m in memorisation(rows_for(), "mri", "ffmlp", "control")] == [False, False]   # 0 in every cohort
+    # The held-out images' edges differ from the cohort's by themselves: an untrained encoder shows the same
+    # positive difference, so the trained one's is no memorisation.
+    same = memorisation(rows_for(ctl_memorised=0.05), "mri", "ffmlp")
+    assert [m["holds"] for m in same] == [False, False] and same[0]["diff"]["lower"] > 0
+    assert same[0]["versus_control"]["mean"] == pytest.approx(0.0, abs=1e-12)
+    assert verdicts(rows_for(ctl_memorised=0.05))[4] == "fails"
+    # no control at a depth: undecided there
+    alone = [r for r in rows_for() if not (r["backbone"] == "ffmlp" and r["kind"] == "control" and r["layer"] == 1)]
+    assert [m["holds"] for m in memorisation(alone, "mri", "ffmlp")] == [True, None]
 
 
 def test_psnr_comparisons_only_within_the_stated_gap():
