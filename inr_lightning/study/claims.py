@@ -192,10 +192,11 @@ def comparable(psnr_a: dict[int, float], psnr_b: dict[int, float], gap: float = 
     return {"a": a, "b": b, "gap": abs(a - b), "max_gap": gap, "comparable": bool(abs(a - b) <= gap)}
 
 
-def versus_own_control(rows: list[dict], key: str, dataset: str, backbone: str, direction: str) -> list[dict]:
+def versus_own_control(rows: list[dict], key: str, dataset: str, backbone: str, direction: str,
+                       than: float = 0.0) -> list[dict]:
     """Per depth with both: the trained SAEs' ``key`` and the backbone's own untrained control's (same cohort
     seed: paired), the difference trained − control over cohorts, whether it lies ``direction`` (above |
-    below) 0 beyond the interval, and both INRs' PSNR with their comparability."""
+    below) ``than`` beyond the interval, and both INRs' PSNR with their comparability."""
     out = []
     for j in sorted(set(layers_of(rows, dataset, backbone)) & set(layers_of(rows, dataset, backbone, "control"))):
         t = cohort_values(rows, key, dataset=dataset, backbone=backbone, layer=j)
@@ -204,7 +205,7 @@ def versus_own_control(rows: list[dict], key: str, dataset: str, backbone: str, 
         psnr = comparable(cohort_values(rows, INR_PSNR, dataset=dataset, backbone=backbone, layer=j),
                           cohort_values(rows, INR_PSNR, dataset=dataset, backbone=backbone, layer=j, kind="control"))
         out.append({"layer": j, "trained": over_cohorts(t), "control": over_cohorts(c), "diff": diff,
-                    "holds": beyond(diff, direction), "psnr": psnr})
+                    "holds": beyond(diff, direction, than), "psnr": psnr})
     return out
 
 
@@ -249,10 +250,8 @@ def memorisation(rows: list[dict], dataset: str, backbone: str, kind: str = "dep
     themselves, so a trained SAE's difference holds only where it is above 0 *and* above its own untrained
     control's by more than ``MEMORISED_MIN`` (paired, ``versus_control``), each beyond the interval; no control
     at that depth: undecided."""
-    controls = {d["layer"]: d for d in versus_own_control(rows, MEMORISED, dataset, backbone, "above")} \
-        if kind == "depth" else {}
-    for d in controls.values():
-        d["holds"] = beyond(d["diff"], "above", MEMORISED_MIN)
+    ctl = versus_own_control(rows, MEMORISED, dataset, backbone, "above", MEMORISED_MIN) if kind == "depth" else []
+    controls = {d["layer"]: d for d in ctl}
     out = []
     for j in layers_of(rows, dataset, backbone, kind):
         d = over_cohorts(cohort_values(rows, MEMORISED, dataset=dataset, backbone=backbone, layer=j, kind=kind))

@@ -11,8 +11,10 @@ reuses what finished and resumes what was interrupted (``stages.run_stage``).
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
+from statistics import median
 
 from inr_lightning.study.profiles import DATASETS, Profile
 
@@ -36,9 +38,6 @@ def stage_kind(stage: Path) -> str:
 def stage_seconds(out: Path) -> dict[str, float]:
     """Median seconds per stage kind (``stage_kind``) over the ``stage.json`` of a finding-2 run under ``out``
     (a run folder or its export)."""
-    import json
-    from statistics import median
-
     times: dict[str, list[float]] = {}
     for marker in Path(out).glob("*/seed*/**/stage.json"):
         times.setdefault(stage_kind(marker.parent), []).append(json.loads(marker.read_text())["seconds"])
