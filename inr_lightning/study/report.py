@@ -79,6 +79,19 @@ def git_commit() -> str:
     return "unknown (not a git checkout)"
 
 
+def run_cost(stages: list[dict]) -> str:
+    """``"took W min of wall-clock in all (C min of CPU time)"`` over the ``stage.json`` records of a run; a stage
+    recorded before CPU time was (no ``cpu_seconds``) counts its wall-clock as CPU time."""
+    wall = sum(float(s.get("seconds", 0)) for s in stages) / 60
+    if not any("cpu_seconds" in s for s in stages):
+        return f"took {wall:.1f} min in all"
+    cpu = sum(float(s.get("cpu_seconds", s.get("seconds", 0))) for s in stages) / 60
+    old = sum("cpu_seconds" not in s for s in stages)
+    return (f"took {wall:.1f} min of wall-clock in all, {cpu:.1f} min of CPU time (each run's process, every thread: "
+            "what they cost on an idle machine" + (f"; {old} runs recorded before CPU time was count their "
+                                                  "wall-clock" if old else "") + ")")
+
+
 def step_name(step: int) -> str:
     return "final" if step == Runs.FINAL else f"step {step}"
 
@@ -534,8 +547,8 @@ def write_finding2_report(out: Path, profile, results: dict, rows: list[dict], b
     lines = [f"# Finding 2 over cohorts: the `{profile.name}` profile", "",
              f"Made by `{command}` at commit `{git_commit()}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
              f"wall-clock {elapsed / 60:.1f} min for this command on {platform.machine()} "
-             f"({os.environ.get('OMP_NUM_THREADS') or os.cpu_count()} CPU threads); its {len(stages)} runs took "
-             f"{sum(float(s.get('seconds', 0)) for s in stages) / 60:.1f} min in all. Encoders: {profile.layers} shared "
+             f"({os.environ.get('OMP_NUM_THREADS') or os.cpu_count()} CPU threads); its {len(stages)} runs "
+             f"{run_cost(stages)}. Encoders: {profile.layers} shared "
              f"layers of width {profile.width} + a linear head per image, {profile.resolution}×{profile.resolution} px; "
              f"{seeds} cohort seeds per backbone and dataset. Paths are relative to this file.", "",
              "## What this profile cuts", ""]
@@ -600,12 +613,11 @@ def write_study_report(out: Path, profile, results: dict, backbones: list[str], 
     import json
 
     stages = [json.loads(p.read_text()) for p in out.glob("**/stage.json")]
-    run_minutes = sum(float(s.get("seconds", 0)) for s in stages) / 60
     resumed = sum(bool(s.get("resumed")) for s in stages)
     lines = [f"# Cohort INR study: `{profile.name}` profile", "",
              f"Made by `{command}` at commit `{git_commit()}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
              f"wall-clock {elapsed / 60:.1f} min for this command on {platform.machine()} ({threads} CPU threads); "
-             f"its {len(stages)} runs took {run_minutes:.1f} min in all"
+             f"its {len(stages)} runs {run_cost(stages)}"
              + (f" ({resumed} resumed after an interruption: only their last part is counted)" if resumed else "")
              + ". "
              f"Encoders: {profile.layers} shared layers of width {profile.width} + a linear head per image, "
@@ -823,8 +835,8 @@ def write_regime_report(out: Path, profile, results: dict, backbones: list[str],
     lines = [f"# Where finding 1 holds: the `{profile.name}` regime map", "",
              f"Made by `{command}` at commit `{git_commit()}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
              f"wall-clock {elapsed / 60:.1f} min for this command on {platform.machine()} "
-             f"({os.environ.get('OMP_NUM_THREADS') or os.cpu_count()} CPU threads); its {len(stages)} runs took "
-             f"{sum(float(s.get('seconds', 0)) for s in stages) / 60:.1f} min in all. Each cell is the profile's "
+             f"({os.environ.get('OMP_NUM_THREADS') or os.cpu_count()} CPU threads); its {len(stages)} runs "
+             f"{run_cost(stages)}. Each cell is the profile's "
              f"protocol at that resolution and width ({profile.layers} layers), {seeds} cohort seeds per cell "
              f"(intervals over cohorts, df = {seeds - 1}), judged at {' and '.join(map(str, profile.budgets))} fit "
              "steps (the same fits: the learning rate is constant). Rule: raw argmax of stable rank, *through* "

@@ -14,6 +14,8 @@ COHORT = ROOT / "configs" / "cohort" / "siren.yaml"
 def test_reuse_refuse_overwrite_and_resume(tmp_path):
     run = tmp_path / "cohort"
     first = run_stage(COHORT, run, TINY)
+    record = json.loads((run / "stage.json").read_text())
+    assert 0 < record["cpu_seconds"] and 0 < record["seconds"]   # what the stage cost, whatever ran beside it
     ckpt = run / "checkpoints" / "last.ckpt"
     stamp, data = ckpt.stat().st_mtime_ns, ckpt.read_bytes()
     assert run_stage(COHORT, run, TINY) == first and ckpt.stat().st_mtime_ns == stamp   # reused, not re-run
@@ -25,6 +27,15 @@ def test_reuse_refuse_overwrite_and_resume(tmp_path):
     (run / "stage.json").unlink()
     resumed = run_stage(COHORT, run, [*TINY, "--trainer.max_steps=6"])
     assert resumed["trainer/global_step"] == 6 and json.loads((run / "stage.json").read_text())["resumed"] is True
+
+
+def test_a_runs_cost_sums_cpu_time_and_counts_the_wall_clock_of_runs_recorded_without_it():
+    from inr_lightning.study.report import run_cost
+
+    assert run_cost([{"seconds": 90}, {"seconds": 30}]) == "took 2.0 min in all"
+    line = run_cost([{"seconds": 120, "cpu_seconds": 60}, {"seconds": 60}])
+    assert "3.0 min of wall-clock" in line and "2.0 min of CPU time" in line and "1 runs recorded before" in line
+    assert "recorded before" not in run_cost([{"seconds": 120, "cpu_seconds": 60}])
 
 
 def test_config_diff_ignores_where_a_run_logs_but_not_what_it_computes():
