@@ -76,22 +76,14 @@ def read_summary(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "summary.json").read_text())
 
 
-def fit_single_and_ddp(args: list[str], tmp_path: Path) -> tuple[dict, dict, Path, Path]:
-    """The same fit with 1 process (this one) and with 2 CPU processes under DDP → (state_dict 1, state_dict 2,
-    run dirs)."""
+def twin(case: str, tmp_path: Path, ddp_twins: Path) -> tuple[dict, dict, Path, Path]:
+    """``case`` of tests/ddp_twins.py with 1 process (this one, in ``tmp_path/single``) and its 2-process run from
+    the background launch (``ddp_twins``: that launch's folder) → (state_dict 1, state_dict 2, run dirs)."""
     import torch
+    from ddp_twins import case_args
 
-    single, ddp = tmp_path / "single", tmp_path / "ddp"
-    # The 2-process run starts first and runs beside the one in this process (its start-up is most of its time).
-    two = start_cli(["fit", *args, "--trainer.devices=2", "--trainer.strategy=ddp",
-                     f"--trainer.default_root_dir={ddp}"])
-    try:
-        run_cli(["fit", *args, "--trainer.devices=1", f"--trainer.default_root_dir={single}"])
-        _, err = two.communicate(timeout=300)
-    finally:
-        if two.poll() is None:
-            two.kill()
-    assert two.returncode == 0, err[-3000:]
+    single, ddp = tmp_path / "single", ddp_twins / case / "ddp"
+    run_cli(["fit", *case_args(case, tmp_path), "--trainer.devices=1", f"--trainer.default_root_dir={single}"])
     a, b = (torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"] for run in (single, ddp))
     assert a.keys() == b.keys()
     return a, b, single, ddp
@@ -159,14 +151,21 @@ def raises_naming(exc_type: type[BaseException], *values):
     assert_names(str(info.value), *values)
 
 
-# The end-to-end studies run the way a long CPU study runs (scripts/cpu_study.sh: one-thread halves, then the call
-# that reuses every run and writes the report).  Each starts as a background process as soon as collection shows a
+# Background jobs: the end-to-end studies, run the way a long CPU study runs (scripts/cpu_study.sh: one-thread
+# halves, then the call that reuses every run and writes the report), and the 2-process halves of the DDP
+# equivalence tests (tests/ddp_twins.py: one launch for every case).  Each starts as soon as collection shows a
 # test that needs it, so it runs beside the rest of the suite; its fixture waits for it.  Under pytest-xdist
-# (`make test` runs two workers) every worker collects the same tests: the first to create the study's folder
-# starts it, and any worker waits for the exit status the script leaves there.  name → (profile, export).
-STUDIES = {"tiny_study": ("tiny", False), "finding2_study": ("finding2_tiny", True),
-           "regime_study": ("regime_tiny", False)}
-STUDIES_ENV = "INR_LIGHTNING_TEST_STUDIES"   # the folder of this test run's studies (set by the controller)
+# (`make test` runs two workers) every worker collects the same tests: the first to create the job's folder starts
+# it, and any worker waits for the exit status the job leaves there.  name → the command, given the job's folder.
+def _study(profile: str, export: bool = False):
+    return lambda base: ["bash", str(ROOT / "scripts" / "cpu_study.sh"), profile, str(base / profile),
+                         *(["--export", str(base / "docs")] if export else [])]
+
+
+JOBS = {"tiny_study": _study("tiny"), "finding2_study": _study("finding2_tiny", export=True),
+        "regime_study": _study("regime_tiny"),
+        "ddp_twins": lambda base: [sys.executable, str(ROOT / "tests" / "ddp_twins.py"), str(base / "out")]}
+JOBS_ENV = "INR_LIGHTNING_TEST_JOBS"   # the folder of this test run's jobs (set by the controller)
 
 
 def pytest_configure(config) -> None:
@@ -174,14 +173,14 @@ def pytest_configure(config) -> None:
 
     torch.set_num_threads(1)   # tiny problems: one thread is faster, and leaves a core to the runs beside them
     if not hasattr(config, "workerinput"):   # the controller (or a run without xdist); workers inherit the env
-        os.environ[STUDIES_ENV] = tempfile.mkdtemp(prefix="inr_lightning_studies_")
+        os.environ[JOBS_ENV] = tempfile.mkdtemp(prefix="inr_lightning_jobs_")
 
 
 def pytest_collection_modifyitems(items) -> None:
-    """Long runs first (they pack the cores best), tests that wait for a background study last (it has time to
+    """Long runs first (they pack the cores best), tests that wait for a background job last (it has time to
     finish meanwhile); the order within each group is kept."""
     def rank(item) -> int:
-        if any(name in STUDIES for name in getattr(item, "fixturenames", ())):
+        if any(name in JOBS for name in getattr(item, "fixturenames", ())):
             return 2
         return 0 if item.get_closest_marker("slow") else 1
     items.sort(key=rank)
@@ -190,20 +189,17 @@ def pytest_collection_modifyitems(items) -> None:
 def pytest_collection_finish(session) -> None:
     if session.config.getoption("collectonly"):
         return
-    wanted = {name for item in session.items for name in getattr(item, "fixturenames", ()) if name in STUDIES}
+    wanted = {name for item in session.items for name in getattr(item, "fixturenames", ()) if name in JOBS}
     for name in sorted(wanted):
-        base = Path(os.environ[STUDIES_ENV]) / name
+        base = Path(os.environ[JOBS_ENV]) / name
         try:
             base.mkdir()
         except FileExistsError:   # another worker started it
             continue
-        profile, export = STUDIES[name]
         env = {**os.environ, "PYTHON": sys.executable, "WANDB_MODE": "offline", "WANDB_DIR": str(base / "wandb_home"),
-               "WANDB_SILENT": "true", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-        extra = ["--export", str(base / "docs")] if export else []
-        script = 'bash "$0" "$@" > "$STUDY_BASE/script.log" 2>&1; echo $? > "$STUDY_BASE/rc"'
-        proc = subprocess.Popen(["bash", "-c", script, str(ROOT / "scripts" / "cpu_study.sh"), profile,
-                                 str(base / profile), *extra], cwd=ROOT, env={**env, "STUDY_BASE": str(base)},
+               "WANDB_SILENT": "true", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "JOB_BASE": str(base)}
+        script = '"$@" > "$JOB_BASE/script.log" 2>&1; echo $? > "$JOB_BASE/rc"'
+        proc = subprocess.Popen(["bash", "-c", script, "job", *JOBS[name](base)], cwd=ROOT, env=env,
                                 start_new_session=True)
         (base / "pgid").write_text(str(proc.pid))
 
@@ -211,8 +207,8 @@ def pytest_collection_finish(session) -> None:
 def pytest_sessionfinish(session) -> None:
     if hasattr(session.config, "workerinput"):
         return
-    root = Path(os.environ[STUDIES_ENV])
-    for pgid in root.glob("*/pgid"):   # a run stopped early (-x, Ctrl-C) leaves no study behind
+    root = Path(os.environ[JOBS_ENV])
+    for pgid in root.glob("*/pgid"):   # a run stopped early (-x, Ctrl-C) leaves no job behind
         if not (pgid.parent / "rc").exists():
             try:
                 os.killpg(int(pgid.read_text()), signal.SIGKILL)
@@ -221,18 +217,20 @@ def pytest_sessionfinish(session) -> None:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def finished_study(name: str, timeout: float = 1200) -> tuple[subprocess.CompletedProcess, Path]:
-    """The background study ``name`` once it has finished → (its exit status and ``script.log`` as
-    ``subprocess.run`` returns them; its folder: ``<profile>/`` and the halves' ``<profile>.<dataset>.log``,
-    ``docs/`` with ``--export``, ``script.log``)."""
-    base = Path(os.environ[STUDIES_ENV]) / name
+def finished_job(name: str, timeout: float = 1200) -> tuple[subprocess.CompletedProcess, Path]:
+    """The background job ``name`` once it has finished → (its exit status and ``script.log`` as ``subprocess.run``
+    returns them; its folder: a study's ``<profile>/``, the halves' ``<profile>.<dataset>.log`` and ``docs/``
+    with ``--export``; the DDP launch's ``out/``; ``script.log``)."""
+    base = Path(os.environ[JOBS_ENV]) / name
     rc, waited = base / "rc", 0.0
     while not (rc.exists() and rc.read_text().strip()):
-        assert waited < timeout, f"the {name} study did not finish within {timeout:.0f} s"
+        log = base / "script.log"
+        assert waited < timeout, f"the {name} job did not finish within {timeout:.0f} s; its log ends:\n" + (
+            log.read_text()[-3000:] if log.exists() else "(no log)")
         time.sleep(0.5)
         waited += 0.5
     log = (base / "script.log").read_text()
-    return subprocess.CompletedProcess(["scripts/cpu_study.sh", STUDIES[name][0]], int(rc.read_text()), log, log), base
+    return subprocess.CompletedProcess(JOBS[name](base), int(rc.read_text()), log, log), base
 
 
 @pytest.fixture(scope="session")
@@ -240,22 +238,30 @@ def tiny_study() -> tuple[subprocess.CompletedProcess, Path]:
     """The tiny study profile through ``scripts/cpu_study.sh`` (its half in a one-thread process, then the call that
     reuses every run and writes the report) → (the script's process, the study folder).  tests/study and
     tests/scripts share it."""
-    proc, base = finished_study("tiny_study")
+    proc, base = finished_job("tiny_study")
     return proc, base / "tiny"
 
 
 @pytest.fixture(scope="session")
 def regime_study() -> Path:
     """The tiny regime profile (two 16-px cells, one per half) through ``scripts/cpu_study.sh`` → its folder."""
-    proc, base = finished_study("regime_study")
+    proc, base = finished_job("regime_study")
     assert proc.returncode == 0, proc.stdout[-3000:]
     return base / "regime_tiny"
+
+
+@pytest.fixture(scope="session")
+def ddp_twins() -> Path:
+    """The 2-process runs of every case of tests/ddp_twins.py (one background launch) → its folder."""
+    proc, base = finished_job("ddp_twins", timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    return base / "out"
 
 
 @pytest.fixture(scope="session")
 def finding2_study() -> tuple[Path, Path, Path]:
     """The tiny finding-2 profile through ``scripts/cpu_study.sh`` (its two datasets side by side) → (out, export,
     report)."""
-    proc, base = finished_study("finding2_study")
+    proc, base = finished_job("finding2_study")
     assert proc.returncode == 0, proc.stdout[-3000:]
     return base / "finding2_tiny", base / "docs", base / "finding2_tiny" / "report.md"

@@ -1,6 +1,7 @@
 """Two CPU processes under DDP reach the weights one process reaches on the same global coordinates: every stage,
 with SGD (any normalisation error shows) and with its shipped Adam; the SAE's data initialisation is rank 0's on
-every rank; a NaN on one rank stops every rank."""
+every rank; a NaN on one rank stops every rank.  The 2-process runs are one background launch
+(tests/ddp_twins.py, the ``ddp_twins`` fixture); each test runs the 1-process twin."""
 
 import os
 import subprocess
@@ -9,27 +10,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, assert_relative_close, cohort_run, fit_single_and_ddp, read_summary
+from conftest import ROOT, assert_relative_close, read_summary, twin
 
-from inr_lightning.nn import CohortINR, INRConfig
 
 pytestmark = pytest.mark.slow   # a 2-process DDP run
 
-ARGS = ["--config", "configs/cohort/siren.yaml", "--trainer.accelerator=cpu", "--trainer.max_steps=5",
-        "--trainer.enable_progress_bar=false", "--trainer.logger=false",
-        "--model.init_args.net.width=32", "--model.init_args.net.shared_layers=3",
-        "--data.init_args.source=inr_lightning.data.Synthetic", "--data.init_args.source.init_args.size=24",
-        "--data.init_args.source.init_args.num_images=6", "--data.init_args.num_signals=4",
-        "--data.init_args.num_heldout=0", "--data.init_args.resolution=16",
-        "--data.init_args.coords_per_step=101",  # a random subset, not divisible by 2: uneven shards
-        "--data.init_args.steps_per_epoch=5",
-        # SGD, not Adam: Adam is blind to a constant factor in the gradient, SGD shows any normalisation error.
-        "--optimizer=torch.optim.SGD", "--optimizer.lr=0.01"]
+ADAM_TOL = 1e-5
 
 
 @pytest.mark.slow
-def test_two_process_ddp_equals_one_process(tmp_path):
-    a, b, single, ddp = fit_single_and_ddp(ARGS, tmp_path)
+def test_two_process_ddp_equals_one_process(tmp_path, ddp_twins):
+    a, b, single, ddp = twin("cohort_sgd", tmp_path, ddp_twins)
     assert_relative_close(a, b)
     s1, s2 = read_summary(single), read_summary(ddp)
     assert s1["trainer/global_step"] == s2["trainer/global_step"] == 5
@@ -43,12 +34,11 @@ def test_two_process_ddp_equals_one_process(tmp_path):
 
 
 # -- every stage with its shipped optimiser (Adam) -----------------------------------------------------------
-# Adam divides each step by √v, so it hides a constant factor in the gradient (the SGD tests above catch that)
-# but not a wrong shard, a missing all-reduce, a wrong parameter group or schedule. Tolerance: the weights of
-# 1 and 2 processes agree to ADAM_TOL relative (float32 sums over the shards in another order, which Adam's
-# m/√v amplifies where a gradient is near 0). Measured on these tiny runs (6 steps): cohort 1.3e-8, fit 1.7e-8,
-# SAE 2.0e-7 (a wrong shard or group changes the gradient itself, far beyond rounding).
-ADAM_TOL = 1e-5
+# Adam divides each step by √v, so it hides a constant factor in the gradient (the SGD tests catch that) but not
+# a wrong shard, a missing all-reduce, a wrong parameter group or schedule. Tolerance: the weights of 1 and 2
+# processes agree to ADAM_TOL relative (float32 sums over the shards in another order, which Adam's m/√v
+# amplifies where a gradient is near 0). Measured on these tiny runs (6 steps): cohort 1.3e-8, fit 1.7e-8, SAE
+# 2.0e-7 (a wrong shard or group changes the gradient itself, far beyond rounding).
 SUBPROCESS_ENV = {"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
 TINY_COHORT = ["--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false", "--trainer.logger=false",
                "--data.init_args.source=inr_lightning.data.Synthetic", "--data.init_args.source.init_args.size=24",
@@ -56,14 +46,8 @@ TINY_COHORT = ["--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false
                "--data.init_args.num_heldout=2", "--data.init_args.resolution=16"]
 
 
-def tiny_cohort(tmp_path: Path, backbone: str = "siren") -> Path:
-    """A crafted cohort run (3 + 2 synthetic 16×16 images, width 32, 3 shared layers) → its checkpoint."""
-    torch.manual_seed(0)
-    return cohort_run(tmp_path / "cohort", CohortINR(INRConfig(backbone=backbone, width=32, shared_layers=3), 3, 1))
-
-
-def assert_adam_run(args: list[str], tmp_path: Path, steps: int, keys=None) -> tuple[dict, dict]:
-    a, b, single, ddp = fit_single_and_ddp(args, tmp_path)
+def assert_adam_run(case: str, tmp_path: Path, ddp_twins: Path, steps: int, keys=None) -> tuple[dict, dict]:
+    a, b, single, ddp = twin(case, tmp_path, ddp_twins)
     assert_relative_close(a, b, keys=keys, tol=ADAM_TOL)
     s1, s2 = read_summary(single), read_summary(ddp)
     assert s1["trainer/global_step"] == s2["trainer/global_step"] == steps
@@ -71,58 +55,38 @@ def assert_adam_run(args: list[str], tmp_path: Path, steps: int, keys=None) -> t
 
 
 @pytest.mark.slow
-def test_cohort_stage_with_shipped_adam_two_processes_equal_one(tmp_path):
-    args = ["--config", "configs/cohort/siren.yaml", *TINY_COHORT, "--model.init_args.net.width=32",
-            "--model.init_args.net.shared_layers=3", "--data.init_args.coords_per_step=101",
-            "--data.init_args.steps_per_epoch=3", "--trainer.max_steps=6", "--model.init_args.lr_schedule=cosine"]
-    a, b, single, ddp = fit_single_and_ddp(args, tmp_path)
-    assert_relative_close(a, b, tol=ADAM_TOL)
-    first = torch.load(single / "checkpoints" / "last.ckpt", weights_only=True)
+def test_cohort_stage_with_shipped_adam_two_processes_equal_one(tmp_path, ddp_twins):
+    s1, s2 = assert_adam_run("cohort_adam", tmp_path, ddp_twins, 6)
+    first = torch.load(tmp_path / "single" / "checkpoints" / "last.ckpt", weights_only=True)
     assert first["optimizer_states"][0]["state"][0]["step"] == 6   # Adam ran every step
     assert first["lr_schedulers"] and first["lr_schedulers"][0]["last_epoch"] == 6   # and the schedule with it
-    s1, s2 = read_summary(single), read_summary(ddp)
     assert s1["val/psnr"] == pytest.approx(s2["val/psnr"], abs=1e-3)
 
 
 @pytest.mark.slow
-def test_fit_stage_with_shipped_adam_two_processes_equal_one(tmp_path):
-    ckpt = tiny_cohort(tmp_path)
-    args = ["--config", "configs/fit/siren.yaml", "--trainer.accelerator=cpu", "--trainer.max_steps=6",
-            "--trainer.enable_progress_bar=false", "--trainer.logger=false",
-            f"--data.init_args.cohort_ckpt={ckpt}", "--model.init_args.protocol=auto",
-            "--model.init_args.record_steps=[3,6]", "--data.init_args.coords_per_step=101",
-            "--data.init_args.steps_per_epoch=3"]
-    s1, s2 = assert_adam_run(args, tmp_path, 6)
+def test_fit_stage_with_shipped_adam_two_processes_equal_one(tmp_path, ddp_twins):
+    s1, s2 = assert_adam_run("fit_adam", tmp_path, ddp_twins, 6)
     assert s1["freeze/last_frozen_layer"] == s2["freeze/last_frozen_layer"]   # the rule froze the same layers
     assert s1["fit/psnr_at_step"]["6"] == pytest.approx(s2["fit/psnr_at_step"]["6"], abs=1e-3)
 
 
 @pytest.mark.slow
-def test_sae_stage_with_shipped_adam_two_processes_equal_one(tmp_path):
-    ckpt = tiny_cohort(tmp_path)
+def test_sae_stage_with_shipped_adam_two_processes_equal_one(tmp_path, ddp_twins):
     # The shipped SAE: Adam with the encoder bias in its own group (bias_lr_scale), warm-up then linear decay,
     # data initialisation, whitened encoder input, the downstream term; only the sizes are shrunk.
-    args = ["--config", "configs/sae/siren.yaml", "--trainer.accelerator=cpu", "--trainer.logger=false",
-            "--trainer.enable_progress_bar=false", f"--data.init_args.cohort_ckpt={ckpt}",
-            "--model.init_args.n_atoms=64", "--model.init_args.k=4", "--model.init_args.warmup_steps=2",
-            "--data.init_args.batch_size=101", "--data.init_args.steps_per_epoch=3", "--trainer.max_steps=6",
-            "--trainer.callbacks.init_args.top_atoms=4", "--trainer.callbacks.init_args.ablation=false"]
-    s1, s2 = assert_adam_run(args, tmp_path, 6, keys=("sae.W_dec", "sae.W_enc", "sae.b_enc", "sae.b_pre"))
+    s1, s2 = assert_adam_run("sae_adam", tmp_path, ddp_twins, 6, keys=("sae.W_dec", "sae.W_enc", "sae.b_enc", "sae.b_pre"))
     for key in ("sae/fvu", "sae/l0", "sae/psnr", "train/fvu", "train/downstream_fvu"):
         assert s1[key] == pytest.approx(s2[key], rel=1e-4, abs=1e-5), key
 
 
 @pytest.mark.slow
-def test_sae_data_initialisation_is_rank_zeros_on_every_rank(tmp_path):
+def test_sae_data_initialisation_is_rank_zeros_on_every_rank(ddp_twins):
     """Each rank's initialisation sample differs (RankSample); after setup every rank holds rank 0's SAE."""
     from ddp_parts import SAE_ARGS, RankSample, activations
 
     from inr_lightning.models import SAEModule
 
-    out = subprocess.run([sys.executable, str(ROOT / "tests" / "ddp_parts.py"), str(tmp_path)], cwd=ROOT,
-                         env={**os.environ, **SUBPROCESS_ENV}, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    ranks = [torch.load(ddp_twins / "sae_init" / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     alone = []
     for rank in (0, 1):   # what each rank computes from its own sample (SAEModule.on_fit_start without DDP)
         module = SAEModule(readout=RankSample(activations(), rank=rank), **SAE_ARGS)

@@ -372,9 +372,10 @@ def write_atom_report(sae, net, layer: int, x: torch.Tensor, target: torch.Tenso
                       shape: tuple[int, int], out_dir: str | Path, top_atoms: int = 16, worst_atoms: int = 5,
                       ablation: bool = True, image_index: int = 0, chunk: int = 65536, random_atoms: int | None = None,
                       seed: int = 0, title: str = "SAE", foreground_threshold: float = 0.05,
-                      heldout_images: torch.Tensor | None = None) -> tuple[dict, list[list]]:
-    """Measures the atoms, draws the figures and writes the tables into ``out_dir`` (``measure_atoms`` →
-    ``plot_atom_figures`` → ``write_atom_tables``); returns (summary entries, rows of the atom table).
+                      heldout_images: torch.Tensor | None = None, figures: bool = True) -> tuple[dict, list[list]]:
+    """Measures the atoms, draws the figures (unless ``figures`` is false) and writes the tables into ``out_dir``
+    (``measure_atoms`` → ``plot_atom_figures`` → ``write_atom_tables``); returns (summary entries, rows of the atom
+    table).
 
     ``x``: activations on the full grid ``(P, d)``; ``target``: ``(N, P, C)`` on [−1, 1]; ``images``:
     ``(N, C, H, W)`` on [−1, 1] (display and content alignment); ``title``: names the backbone and layer
@@ -384,7 +385,8 @@ def write_atom_report(sae, net, layer: int, x: torch.Tensor, target: torch.Tenso
     """
     measures = measure_atoms(sae, net, layer, x, target, images, shape, top_atoms, worst_atoms, ablation, image_index,
                              chunk, random_atoms, seed, title, foreground_threshold, heldout_images)
-    plot_atom_figures(measures, out_dir)
+    if figures:
+        plot_atom_figures(measures, out_dir)
     table = write_atom_tables(measures, out_dir)
     return measures.summary, table
 
@@ -401,11 +403,14 @@ class AtomReport(L.Callback):
         dirname: sub-folder of the run directory.
         seed: seed of the gallery's random atoms.
         foreground_threshold: a pixel is foreground where the image (on [0, 1]) exceeds this.
+        figures: draw the PNGs; false keeps every number and table (sweeps of many SAEs, where the figures are
+            most of a small run's time).
     """
 
     def __init__(self, top_atoms: int = 16, worst_atoms: int = 5, ablation: bool = True, image_index: int = 0,
-                 chunk: int = 65536, dirname: str = "atoms", seed: int = 0, foreground_threshold: float = 0.05) -> None:
-        self.top_atoms, self.worst_atoms, self.ablation = top_atoms, worst_atoms, ablation
+                 chunk: int = 65536, dirname: str = "atoms", seed: int = 0, foreground_threshold: float = 0.05,
+                 figures: bool = True) -> None:
+        self.top_atoms, self.worst_atoms, self.ablation, self.figures = top_atoms, worst_atoms, ablation, figures
         self.image_index, self.chunk, self.dirname = image_index, chunk, dirname
         self.seed, self.foreground_threshold = seed, foreground_threshold
         self._summary: dict = {}
@@ -430,7 +435,8 @@ class AtomReport(L.Callback):
         self._summary, table = write_atom_report(
             sae, readout.to(device).net, readout.layer, x, dm.targets.to(device), dm.images, dm.resolution, out_dir,
             self.top_atoms, self.worst_atoms, self.ablation, self.image_index, self.chunk, seed=self.seed,
-            title=readout.describe(), foreground_threshold=self.foreground_threshold, heldout_images=heldout_images)
+            title=readout.describe(), foreground_threshold=self.foreground_threshold, heldout_images=heldout_images,
+            figures=self.figures)
         if hasattr(dm, "heldout_activations") and dm.num_heldout_coords > 0:
             # Memorisation: FVU at coordinates training never drew vs at training coordinates (same count).
             held = dm.heldout_activations(device)

@@ -238,6 +238,8 @@ PROFILES_FINDING2 = {
                               "--model.init_args.warmup_steps=1", "--model.init_args.init_samples=64",
                               "--data.init_args.batch_size=64", "--data.init_args.steps_per_epoch=2",
                               "--trainer.max_steps=2", "--trainer.callbacks.init_args.top_atoms=2",
+                              # no atom PNGs: most of these 28 tiny SAEs' time (tests/analysis draws them)
+                              "--trainer.callbacks.init_args.figures=false",
                               "--data.init_args.coords=pool", "--data.init_args.pool_size=2000",
                               "--data.init_args.heldout_coords=500"],
                              control_layers=(1,), dict_sizes=(16,), frequencies=8, steps_per_epoch=2, views=False,

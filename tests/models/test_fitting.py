@@ -8,7 +8,7 @@ import lightning as L
 import pytest
 import torch
 import yaml
-from conftest import ROOT, assert_names, assert_relative_close, cohort_run, fit_single_and_ddp, raises_naming, read_summary, run_cli
+from conftest import ROOT, assert_names, assert_relative_close, cohort_run, raises_naming, read_summary, run_cli, twin
 
 from inr_lightning.checkpoints import load_cohort, save_cohort
 from inr_lightning.data import SignalDataModule, Synthetic
@@ -260,18 +260,11 @@ def test_fit_config_runs_a_tiny_fit_from_a_cohort_run(tmp_path, backbone, capsys
 
 # -- DDP -------------------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_fit_stage_two_process_ddp_equals_one_process(tmp_path):
-    torch.manual_seed(0)
-    path = cohort_run(tmp_path / "cohort", CohortINR(INRConfig(backbone="siren", width=32, shared_layers=LAYERS), 3, 1))
-    args = ["--config", "configs/fit/siren.yaml", "--trainer.accelerator=cpu", "--trainer.max_steps=4",
-            "--trainer.enable_progress_bar=false", "--trainer.logger=false", "--trainer.callbacks=[]",
-            f"--data.init_args.cohort_ckpt={path}", "--model.init_args.protocol=freeze",
-            "--model.init_args.last_frozen_layer=0", "--model.init_args.record_steps=[2]",
-            "--data.init_args.coords_per_step=101", "--data.init_args.steps_per_epoch=4",
-            "--model.init_args.step_chunk=16",  # chunked steps (uneven: 101 and ~50 per rank) under DDP too
-            "--optimizer=torch.optim.SGD", "--optimizer.lr=0.01"]
-    a, b, single, ddp = fit_single_and_ddp(args, tmp_path)
+def test_fit_stage_two_process_ddp_equals_one_process(tmp_path, ddp_twins):
+    """Freeze, chunked steps (uneven: 101 and ~50 coordinates per rank), SGD: tests/ddp_twins.py ``fit_sgd``."""
+    a, b, single, ddp = twin("fit_sgd", tmp_path, ddp_twins)
     assert_relative_close(a, b)
+    path = tmp_path / "cohort" / "checkpoints" / "last.ckpt"
     frozen = cohort_weight(path, 0).expand(2, -1, -1)
     assert torch.equal(a["net.encoder.layers.0.linear.weight"], frozen)
     assert torch.equal(b["net.encoder.layers.0.linear.weight"], frozen)

@@ -6,7 +6,7 @@ import math
 import lightning as L
 import pytest
 import torch
-from conftest import TINY, assert_names, assert_relative_close, cli_error, fit_single_and_ddp, raises_naming, read_summary, run_cli
+from conftest import TINY, assert_names, assert_relative_close, cli_error, raises_naming, twin, read_summary, run_cli
 from torch.utils.data import DataLoader
 
 from inr_lightning.callbacks.outputs import read_metrics
@@ -237,13 +237,13 @@ def test_downstream_term_cuts_the_psnr_cost_of_splicing_the_sae_in(fitted_siren,
                  f"--data.init_args.cohort_ckpt={fitted_siren}", "--model.init_args.n_atoms=128",
                  "--model.init_args.k=4", "--model.init_args.warmup_steps=10", "--model.init_args.dead_window=2000",
                  "--data.init_args.batch_size=144", "--data.init_args.steps_per_epoch=50", "--trainer.max_steps=200",
-                 "--trainer.enable_progress_bar=false",
-                 "--trainer.callbacks.init_args.top_atoms=4", "--trainer.logger=false",
+                 "--trainer.enable_progress_bar=false", "--trainer.logger=false",
+                 "--trainer.callbacks=[]",   # the PSNR cost is the module's own evaluation; no atom report
                  f"--model.init_args.downstream_weight={weight}"])
         result[weight] = read_summary(run)
     plain, down = result[0.0], result[1.0]
     assert plain["sae/inr_psnr"] >= 25 and "train/downstream_fvu" in down and "train/downstream_fvu" not in plain
-    # Measured: 1.94 dB without the term, 1.08 dB with it; FVU 0.075 and 0.084.
+    # Measured: 2.35 dB without the term, 1.07 dB with it; FVU 0.075 and 0.085.
     assert down["sae/psnr_drop"] <= 0.7 * plain["sae/psnr_drop"] and plain["sae/psnr_drop"] >= 0.5, result
     assert down["sae/fvu"] <= 1.5 * plain["sae/fvu"], result
 
@@ -351,16 +351,9 @@ def test_bad_sae_values_are_one_line_errors(override, named, cohorts, tmp_path, 
 
 
 @pytest.mark.slow
-def test_sae_two_process_ddp_equals_one_process(cohorts, tmp_path):
-    args = ["--config", "configs/sae/siren.yaml", "--trainer.accelerator=cpu", "--trainer.logger=false",
-            f"--data.init_args.cohort_ckpt={cohorts['siren']}", *SAE_TINY, "--trainer.max_steps=5",
-            "--data.init_args.steps_per_epoch=5", "--data.init_args.batch_size=101",  # uneven shards
-            # 256 atoms, k = 2, window 150: atoms die within the run, so AuxK and the dead counts take part.
-            "--model.init_args.n_atoms=256", "--model.init_args.k=2", "--model.init_args.dead_window=150",
-            "--trainer.callbacks.init_args.ablation=false",
-            # SGD, not Adam: Adam is blind to a constant factor in the gradient, SGD shows any normalisation error.
-            "--optimizer=torch.optim.SGD", "--optimizer.lr=0.5"]
-    a, b, single, ddp = fit_single_and_ddp(args, tmp_path)
+def test_sae_two_process_ddp_equals_one_process(tmp_path, ddp_twins):
+    """SGD, uneven shards (101), 256 atoms at k = 2 that die within the window: tests/ddp_twins.py ``sae_sgd``."""
+    a, b, single, ddp = twin("sae_sgd", tmp_path, ddp_twins)
     assert torch.equal(a["sae.samples_since_fired"], b["sae.samples_since_fired"])
     assert a["sae.samples_since_fired"].max() >= 150  # some atoms were dead during the run
     assert_relative_close(a, b, keys=("sae.W_dec", "sae.W_enc", "sae.b_enc", "sae.b_pre"))
