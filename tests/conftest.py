@@ -208,12 +208,12 @@ def pytest_sessionfinish(session) -> None:
     if hasattr(session.config, "workerinput"):
         return
     root = Path(os.environ[JOBS_ENV])
-    for pgid in root.glob("*/pgid"):   # a run stopped early (-x, Ctrl-C) leaves no job behind
-        if not (pgid.parent / "rc").exists():
-            try:
-                os.killpg(int(pgid.read_text()), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    # A run stopped early (-x, Ctrl-C) leaves no job behind, nor a failed launch its other rank.
+    for pgid in root.glob("*/pgid"):
+        try:
+            os.killpg(int(pgid.read_text()), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     shutil.rmtree(root, ignore_errors=True)
 
 
