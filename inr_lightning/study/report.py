@@ -80,16 +80,16 @@ def git_commit() -> str:
 
 
 def run_cost(stages: list[dict]) -> str:
-    """``"took W min of wall-clock in all (C min of CPU time)"`` over the ``stage.json`` records of a run; a stage
-    recorded before CPU time was (no ``cpu_seconds``) counts its wall-clock as CPU time."""
+    """``"took W min of wall-clock in all, C min of CPU time (…)"`` over the ``stage.json`` records of a run; a
+    stage recorded before CPU time was (no ``cpu_seconds``) counts its wall-clock as CPU time."""
     wall = sum(float(s.get("seconds", 0)) for s in stages) / 60
     if not any("cpu_seconds" in s for s in stages):
         return f"took {wall:.1f} min in all"
     cpu = sum(float(s.get("cpu_seconds", s.get("seconds", 0))) for s in stages) / 60
     old = sum("cpu_seconds" not in s for s in stages)
-    return (f"took {wall:.1f} min of wall-clock in all, {cpu:.1f} min of CPU time (each run's process, every thread: "
-            "what they cost on an idle machine" + (f"; {old} runs recorded before CPU time was count their "
-                                                  "wall-clock" if old else "") + ")")
+    note = f"; {old} runs recorded before CPU time was count their wall-clock" if old else ""
+    return (f"took {wall:.1f} min of wall-clock in all, {cpu:.1f} min of CPU time (each run's process, every "
+            f"thread; on CPU, what they cost on an idle machine{note})")
 
 
 def step_name(step: int) -> str:
