@@ -12,10 +12,7 @@ import pytest
 import torch
 from conftest import ROOT, assert_relative_close, read_summary, twin
 
-
 pytestmark = pytest.mark.slow   # a 2-process DDP run
-
-ADAM_TOL = 1e-5
 
 
 @pytest.mark.slow
@@ -39,6 +36,7 @@ def test_two_process_ddp_equals_one_process(tmp_path, ddp_twins):
 # processes agree to ADAM_TOL relative (float32 sums over the shards in another order, which Adam's m/√v
 # amplifies where a gradient is near 0). Measured on these tiny runs (6 steps): cohort 1.3e-8, fit 1.7e-8, SAE
 # 2.0e-7 (a wrong shard or group changes the gradient itself, far beyond rounding).
+ADAM_TOL = 1e-5
 SUBPROCESS_ENV = {"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
 TINY_COHORT = ["--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false", "--trainer.logger=false",
                "--data.init_args.source=inr_lightning.data.Synthetic", "--data.init_args.source.init_args.size=24",

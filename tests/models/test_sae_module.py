@@ -6,7 +6,7 @@ import math
 import lightning as L
 import pytest
 import torch
-from conftest import TINY, assert_names, assert_relative_close, cli_error, raises_naming, twin, read_summary, run_cli
+from conftest import TINY, assert_names, assert_relative_close, cli_error, raises_naming, read_summary, run_cli, twin
 from torch.utils.data import DataLoader
 
 from inr_lightning.callbacks.outputs import read_metrics
