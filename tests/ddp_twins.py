@@ -40,7 +40,7 @@ TWINS = {
                 "--model.init_args.k=2", "--model.init_args.warmup_steps=2", "--model.init_args.dead_window=150",
                 "--data.init_args.batch_size=101", "--data.init_args.steps_per_epoch=5", "--trainer.max_steps=5",
                 "--trainer.callbacks.init_args.top_atoms=4", "--trainer.callbacks.init_args.ablation=false",
-                *_SGD, "--optimizer.lr=0.5"],
+                "--trainer.callbacks.init_args.figures=false", *_SGD, "--optimizer.lr=0.5"],
     # every stage with its shipped optimiser (Adam, schedules, parameter groups); only the sizes shrunk
     "cohort_adam": ["--config", "configs/cohort/siren.yaml", *_QUIET, *_SYNTHETIC, "--data.init_args.num_heldout=2",
                     "--model.init_args.net.width=32", "--model.init_args.net.shared_layers=3",
@@ -52,7 +52,8 @@ TWINS = {
     "sae_adam": ["--config", "configs/sae/siren.yaml", *_QUIET, "{cohort}", "--model.init_args.n_atoms=64",
                  "--model.init_args.k=4", "--model.init_args.warmup_steps=2", "--data.init_args.batch_size=101",
                  "--data.init_args.steps_per_epoch=3", "--trainer.max_steps=6",
-                 "--trainer.callbacks.init_args.top_atoms=4", "--trainer.callbacks.init_args.ablation=false"],
+                 "--trainer.callbacks.init_args.top_atoms=4", "--trainer.callbacks.init_args.ablation=false",
+                 "--trainer.callbacks.init_args.figures=false"],
 }
 
 

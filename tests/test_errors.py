@@ -26,7 +26,8 @@ FIT_TINY = ["--data.init_args.resolution=16", "--data.init_args.steps_per_epoch=
             "--trainer.enable_progress_bar=false", "--model.init_args.record_steps=[2, 4]"]
 SAE_TINY = ["--model.init_args.n_atoms=64", "--model.init_args.k=4", "--model.init_args.warmup_steps=2",
             "--model.init_args.dead_window=300", "--data.init_args.batch_size=96", "--data.init_args.steps_per_epoch=2",
-            "--trainer.max_steps=4", "--trainer.enable_progress_bar=false", "--trainer.callbacks.init_args.top_atoms=4"]
+            "--trainer.max_steps=4", "--trainer.enable_progress_bar=false", "--trainer.callbacks.init_args.top_atoms=4",
+            "--trainer.callbacks.init_args.figures=false"]   # numbers only: the atom figures are tested in tests/models
 NO_LOG = ["--trainer.logger=false"]
 
 

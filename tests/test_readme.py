@@ -22,7 +22,8 @@ TINY_COHORT = ["--model.init_args.net.width=16", "--model.init_args.net.num_freq
 TINY_FIT = ["--trainer.max_steps=2", "--data.init_args.steps_per_epoch=2", "--model.init_args.record_steps=[2]"]
 TINY_SAE = ["--model.init_args.n_atoms=32", "--model.init_args.k=4", "--model.init_args.warmup_steps=1",
             "--model.init_args.init_samples=64", "--data.init_args.batch_size=64",
-            "--data.init_args.steps_per_epoch=2", "--trainer.max_steps=2", "--trainer.callbacks.init_args.top_atoms=2"]
+            "--data.init_args.steps_per_epoch=2", "--trainer.max_steps=2", "--trainer.callbacks.init_args.top_atoms=2",
+            "--trainer.callbacks.init_args.figures=false"]
 SKIP = re.compile(r"inr_lightning study|--trainer\.devices=2|gpu\.yaml|strategy=ddp")
 
 

@@ -302,3 +302,9 @@ def test_atom_report_is_measure_then_plot_then_write_and_the_table_is_built_by_c
                                        worst_atoms=2)
     assert summary == m.summary and again == table
     assert (tmp_path / "b" / "atoms.csv").read_text() == (tmp_path / "atoms.csv").read_text()
+    # figures=False (AtomReport(figures=false)): the same numbers and tables, no PNG
+    summary, _ = write_atom_report(sae, net, 1, x, target, images, (12, 12), tmp_path / "c", top_atoms=4,
+                                   worst_atoms=2, figures=False)
+    assert summary == m.summary and not list((tmp_path / "c").glob("*.png"))
+    for name in ("atoms.csv", "ablation.csv"):
+        assert (tmp_path / "c" / name).read_text() == (tmp_path / name).read_text()

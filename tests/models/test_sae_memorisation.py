@@ -67,7 +67,8 @@ def test_sae_on_pool_coordinates_beats_its_bias_on_heldout_coordinates(siren, tm
              "--data.init_args.pool_size=20000", "--data.init_args.heldout_coords=2000", "--data.init_args.batch_size=512",
              "--data.init_args.steps_per_epoch=60", "--trainer.max_steps=60", "--model.init_args.n_atoms=64",
              "--model.init_args.k=8", "--model.init_args.warmup_steps=5", "--model.init_args.init_samples=2048",
-             "--trainer.callbacks.init_args.top_atoms=2", "--trainer.enable_progress_bar=false", "--trainer.logger=false"])
+             "--trainer.callbacks.init_args.top_atoms=2", "--trainer.callbacks.init_args.figures=false",
+             "--trainer.enable_progress_bar=false", "--trainer.logger=false"])
     s = read_summary(run)
     assert s["data/coords"] == "pool" and s["data/train_coords"] == 20000 and s["sae/heldout_coords"] == 2000
     assert s["sae/parameters"] == 2 * 64 * 16 + 64 + 16

@@ -45,7 +45,8 @@ def test_sae_depths_trains_every_depth_and_the_control(cohort, tmp_path):
                        "--dict_sizes", "16", "--",
                        "--model.init_args.n_atoms=32", "--model.init_args.k=4", "--model.init_args.warmup_steps=1",
                        "--data.init_args.batch_size=64", "--data.init_args.steps_per_epoch=2",
-                       "--trainer.max_steps=2", "--trainer.callbacks.init_args.top_atoms=2"])
+                       "--trainer.max_steps=2", "--trainer.callbacks.init_args.top_atoms=2",
+                       "--trainer.callbacks.init_args.figures=false"])
     assert [(r["layer"], r["encoder"], r["seed"], r["n_atoms"], r["kind"]) for r in rows] == [
         (0, "cohort", 0, 32, "depth"), (1, "cohort", 0, 32, "depth"), (1, "cohort", 1, 32, "seed"),
         (1, "cohort", 0, 16, "size"), (1, "untrained", 0, 32, "control")]
