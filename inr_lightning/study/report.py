@@ -81,15 +81,18 @@ def git_commit() -> str:
 
 def run_cost(stages: list[dict]) -> str:
     """``"took W min of wall-clock in all, C min of CPU time (…)"`` over the ``stage.json`` records of a run; a
-    stage recorded before CPU time was (no ``cpu_seconds``) counts its wall-clock as CPU time."""
+    stage recorded before CPU time was (no ``cpu_seconds``) counts its wall-clock as CPU time, a resumed stage
+    the part after its resume."""
     wall = sum(float(s.get("seconds", 0)) for s in stages) / 60
+    resumed = sum(bool(s.get("resumed")) for s in stages)
+    notes = [f"{resumed} resumed after an interruption: only their last part is counted"] if resumed else []
     if not any("cpu_seconds" in s for s in stages):
-        return f"took {wall:.1f} min in all"
+        return f"took {wall:.1f} min in all" + (f" ({notes[0]})" if notes else "")
     cpu = sum(float(s.get("cpu_seconds", s.get("seconds", 0))) for s in stages) / 60
     old = sum("cpu_seconds" not in s for s in stages)
-    note = f"; {old} runs recorded before CPU time was count their wall-clock" if old else ""
-    return (f"took {wall:.1f} min of wall-clock in all, {cpu:.1f} min of CPU time (each run's process, every "
-            f"thread; on CPU, what they cost on an idle machine{note})")
+    notes = ["each run's process, every thread; on CPU, what they cost on an idle machine"] + notes + (
+        [f"{old} runs recorded before CPU time was count their wall-clock"] if old else [])
+    return f"took {wall:.1f} min of wall-clock in all, {cpu:.1f} min of CPU time ({'; '.join(notes)})"
 
 
 def step_name(step: int) -> str:
@@ -613,13 +616,10 @@ def write_study_report(out: Path, profile, results: dict, backbones: list[str], 
     import json
 
     stages = [json.loads(p.read_text()) for p in out.glob("**/stage.json")]
-    resumed = sum(bool(s.get("resumed")) for s in stages)
     lines = [f"# Cohort INR study: `{profile.name}` profile", "",
              f"Made by `{command}` at commit `{git_commit()}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
              f"wall-clock {elapsed / 60:.1f} min for this command on {platform.machine()} ({threads} CPU threads); "
-             f"its {len(stages)} runs {run_cost(stages)}"
-             + (f" ({resumed} resumed after an interruption: only their last part is counted)" if resumed else "")
-             + ". "
+             f"its {len(stages)} runs {run_cost(stages)}. "
              f"Encoders: {profile.layers} shared layers of width {profile.width} + a linear head per image, "
              f"{profile.resolution}×{profile.resolution} px; {seeds} cohort seed(s), each also its fits' seed; "
              f"learning-rate schedule {profile.cohort_schedule} for the cohorts, {profile.fit_schedule} for the fits. "

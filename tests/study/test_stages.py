@@ -36,6 +36,7 @@ def test_a_runs_cost_sums_cpu_time_and_counts_the_wall_clock_of_runs_recorded_wi
     line = run_cost([{"seconds": 120, "cpu_seconds": 60}, {"seconds": 60}])
     assert "3.0 min of wall-clock" in line and "2.0 min of CPU time" in line and "1 runs recorded before" in line
     assert "recorded before" not in run_cost([{"seconds": 120, "cpu_seconds": 60}])
+    assert "1 resumed" in run_cost([{"seconds": 60, "resumed": True}, {"seconds": 60}])
 
 
 def test_config_diff_ignores_where_a_run_logs_but_not_what_it_computes():
