@@ -76,13 +76,13 @@ def read_summary(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "summary.json").read_text())
 
 
-def twin(case: str, tmp_path: Path, ddp_twins: Path) -> tuple[dict, dict, Path, Path]:
+def twin(case: str, tmp_path: Path, launch: Path) -> tuple[dict, dict, Path, Path]:
     """``case`` of tests/ddp_twins.py with 1 process (this one, in ``tmp_path/single``) and its 2-process run from
-    the background launch (``ddp_twins``: that launch's folder) → (state_dict 1, state_dict 2, run dirs)."""
+    the background launch (``launch``: its folder, the ``ddp_twins`` fixture) → (state_dicts 1 and 2, run dirs)."""
     import torch
     from ddp_twins import case_args
 
-    single, ddp = tmp_path / "single", ddp_twins / case / "ddp"
+    single, ddp = tmp_path / "single", launch / case / "ddp"
     run_cli(["fit", *case_args(case, tmp_path), "--trainer.devices=1", f"--trainer.default_root_dir={single}"])
     a, b = (torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"] for run in (single, ddp))
     assert a.keys() == b.keys()

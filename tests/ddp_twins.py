@@ -15,41 +15,41 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# SGD, not Adam, where a case says so: Adam is blind to a constant factor in the gradient, SGD shows any
-# normalisation error.
-_SYNTHETIC = ["--data.init_args.source=inr_lightning.data.Synthetic", "--data.init_args.source.init_args.size=24",
+SYNTHETIC = ["--data.init_args.source=inr_lightning.data.Synthetic", "--data.init_args.source.init_args.size=24",
               "--data.init_args.source.init_args.num_images=6", "--data.init_args.num_signals=4",
               "--data.init_args.resolution=16"]
-_QUIET = ["--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false", "--trainer.logger=false"]
+QUIET = ["--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false", "--trainer.logger=false"]
 _SGD = ["--optimizer=torch.optim.SGD"]
+# SGD, not Adam, where a case says so: Adam is blind to a constant factor in the gradient, SGD shows any
+# normalisation error.
 TWINS = {
     # every stage with SGD: any normalisation error shows
-    "cohort_sgd": ["--config", "configs/cohort/siren.yaml", *_QUIET, "--trainer.max_steps=5",
-                   "--model.init_args.net.width=32", "--model.init_args.net.shared_layers=3", *_SYNTHETIC,
+    "cohort_sgd": ["--config", "configs/cohort/siren.yaml", *QUIET, "--trainer.max_steps=5",
+                   "--model.init_args.net.width=32", "--model.init_args.net.shared_layers=3", *SYNTHETIC,
                    "--data.init_args.num_heldout=0",
                    "--data.init_args.coords_per_step=101",  # a random subset, not divisible by 2: uneven shards
                    "--data.init_args.steps_per_epoch=5", *_SGD, "--optimizer.lr=0.01"],
-    "fit_sgd": ["--config", "configs/fit/siren.yaml", *_QUIET, "--trainer.max_steps=4", "--trainer.callbacks=[]",
+    "fit_sgd": ["--config", "configs/fit/siren.yaml", *QUIET, "--trainer.max_steps=4", "--trainer.callbacks=[]",
                 "{cohort}", "--model.init_args.protocol=freeze", "--model.init_args.last_frozen_layer=0",
                 "--model.init_args.record_steps=[2]", "--data.init_args.coords_per_step=101",
                 "--data.init_args.steps_per_epoch=4",
                 "--model.init_args.step_chunk=16",  # chunked steps (uneven: 101 and ~50 per rank) under DDP too
                 *_SGD, "--optimizer.lr=0.01"],
     # 256 atoms, k = 2, window 150: atoms die within the run, so AuxK and the dead counts take part.
-    "sae_sgd": ["--config", "configs/sae/siren.yaml", *_QUIET, "{cohort}", "--model.init_args.n_atoms=256",
+    "sae_sgd": ["--config", "configs/sae/siren.yaml", *QUIET, "{cohort}", "--model.init_args.n_atoms=256",
                 "--model.init_args.k=2", "--model.init_args.warmup_steps=2", "--model.init_args.dead_window=150",
                 "--data.init_args.batch_size=101", "--data.init_args.steps_per_epoch=5", "--trainer.max_steps=5",
                 "--trainer.callbacks.init_args.top_atoms=4", "--trainer.callbacks.init_args.ablation=false",
                 "--trainer.callbacks.init_args.figures=false", *_SGD, "--optimizer.lr=0.5"],
     # every stage with its shipped optimiser (Adam, schedules, parameter groups); only the sizes shrunk
-    "cohort_adam": ["--config", "configs/cohort/siren.yaml", *_QUIET, *_SYNTHETIC, "--data.init_args.num_heldout=2",
+    "cohort_adam": ["--config", "configs/cohort/siren.yaml", *QUIET, *SYNTHETIC, "--data.init_args.num_heldout=2",
                     "--model.init_args.net.width=32", "--model.init_args.net.shared_layers=3",
                     "--data.init_args.coords_per_step=101", "--data.init_args.steps_per_epoch=3",
                     "--trainer.max_steps=6", "--model.init_args.lr_schedule=cosine"],
-    "fit_adam": ["--config", "configs/fit/siren.yaml", *_QUIET, "--trainer.max_steps=6", "{cohort}",
+    "fit_adam": ["--config", "configs/fit/siren.yaml", *QUIET, "--trainer.max_steps=6", "{cohort}",
                  "--model.init_args.protocol=auto", "--model.init_args.record_steps=[3,6]",
                  "--data.init_args.coords_per_step=101", "--data.init_args.steps_per_epoch=3"],
-    "sae_adam": ["--config", "configs/sae/siren.yaml", *_QUIET, "{cohort}", "--model.init_args.n_atoms=64",
+    "sae_adam": ["--config", "configs/sae/siren.yaml", *QUIET, "{cohort}", "--model.init_args.n_atoms=64",
                  "--model.init_args.k=4", "--model.init_args.warmup_steps=2", "--data.init_args.batch_size=101",
                  "--data.init_args.steps_per_epoch=3", "--trainer.max_steps=6",
                  "--trainer.callbacks.init_args.top_atoms=4", "--trainer.callbacks.init_args.ablation=false",

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import ROOT, assert_relative_close, read_summary, twin
+from ddp_twins import QUIET, SYNTHETIC
 
 pytestmark = pytest.mark.slow   # a 2-process DDP run
 
@@ -38,10 +39,7 @@ def test_two_process_ddp_equals_one_process(tmp_path, ddp_twins):
 # 2.0e-7 (a wrong shard or group changes the gradient itself, far beyond rounding).
 ADAM_TOL = 1e-5
 SUBPROCESS_ENV = {"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
-TINY_COHORT = ["--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false", "--trainer.logger=false",
-               "--data.init_args.source=inr_lightning.data.Synthetic", "--data.init_args.source.init_args.size=24",
-               "--data.init_args.source.init_args.num_images=6", "--data.init_args.num_signals=4",
-               "--data.init_args.num_heldout=2", "--data.init_args.resolution=16"]
+TINY_COHORT = [*QUIET, *SYNTHETIC, "--data.init_args.num_heldout=2"]
 
 
 def assert_adam_run(case: str, tmp_path: Path, ddp_twins: Path, steps: int, keys=None) -> tuple[dict, dict]:
@@ -72,7 +70,8 @@ def test_fit_stage_with_shipped_adam_two_processes_equal_one(tmp_path, ddp_twins
 def test_sae_stage_with_shipped_adam_two_processes_equal_one(tmp_path, ddp_twins):
     # The shipped SAE: Adam with the encoder bias in its own group (bias_lr_scale), warm-up then linear decay,
     # data initialisation, whitened encoder input, the downstream term; only the sizes are shrunk.
-    s1, s2 = assert_adam_run("sae_adam", tmp_path, ddp_twins, 6, keys=("sae.W_dec", "sae.W_enc", "sae.b_enc", "sae.b_pre"))
+    keys = ("sae.W_dec", "sae.W_enc", "sae.b_enc", "sae.b_pre")
+    s1, s2 = assert_adam_run("sae_adam", tmp_path, ddp_twins, 6, keys=keys)
     for key in ("sae/fvu", "sae/l0", "sae/psnr", "train/fvu", "train/downstream_fvu"):
         assert s1[key] == pytest.approx(s2[key], rel=1e-4, abs=1e-5), key
 
