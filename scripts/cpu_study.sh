@@ -10,20 +10,15 @@ profile=${1:?usage: scripts/cpu_study.sh PROFILE OUT [study options...]}
 out=${2:?usage: scripts/cpu_study.sh PROFILE OUT [study options...]}
 shift 2
 python=${PYTHON:-python}
-# the two halves: datasets of a study profile; cells of a regime profile, balanced by their cost (∝ R²·W²)
+# the two halves: datasets of a study profile, cells of a regime profile (Profile.halves)
 split=$($python - "$profile" <<'PY'
 import sys
 from inr_lightning.study.profiles import PROFILES
 p = PROFILES.get(sys.argv[1])
 if p is None:
     sys.exit(f"error: unknown profile {sys.argv[1]!r}; allowed: {', '.join(sorted(PROFILES))}")
-if not p.grid:
-    print("--datasets", *p.datasets[0::2]); print("--datasets", *p.datasets[1::2]); sys.exit()
-halves, cost = ([], []), [0, 0]
-for r, w in sorted(p.grid, key=lambda c: -(c[0] * c[1]) ** 2):
-    i = cost.index(min(cost)); halves[i].append(f"{r}x{w}"); cost[i] += (r * w) ** 2
-for half in halves:
-    print("--cells", *half)
+for half in p.halves():
+    print(*half)
 PY
 )
 mapfile -t halves <<<"$split"

@@ -129,6 +129,19 @@ class Profile:
             out.append("held-out signals of the cohort's own view only (no coronal MRI slices)")
         return out
 
+    def halves(self) -> tuple[list[str], list[str]]:
+        """The options of the two one-thread processes ``scripts/cpu_study.sh`` runs side by side: a study's
+        datasets alternately; a regime map's cells greedily by cost, largest first (cost ∝ (R·W)²: pixels times
+        the width's GEMM work, a model the regime report checks against the CPU time each half took)."""
+        if not self.grid:
+            return ["--datasets", *self.datasets[0::2]], ["--datasets", *self.datasets[1::2]]
+        halves, cost = (["--cells"], ["--cells"]), [0, 0]
+        for r, w in sorted(self.grid, key=lambda c: -(c[0] * c[1]) ** 2):
+            i = cost.index(min(cost))
+            halves[i].append(f"{r}x{w}")
+            cost[i] += (r * w) ** 2
+        return halves
+
     def fit_lr_grid(self, backbone: str) -> tuple[float, ...]:
         return dict(self.fit_lrs).get(backbone, ())
 

@@ -799,13 +799,38 @@ def regime_figure(cells: dict, path: Path, resolutions: list[int], widths: list[
     plt.close(fig)
 
 
+def regime_cost_lines(records: dict[Path, dict], profile) -> list[str]:
+    """``## What it cost``: CPU time and wall-clock per cell (``records``: ``stage.json`` by path under the map's
+    folder, ``r<R>_w<W>/…``) and per half of ``scripts/cpu_study.sh`` (``Profile.halves``): on two idle cores the
+    map takes about its slower half's CPU time."""
+    cpu = lambda s: float(s.get("cpu_seconds", s.get("seconds", 0))) / 60  # noqa: E731
+    per = {f"{r}x{w}": [s for p, s in records.items() if p.parts[0] == f"r{r}_w{w}"] for r, w in profile.grid}
+    lines = ["## What it cost", "",
+             "CPU time is each run's process, every thread: what the run costs on an idle machine; wall-clock also "
+             "counts what shared the machine. A resumed run counts only its part after the last interruption.", "",
+             "| cell | runs | resumed | CPU time [min] | wall-clock [min] |", "|---|---|---|---|---|"]
+    for cell, stages in per.items():
+        resumed, wall = sum(bool(s.get("resumed")) for s in stages), sum(float(s.get("seconds", 0)) for s in stages)
+        lines.append(f"| {cell.replace('x', '², width ', 1)} | {len(stages)} | {resumed} | {sum(map(cpu, stages)):.1f} "
+                     f"| {wall / 60:.1f} |")
+    halves = [(h[1:], sum(cpu(s) for c in h[1:] for s in per[c])) for h in profile.halves()]
+    lines += ["", "`scripts/cpu_study.sh` runs the cells as two one-thread processes side by side: "
+              + "; ".join(f"{', '.join(cells)}: {minutes:.1f} CPU-min" for cells, minutes in halves)
+              + f". On two idle cores the map takes about its slower half, {max(m for _, m in halves):.1f} min."]
+    old = sum("cpu_seconds" not in s for s in records.values())
+    if old:
+        lines[-1] += f" {old} runs recorded before CPU time was count their wall-clock."
+    return lines + [""]
+
+
 def write_regime_report(out: Path, profile, results: dict, backbones: list[str], seeds: int, elapsed: float,
                         command: str) -> Path:
     """``report.md`` of a regime map: finding 1 (raw rule, *through*) per (resolution, width, backbone, budget),
     every cell passing its gates or naming the one it fails, as one table and one figure."""
     import json
 
-    stages = [json.loads(p.read_text()) for p in out.glob("**/stage.json")]
+    records = {p.relative_to(out): json.loads(p.read_text()) for p in out.glob("**/stage.json")}
+    stages = list(records.values())
     cells, rows = {}, []
     for (res, width, ds), result in sorted(results.items()):
         cohort = cohort_quality(result, backbones)
@@ -849,6 +874,7 @@ def write_regime_report(out: Path, profile, results: dict, backbones: list[str],
               "finetune − scratch [dB] | auto − finetune [dB] (lower bound) | picks / best set | rule picks a best "
               "depth | auto matches or beats finetune | runs |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|", *rows, ""]
+    lines += regime_cost_lines(records, profile)
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path

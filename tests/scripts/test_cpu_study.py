@@ -25,6 +25,7 @@ def test_regime_cells_are_split_into_two_halves_of_similar_cost_and_a_last_call_
 
     grid = {f"{r}x{w}" for r, w in PROFILES["regime"].grid}
     assert set(halves[0]) | set(halves[1]) == grid and not set(halves[0]) & set(halves[1])
+    assert halves == [h[1:] for h in PROFILES["regime"].halves()]   # the split the regime report costs
     cost = [sum((int(c.split("x")[0]) * int(c.split("x")[1])) ** 2 for c in h) for h in halves]
     assert max(cost) / min(cost) < 1.5
     assert lines[2].endswith(f"--out {tmp_path / 'r'} --wandb disabled") and "--cells" not in lines[2]

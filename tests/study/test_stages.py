@@ -39,6 +39,28 @@ def test_a_runs_cost_sums_cpu_time_and_counts_the_wall_clock_of_runs_recorded_wi
     assert "1 resumed" in run_cost([{"seconds": 60, "resumed": True}, {"seconds": 60}])
 
 
+def test_the_regime_maps_cost_is_summed_per_cell_and_per_half_of_the_script():
+    """CPU minutes per cell, per half of ``scripts/cpu_study.sh`` (``Profile.halves``) and the slower half as the
+    map's time on two idle cores; runs without CPU time count their wall-clock and are named."""
+    from pathlib import Path
+
+    from inr_lightning.study.profiles import PROFILES
+    from inr_lightning.study.report import regime_cost_lines
+
+    profile = PROFILES["regime_tiny"]                         # halves: (16x16), (16x8)
+    records = {Path("r16_w16/mri/seed0/cohort/siren/stage.json"): {"seconds": 120, "cpu_seconds": 60},
+               Path("r16_w16/mri/seed0/sweep/siren/auto/stage.json"): {"seconds": 60, "cpu_seconds": 30,
+                                                                        "resumed": True},
+               Path("r16_w8/mri/seed0/cohort/siren/stage.json"): {"seconds": 240, "cpu_seconds": 180},
+               Path("r16_w8/mri/seed0/sweep/siren/auto/stage.json"): {"seconds": 30}}
+    text = "\n".join(regime_cost_lines(records, profile))
+    assert "| 16², width 16 | 2 | 1 | 1.5 | 3.0 |" in text and "| 16², width 8 | 2 | 0 | 3.5 | 4.5 |" in text
+    assert "16x16: 1.5 CPU-min; 16x8: 3.5 CPU-min" in text and "about its slower half, 3.5 min" in text
+    assert "1 runs recorded before CPU time" in text
+    assert "recorded before" not in "\n".join(regime_cost_lines(
+        {k: {**v, "cpu_seconds": v.get("cpu_seconds", 1)} for k, v in records.items()}, profile))
+
+
 def test_config_diff_ignores_where_a_run_logs_but_not_what_it_computes():
     a = {"trainer": {"max_steps": 4, "logger": False, "enable_progress_bar": False}, "ckpt_path": None}
     b = {"trainer": {"max_steps": 4, "logger": {"class_path": "W"}, "enable_progress_bar": True, "log_every_n_steps": 1},

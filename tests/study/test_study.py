@@ -139,6 +139,9 @@ def test_the_regime_map_judges_every_cell_and_budget_from_its_own_runs(regime_st
     assert len(rows) == 2 * 2 * 2
     assert all(line.count("untestable: the cohorts do not fit comparably") == 2 for line in rows)
     assert (tmp_path / "figures" / "regime_map.png").stat().st_size > 1000
+    for width in (8, 16):   # what each cell cost: its own runs' CPU time, as both halves of the script recorded it
+        cpu = sum(json.loads(p.read_text())["cpu_seconds"] for p in (tmp_path / f"r16_w{width}").glob("**/stage.json"))
+        assert f"| 16², width {width} | " in text and f"16x{width}: {cpu / 60:.1f} CPU-min" in text
     for width in (8, 16):
         cohort = yaml.safe_load((tmp_path / f"r16_w{width}" / "mri" / "seed0" / "cohort" / "siren" /
                                  "config.yaml").read_text())
