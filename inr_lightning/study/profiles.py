@@ -106,7 +106,11 @@ class Profile:
     def generated_cuts(self, seeds: int) -> list[str]:
         """Every way this profile departs from ``REFERENCE`` (our GPU-sized protocol), written from the fields."""
         ref, out = REFERENCE, []
-        if (self.resolution, self.width) != (ref["resolution"], ref["width"]):
+        if self.grid:   # a regime map's cells replace its own resolution and width
+            sizes = [sorted({cell[i] for cell in self.grid}) for i in (0, 1)]
+            out.append(f"{{{', '.join(map(str, sizes[0]))}}}² px × width {{{', '.join(map(str, sizes[1]))}}} "
+                       f"(reference: {ref['resolution']}×{ref['resolution']}, width {ref['width']})")
+        elif (self.resolution, self.width) != (ref["resolution"], ref["width"]):
             out.append(f"{self.resolution}×{self.resolution} px and width {self.width} (reference: "
                        f"{ref['resolution']}×{ref['resolution']}, width {ref['width']})")
         fits = not self.finding2   # the finding-2 profile fits no signals: no fit, sweep or view cut applies

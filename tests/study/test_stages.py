@@ -61,6 +61,15 @@ def test_the_regime_maps_cost_is_summed_per_cell_and_per_half_of_the_script():
         {k: {**v, "cpu_seconds": v.get("cpu_seconds", 1)} for k, v in records.items()}, profile))
 
 
+def test_a_regime_maps_cuts_name_its_cells_sizes_not_the_base_profiles():
+    from inr_lightning.study.profiles import PROFILES
+
+    cuts = PROFILES["regime"].generated_cuts(3)
+    assert cuts[0] == "{32, 48, 64}² px × width {64, 128} (reference: 128×128, width 256)"
+    assert not any("48×48" in c for c in cuts)
+    assert PROFILES["decisive"].generated_cuts(5)[0].startswith("32×32 px and width 128")
+
+
 def test_config_diff_ignores_where_a_run_logs_but_not_what_it_computes():
     a = {"trainer": {"max_steps": 4, "logger": False, "enable_progress_bar": False}, "ckpt_path": None}
     b = {"trainer": {"max_steps": 4, "logger": {"class_path": "W"}, "enable_progress_bar": True, "log_every_n_steps": 1},
