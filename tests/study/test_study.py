@@ -166,3 +166,17 @@ def test_the_finding2_section_is_recomputed_from_the_export_alone(tiny, tmp_path
     for ds in sorted({r["dataset"] for r in rows}):
         lines = finding2_lines([r for r in rows if r["dataset"] == ds], docs)
         assert "\n".join(lines).strip() in text, ds
+
+
+def test_the_shipped_regime_maps_cost_is_summed_from_its_exported_runs():
+    """docs/study_regime: the "What it cost" section (the README's cost bullet quotes it) from the exported
+    stage.json records alone, and the slower half within the 180 minutes of two idle cores the profile is sized for."""
+    from inr_lightning.study.profiles import PROFILES
+    from inr_lightning.study.report import regime_cost_lines
+
+    docs = ROOT / "docs" / "study_regime"
+    records = {p.relative_to(docs): json.loads(p.read_text()) for p in docs.glob("**/stage.json")}
+    lines = regime_cost_lines(records, PROFILES["regime"])
+    assert "\n".join(lines).strip() in (docs / "report.md").read_text()
+    slower = float(re.search(r"about its slower half, ([\d.]+) min", lines[-2]).group(1))
+    assert 0 < slower <= 180
