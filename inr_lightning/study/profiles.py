@@ -136,7 +136,7 @@ class Profile:
     def halves(self) -> tuple[list[str], list[str]]:
         """The options of the two one-thread processes ``scripts/cpu_study.sh`` runs side by side: a study's
         datasets alternately; a regime map's cells greedily by cost, largest first (cost ∝ (R·W)²: pixels times
-        the width's GEMM work, a model the regime report checks against the CPU time each half took)."""
+        the width's GEMM work: a model; the regime report shows the CPU time each half took)."""
         if not self.grid:
             return ["--datasets", *self.datasets[0::2]], ["--datasets", *self.datasets[1::2]]
         halves, cost = (["--cells"], ["--cells"]), [0, 0]

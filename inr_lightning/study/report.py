@@ -811,8 +811,8 @@ def regime_cost_lines(records: dict[Path, dict], profile) -> list[str]:
              "| cell | runs | resumed | CPU time [min] | wall-clock [min] |", "|---|---|---|---|---|"]
     for cell, stages in per.items():
         resumed, wall = sum(bool(s.get("resumed")) for s in stages), sum(float(s.get("seconds", 0)) for s in stages)
-        lines.append(f"| {cell.replace('x', '², width ', 1)} | {len(stages)} | {resumed} | {sum(map(cpu, stages)):.1f} "
-                     f"| {wall / 60:.1f} |")
+        lines.append(f"| {cell.replace('x', '², width ', 1)} | {len(stages)} | {resumed} | "
+                     f"{sum(map(cpu, stages)):.1f} | {wall / 60:.1f} |")
     halves = [(h[1:], sum(cpu(s) for c in h[1:] for s in per[c])) for h in profile.halves()]
     lines += ["", "`scripts/cpu_study.sh` runs the cells as two one-thread processes side by side: "
               + "; ".join(f"{', '.join(cells)}: {minutes:.1f} CPU-min" for cells, minutes in halves)
