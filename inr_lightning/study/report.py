@@ -79,20 +79,32 @@ def git_commit() -> str:
     return "unknown (not a git checkout)"
 
 
+def wall_minutes(stages: list[dict]) -> float:
+    return sum(float(s.get("seconds", 0)) for s in stages) / 60
+
+
+def cpu_minutes(stages: list[dict]) -> float:
+    """CPU time of ``stage.json`` records; one recorded before CPU time was (no ``cpu_seconds``) counts its
+    wall-clock."""
+    return sum(float(s.get("cpu_seconds", s.get("seconds", 0))) for s in stages) / 60
+
+
+def pre_cpu_note(stages: list[dict]) -> str:
+    old = sum("cpu_seconds" not in s for s in stages)
+    return f"{old} runs recorded before CPU time was count their wall-clock" if old else ""
+
+
 def run_cost(stages: list[dict]) -> str:
-    """``"took W min of wall-clock in all, C min of CPU time (…)"`` over the ``stage.json`` records of a run; a
-    stage recorded before CPU time was (no ``cpu_seconds``) counts its wall-clock as CPU time, a resumed stage
-    the part after its resume."""
-    wall = sum(float(s.get("seconds", 0)) for s in stages) / 60
+    """``"took W min of wall-clock in all, C min of CPU time (…)"`` over the ``stage.json`` records of a run
+    (``cpu_minutes``); a resumed stage counts the part after its resume."""
+    wall = wall_minutes(stages)
     resumed = sum(bool(s.get("resumed")) for s in stages)
     notes = [f"{resumed} resumed after an interruption: only their last part is counted"] if resumed else []
     if not any("cpu_seconds" in s for s in stages):
         return f"took {wall:.1f} min in all" + (f" ({notes[0]})" if notes else "")
-    cpu = sum(float(s.get("cpu_seconds", s.get("seconds", 0))) for s in stages) / 60
-    old = sum("cpu_seconds" not in s for s in stages)
     notes = ["each run's process, every thread; on CPU, what they cost on an idle machine"] + notes + (
-        [f"{old} runs recorded before CPU time was count their wall-clock"] if old else [])
-    return f"took {wall:.1f} min of wall-clock in all, {cpu:.1f} min of CPU time ({'; '.join(notes)})"
+        [pre_cpu_note(stages)] if pre_cpu_note(stages) else [])
+    return f"took {wall:.1f} min of wall-clock in all, {cpu_minutes(stages):.1f} min of CPU time ({'; '.join(notes)})"
 
 
 def step_name(step: int) -> str:
@@ -803,23 +815,21 @@ def regime_cost_lines(records: dict[Path, dict], profile) -> list[str]:
     """``## What it cost``: CPU time and wall-clock per cell (``records``: ``stage.json`` by path under the map's
     folder, ``r<R>_w<W>/…``) and per half of ``scripts/cpu_study.sh`` (``Profile.halves``): on two idle cores the
     map takes about its slower half's CPU time."""
-    cpu = lambda s: float(s.get("cpu_seconds", s.get("seconds", 0))) / 60  # noqa: E731
     per = {f"{r}x{w}": [s for p, s in records.items() if p.parts[0] == f"r{r}_w{w}"] for r, w in profile.grid}
     lines = ["## What it cost", "",
              "CPU time is each run's process, every thread: what the run costs on an idle machine; wall-clock also "
              "counts what shared the machine. A resumed run counts only its part after the last interruption.", "",
              "| cell | runs | resumed | CPU time [min] | wall-clock [min] |", "|---|---|---|---|---|"]
     for cell, stages in per.items():
-        resumed, wall = sum(bool(s.get("resumed")) for s in stages), sum(float(s.get("seconds", 0)) for s in stages)
+        resumed = sum(bool(s.get("resumed")) for s in stages)
         lines.append(f"| {cell.replace('x', '², width ', 1)} | {len(stages)} | {resumed} | "
-                     f"{sum(map(cpu, stages)):.1f} | {wall / 60:.1f} |")
-    halves = [(h[1:], sum(cpu(s) for c in h[1:] for s in per[c])) for h in profile.halves()]
+                     f"{cpu_minutes(stages):.1f} | {wall_minutes(stages):.1f} |")
+    halves = [(h[1:], sum(cpu_minutes(per[c]) for c in h[1:])) for h in profile.halves()]
     lines += ["", "`scripts/cpu_study.sh` runs the cells as two one-thread processes side by side: "
               + "; ".join(f"{', '.join(cells)}: {minutes:.1f} CPU-min" for cells, minutes in halves)
               + f". On two idle cores the map takes about its slower half, {max(m for _, m in halves):.1f} min."]
-    old = sum("cpu_seconds" not in s for s in records.values())
-    if old:
-        lines[-1] += f" {old} runs recorded before CPU time was count their wall-clock."
+    if note := pre_cpu_note(list(records.values())):
+        lines[-1] += f" {note}."
     return lines + [""]
 
 
